@@ -1,0 +1,208 @@
+"""The command line: parse, call one function, map errors to exit codes.
+
+Containing no logic of its own. Only this module exits. Exit codes (DESIGN.md): 0 done
+(connection failures are data, not errors); 2 bad usage or input; 3 the environment cannot
+do it; 130 interrupted, with partial results saved. No traceback reaches the user for these.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from portstorm.core.errors import PortstormError
+from portstorm.core.scenario import (
+    CloseMode,
+    Scenario,
+    parse_number,
+    parse_optional,
+    parse_target,
+)
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="portstorm",
+    help="Ephemeral-port exhaustion load tester: churn TCP connections and watch the port space.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def run(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[HOST:PORT]...",
+            help="Where to connect. None: the built-in sink on 127.0.0.1.",
+            show_default=False,
+        ),
+    ] = None,
+    duration: Annotated[str, typer.Option(metavar="SECONDS", help="Seconds of load.")] = "10",
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CONN_PER_S",
+            help="Open loop: attempts started per second on a fixed schedule. "
+            "Omitted: closed loop, as fast as possible.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Closed loop: attempts in flight (default 32). "
+            "With --rate: a cap on attempts in flight (default none).",
+        ),
+    ] = None,
+    close: Annotated[
+        CloseMode,
+        typer.Option(
+            help="Who ends each connection: client (TIME_WAIT on the client), "
+            "server (TIME_WAIT on the server), rst (abort, no TIME_WAIT)."
+        ),
+    ] = CloseMode.CLIENT,
+    interval: Annotated[
+        str, typer.Option(metavar="SECONDS", help="Seconds per interval record.")
+    ] = "1",
+    connect_timeout: Annotated[
+        str, typer.Option(metavar="SECONDS", help="Seconds before an attempt counts as a timeout.")
+    ] = "3",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for result.json. Default: reports/<UTC timestamp>-run/."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No live line, only the summary.")] = False,
+) -> int:
+    """Churn TCP connections against targets (or the built-in sink) and save result.json."""
+    from portstorm.engine.run import run as do_run
+    from portstorm.ui import LiveLine, print_summary
+
+    n_in_flight = parse_optional("--concurrency", concurrency)
+    scenario = Scenario(
+        targets=tuple(parse_target(t) for t in targets or ()),
+        duration_s=parse_number("--duration", duration),
+        rate=parse_optional("--rate", rate),
+        concurrency=int(n_in_flight) if n_in_flight is not None else None,
+        close=close,
+        interval_s=parse_number("--interval", interval),
+        connect_timeout_s=parse_number("--connect-timeout", connect_timeout),
+    )
+    live = LiveLine(quiet=quiet)
+    try:
+        output = do_run(
+            scenario,
+            out,
+            on_start=lambda eps: live.start(scenario, eps),
+            on_interval=live.on_interval,
+        )
+    finally:
+        live.finish()
+    print_summary(output.result, str(output.path))
+    return EXIT_OK if output.result.complete else EXIT_INTERRUPTED
+
+
+@app.command()
+def sink(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on (port 0: any free port).")],
+    close: Annotated[
+        CloseMode,
+        typer.Option(
+            help="client/rst: wait for the client to end each connection; "
+            "server: close first, so TIME_WAIT lands on this side."
+        ),
+    ] = CloseMode.CLIENT,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for a client to end a connection.", min=0.001)
+    ] = 60.0,
+    machine_readable: Annotated[bool, typer.Option(hidden=True)] = False,
+) -> int:
+    """Run the built-in sink until interrupted (Ctrl-C or SIGTERM)."""
+    import trio
+
+    from portstorm.engine.sink import run_sink
+    from portstorm.engine.sinkproc import READY_PREFIX, STATS_PREFIX
+    from portstorm.engine.sysinfo import raise_nofile_to_hard
+
+    host, port = _parse_listen(listen)
+    raise_nofile_to_hard()
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        if machine_readable:
+            print(f"{READY_PREFIX}{bound_host} {bound_port}", flush=True)
+        else:
+            print(
+                f"portstorm sink: listening on {bound_host}:{bound_port}, close={close}; "
+                "Ctrl-C to stop",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    try:
+        stats = trio.run(run_sink, host, port, close, ready, idle_timeout)
+    except OSError as e:
+        raise _ListenError(f"--listen {listen}: cannot listen: {e.strerror}") from None
+    counts = (
+        f"accepted={stats.accepted} closed={stats.closed} resets={stats.resets} "
+        f"idle_timeouts={stats.idle_timeouts} accept_errors={stats.accept_errors}"
+    )
+    if machine_readable:
+        print(f"{STATS_PREFIX}{counts}", flush=True)
+    else:
+        print(f"portstorm sink: stopped; {counts}", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+class _ListenError(PortstormError):
+    exit_code = EXIT_ENVIRONMENT
+
+
+def _parse_listen(text: str) -> tuple[str, int]:
+    from portstorm.core.errors import UsageError
+
+    raw = text.strip()
+    if raw.startswith("[") and raw.endswith("]:0"):
+        return raw[1:-3], 0
+    if raw.endswith(":0") and "]" not in raw and raw.count(":") == 1:
+        host = raw[:-2]
+        parse_target(f"{host}:1")  # validates the host part
+        return host, 0
+    try:
+        t = parse_target(raw)
+    except PortstormError as e:
+        raise UsageError(str(e).replace("target", "--listen", 1)) from None
+    return t.host, t.port
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="portstorm", standalone_mode=False)
+    except typer.TyperException as e:
+        # click's errors (typer vendors click; TyperException is their public base).
+        # Usage errors are exit 2; "no arguments" shows the help text instead.
+        message = e.format_message()
+        ctx = getattr(e, "ctx", None)
+        if not message.strip():
+            pass  # the help text was printed already
+        elif "\n" in message.strip():
+            print(message, file=sys.stderr)
+        else:
+            where = ctx.command_path if ctx is not None else "portstorm"
+            print(f"{where}: error: {message}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("portstorm: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except PortstormError as e:
+        print(f"portstorm: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    sys.exit(rv if isinstance(rv, int) else EXIT_OK)

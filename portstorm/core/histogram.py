@@ -1,0 +1,76 @@
+"""Connect-latency histograms: one HdrHistogram wrapper used by every part of portstorm.
+
+Containing no I/O. Values are microseconds. The histogram itself is stored (HdrHistogram's
+standard compressed base64 encoding, readable by HdrHistogram's own tools) so runs can be
+merged and compared later; percentiles are derived from it, never stored alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour: any connect slower than this is clamped, not lost
+SIGNIFICANT_FIGURES = 3
+
+PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
+
+
+class LatencyHistogram:
+    """A microsecond histogram with exact merge and a stable text encoding."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self, _h: Any = None) -> None:
+        self._h = _h if _h is not None else HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+    def record(self, value_us: int) -> None:
+        # HdrHistogram drops values outside its range; clamp so the count stays exact.
+        if value_us < LOWEST_US:
+            value_us = LOWEST_US
+        elif value_us > HIGHEST_US:
+            value_us = HIGHEST_US
+        self._h.record_value(value_us)
+
+    def add(self, other: LatencyHistogram) -> None:
+        self._h.add(other._h)
+
+    def reset(self) -> None:
+        self._h.reset()
+
+    @property
+    def count(self) -> int:
+        return int(self._h.get_total_count())
+
+    def percentile(self, p: float) -> int | None:
+        """The value at percentile ``p`` (0..100), or None for an empty histogram."""
+        if self.count == 0:
+            return None
+        return int(self._h.get_value_at_percentile(p))
+
+    @property
+    def max(self) -> int | None:
+        return int(self._h.get_max_value()) if self.count else None
+
+    def summary(self) -> dict[str, int | None]:
+        out: dict[str, int | None] = {k: self.percentile(p) for k, p in PERCENTILES.items()}
+        out["max"] = self.max
+        return out
+
+    def percentile_spectrum(self, ticks_per_half: int = 5) -> list[tuple[float, int]]:
+        """(percentile, value) pairs as HdrHistogram's percentile distribution prints them."""
+        if self.count == 0:
+            return []
+        return [
+            (float(it.percentile_level_iterated_to), int(it.value_iterated_to))
+            for it in self._h.get_percentile_iterator(ticks_per_half)
+        ]
+
+    def encode(self) -> str:
+        return str(self._h.encode().decode("ascii"))
+
+    @classmethod
+    def decode(cls, text: str) -> LatencyHistogram:
+        return cls(HdrHistogram.decode(text.encode("ascii")))

@@ -1,0 +1,286 @@
+"""The saved result of a run: frozen values, and the versioned ``result.json`` format.
+
+Containing no networking: only the dataclasses, their validation, and JSON load/save.
+Reports and comparisons read these files, never live state.
+
+Format history (keep old versions loading, as pyperf's _bench.py does):
+- ``portstorm.run/1`` (2026-11): first version. ``capacity`` and the per-interval sampler
+  fields (``time_wait``, ``server_time_wait``, ``ports_in_use``, ``kernel``) may be null when
+  the run did not measure them; they are never filled with invented values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from portstorm.core.errors import UsageError
+from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.outcome import FAILURES
+
+FORMAT = "portstorm.run/1"
+FORMAT_NAME, _, _v = FORMAT.partition("/")
+FORMAT_VERSION = int(_v)
+_FAILURE_NAMES = frozenset(str(o) for o in FAILURES)
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    hostname: str
+    kernel: str
+    cpus: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "kernel": self.kernel, "cpus": self.cpus}
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """What completed during [t, t + dt) seconds after the start of the load."""
+
+    t: float
+    dt: float
+    attempts: int
+    succeeded: int
+    failed: Mapping[str, int]  # outcome name -> count, only non-zero entries
+    other_errnos: Mapping[str, int]  # errno name -> count, for the ``other`` outcome
+    latency_us: Mapping[str, int | None]  # p50, p99 of this interval's successful connects
+    time_wait: int | None = None
+    server_time_wait: int | None = None
+    ports_in_use: int | None = None
+    kernel: Mapping[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        _check_failed(self.failed)
+        if self.attempts != self.succeeded + sum(self.failed.values()):
+            raise ValueError(
+                f"interval at t={self.t}: attempts {self.attempts} != succeeded "
+                f"{self.succeeded} + failed {sum(self.failed.values())}"
+            )
+        if self.dt < 0 or self.t < 0:
+            raise ValueError(f"interval t={self.t} dt={self.dt}: times must be >= 0")
+
+    @property
+    def n_failed(self) -> int:
+        return sum(self.failed.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "t": round(self.t, 6),
+            "dt": round(self.dt, 6),
+            "attempts": self.attempts,
+            "succeeded": self.succeeded,
+            "failed": dict(self.failed),
+            "other_errnos": dict(self.other_errnos),
+            "latency_us": dict(self.latency_us),
+            "time_wait": self.time_wait,
+            "server_time_wait": self.server_time_wait,
+            "ports_in_use": self.ports_in_use,
+            "kernel": dict(self.kernel) if self.kernel is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Interval:
+        return cls(
+            t=float(d["t"]),
+            dt=float(d["dt"]),
+            attempts=int(d["attempts"]),
+            succeeded=int(d["succeeded"]),
+            failed={str(k): int(v) for k, v in d["failed"].items()},
+            other_errnos={str(k): int(v) for k, v in d.get("other_errnos", {}).items()},
+            latency_us=dict(d["latency_us"]),
+            time_wait=d.get("time_wait"),
+            server_time_wait=d.get("server_time_wait"),
+            ports_in_use=d.get("ports_in_use"),
+            kernel=d.get("kernel"),
+        )
+
+
+def _check_failed(failed: Mapping[str, int]) -> None:
+    unknown = set(failed) - _FAILURE_NAMES
+    if unknown:
+        raise ValueError(
+            f"unknown outcome names {sorted(unknown)}: allowed {sorted(_FAILURE_NAMES)}"
+        )
+    if any(v < 0 for v in failed.values()):
+        raise ValueError(f"negative failure count in {dict(failed)}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """One run, everything it measured. Totals are derived from the intervals."""
+
+    tool_version: str
+    host: HostInfo
+    started_at: str  # UTC ISO 8601
+    duration_s: float  # wall time of the load, measured
+    complete: bool
+    scenario: Mapping[str, Any]
+    tunings: Mapping[str, str]
+    intervals: tuple[Interval, ...]
+    histogram: LatencyHistogram
+    first_failure_s: float | None = None
+    first_failure_outcome: str | None = None
+    capacity: Mapping[str, Any] | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not (self.duration_s >= 0 and math.isfinite(self.duration_s)):
+            raise ValueError(f"duration_s {self.duration_s} must be a finite number >= 0")
+        if self.histogram.count != self.succeeded:
+            raise ValueError(
+                f"histogram holds {self.histogram.count} values but {self.succeeded} succeeded"
+            )
+
+    @property
+    def attempts(self) -> int:
+        return sum(i.attempts for i in self.intervals)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(i.succeeded for i in self.intervals)
+
+    @property
+    def failed(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in self.intervals:
+            for k, v in i.failed.items():
+                out[k] = out.get(k, 0) + v
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    @property
+    def other_errnos(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in self.intervals:
+            for k, v in i.other_errnos.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    @property
+    def rate(self) -> float:
+        """Successful connections per second over the whole run."""
+        return self.succeeded / self.duration_s if self.duration_s > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        lat: dict[str, Any] = dict(self.histogram.summary())
+        lat["hdr"] = self.histogram.encode()
+        return {
+            "format": FORMAT,
+            "tool": {"name": "portstorm", "version": self.tool_version},
+            "host": self.host.to_json(),
+            "started_at": self.started_at,
+            "duration_s": round(self.duration_s, 6),
+            "complete": self.complete,
+            "scenario": dict(self.scenario),
+            "tunings": dict(self.tunings),
+            "capacity": dict(self.capacity) if self.capacity is not None else None,
+            "totals": {
+                "attempts": self.attempts,
+                "succeeded": self.succeeded,
+                "failed": self.failed,
+                "other_errnos": self.other_errnos,
+                "rate": round(self.rate, 3),
+            },
+            "latency_us": lat,
+            "events": {
+                "first_failure_s": (
+                    round(self.first_failure_s, 6) if self.first_failure_s is not None else None
+                ),
+                "first_failure_outcome": self.first_failure_outcome,
+            },
+            "notes": list(self.notes),
+            "intervals": [i.to_json() for i in self.intervals],
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RunResult:
+        _check_format(d.get("format"))
+        host = d["host"]
+        events = d.get("events") or {}
+        return cls(
+            tool_version=str(d["tool"]["version"]),
+            host=HostInfo(str(host["hostname"]), str(host["kernel"]), int(host["cpus"])),
+            started_at=str(d["started_at"]),
+            duration_s=float(d["duration_s"]),
+            complete=bool(d["complete"]),
+            scenario=dict(d["scenario"]),
+            tunings={str(k): str(v) for k, v in d["tunings"].items()},
+            intervals=tuple(Interval.from_json(i) for i in d["intervals"]),
+            histogram=LatencyHistogram.decode(d["latency_us"]["hdr"]),
+            first_failure_s=events.get("first_failure_s"),
+            first_failure_outcome=events.get("first_failure_outcome"),
+            capacity=d.get("capacity"),
+            notes=tuple(d.get("notes", ())),
+        )
+
+
+def _check_format(fmt: object) -> None:
+    if not isinstance(fmt, str) or "/" not in fmt:
+        raise UsageError(f"not a portstorm result: format is {fmt!r}, expected {FORMAT!r}")
+    name, _, ver = fmt.partition("/")
+    if name != FORMAT_NAME or not ver.isdigit():
+        raise UsageError(f"not a portstorm result: format is {fmt!r}, expected {FORMAT!r}")
+    if int(ver) > FORMAT_VERSION:
+        raise UsageError(
+            f"result format {fmt!r} is newer than this portstorm reads (up to {FORMAT!r}): "
+            "upgrade portstorm"
+        )
+
+
+def save_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
+    """Write JSON so that a reader sees the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def load_result(path: Path) -> RunResult:
+    """Read a result.json; every way it can be wrong is one UsageError line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, expected a result.json file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read: {e}") from None
+    if not text.strip():
+        raise UsageError(f"{path}: file is empty, expected a portstorm result.json")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(
+            f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: not a portstorm result: top level is not an object")
+    try:
+        _check_format(doc.get("format"))
+    except UsageError as e:
+        raise UsageError(f"{path}: {e}") from None
+    try:
+        return RunResult.from_json(doc)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"{path}: damaged portstorm result ({type(e).__name__}: {e})") from None

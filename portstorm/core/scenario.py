@@ -1,0 +1,181 @@
+"""What an experiment is, as a frozen value: targets, load shape, close mode, timing.
+
+Containing no I/O: parsing and validation of what the user typed happen here, on strings;
+resolving host names and touching sockets belong to the engine. Every refusal is a
+``UsageError`` whose one-line message names the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from portstorm.core.errors import UsageError
+
+
+class CloseMode(enum.StrEnum):
+    """Who ends each connection, and so where TIME_WAIT lands (KERNEL.md, "Who holds")."""
+
+    CLIENT = "client"  # the client sends the first FIN: TIME_WAIT on the client
+    SERVER = "server"  # the sink sends the first FIN: TIME_WAIT on the server
+    RST = "rst"  # the client aborts with SO_LINGER {1, 0}: no TIME_WAIT anywhere
+
+
+MAX_DURATION_S = 7 * 24 * 3600.0
+MAX_RATE = 10_000_000.0
+MAX_CONCURRENCY = 1_000_000
+DEFAULT_CONCURRENCY = 32
+
+# RFC 1123 host names: labels of letters, digits and hyphens.
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A destination as typed: a host (name or literal address) and a TCP port."""
+
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise UsageError(f"target port {self.port} is out of range: allowed 1-65535")
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_target(text: str) -> Target:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` -> Target; anything else is a UsageError."""
+    hint = "expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080"
+    raw = text.strip()
+    if raw.startswith("["):
+        m = re.fullmatch(r"\[([^\]]+)\]:(\d{1,5})", raw)
+        if not m:
+            raise UsageError(f"target {text!r} is malformed: {hint}")
+        host, port_s = m.group(1), m.group(2)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UsageError(f"target {text!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_s = raw.rpartition(":")
+        if not sep or not host or ":" in host:
+            raise UsageError(f"target {text!r} is malformed: {hint}")
+        if not port_s.isdigit() or len(port_s) > 5:
+            raise UsageError(f"target {text!r}: port {port_s!r} is not a number in 1-65535")
+        if not _is_ipv4(host) and not _HOSTNAME.match(host):
+            raise UsageError(f"target {text!r}: {host!r} is not a host name or IP address")
+    return Target(host, int(port_s))
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One experiment. ``targets`` empty means: churn against the built-in sink."""
+
+    targets: tuple[Target, ...] = ()
+    duration_s: float = 10.0
+    rate: float | None = None  # attempts/s, open loop; None = closed loop, as fast as possible
+    concurrency: int | None = None  # closed loop: in flight; open loop: optional in-flight cap
+    close: CloseMode = CloseMode.CLIENT
+    interval_s: float = 1.0
+    connect_timeout_s: float = 3.0
+    sandbox: str = "host"
+    bind: str = "connect"
+    workers: int = 1
+    sources: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        _check("--duration", self.duration_s)
+        _check("--interval", self.interval_s)
+        _check("--connect-timeout", self.connect_timeout_s)
+        if self.rate is not None:
+            _check("--rate", self.rate)
+        if self.concurrency is not None:
+            _check("--concurrency", self.concurrency)
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
+
+    @property
+    def in_flight_cap(self) -> int | None:
+        """How many attempts may be in flight at once (None: unbounded open loop)."""
+        if self.rate is None:
+            return self.concurrency or DEFAULT_CONCURRENCY
+        return self.concurrency
+
+    def max_in_flight(self) -> int:
+        """An upper bound on sockets held at once, for sizing RLIMIT_NOFILE."""
+        cap = self.in_flight_cap
+        if cap is not None:
+            return cap
+        assert self.rate is not None
+        # Open loop without a cap: attempts live at most connect_timeout (plus the close
+        # phase, bounded by the same timeout), so this many can overlap.
+        return int(self.rate * self.connect_timeout_s * 2) + 1
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "targets": [str(t) for t in self.targets],
+            "sink": "builtin" if not self.targets else None,
+            "sandbox": self.sandbox,
+            "duration_s": self.duration_s,
+            "rate": self.rate,
+            "concurrency": self.in_flight_cap,
+            "mode": "open" if self.open_loop else "closed",
+            "workers": self.workers,
+            "close": str(self.close),
+            "bind": self.bind,
+            "sources": list(self.sources),
+            "interval_s": self.interval_s,
+            "connect_timeout_s": self.connect_timeout_s,
+        }
+
+
+# option -> (integer?, lowest allowed, lowest is exclusive?, highest, unit)
+_NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {
+    "--duration": (False, 0.0, True, MAX_DURATION_S, "seconds"),
+    "--interval": (False, 0.0, True, MAX_DURATION_S, "seconds"),
+    "--connect-timeout": (False, 0.0, True, 3600.0, "seconds"),
+    "--rate": (False, 0.0, True, MAX_RATE, "attempts per second"),
+    "--concurrency": (True, 1, False, MAX_CONCURRENCY, "attempts in flight"),
+}
+
+
+def allowed(option: str) -> str:
+    integer, low, exclusive, high, unit = _NUMBERS[option]
+    kind = "a whole number" if integer else "a number"
+    return f"{kind} {'>' if exclusive else '>='} {low:g} and <= {high:g} ({unit})"
+
+
+def _check(option: str, value: float) -> None:
+    _integer, low, exclusive, high, _unit = _NUMBERS[option]
+    above = value > low if exclusive else value >= low
+    if not (above and value <= high):  # also refuses NaN
+        raise UsageError(f"{option} {value:g} is out of range: allowed {allowed(option)}")
+
+
+def parse_number(option: str, text: str) -> float:
+    """A numeric option as typed -> its value, range-checked; UsageError names both."""
+    integer = _NUMBERS[option][0]
+    try:
+        value = float(int(text, 10)) if integer else float(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not valid: allowed {allowed(option)}") from None
+    _check(option, value)
+    return value
+
+
+def parse_optional(option: str, text: str | None) -> float | None:
+    return None if text is None else parse_number(option, text)

@@ -1,0 +1,127 @@
+"""One run end to end: resolve targets or start the sink, drive, collect, save result.json.
+
+Containing the order of operations and nothing a test would want to fake: the driver is
+in driver.py, the sink process in sinkproc.py, the file format in core/result.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import socket
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from portstorm import __version__
+from portstorm.core.errors import EnvironmentProblem, UsageError
+from portstorm.core.result import Interval, RunResult, save_json_atomic
+from portstorm.core.scenario import Scenario, Target
+from portstorm.engine.driver import Driver, DriverReport, Endpoint
+from portstorm.engine.sinkproc import SinkProcess
+from portstorm.engine.sysinfo import ensure_nofile, host_info, read_sysctls
+
+FD_HEADROOM = 64  # stdio, the event loop's own fds, the sink pipe, /proc reads
+SINK_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    result: RunResult
+    path: Path
+
+
+def default_out_dir(now: dt.datetime, name: str = "run") -> Path:
+    return Path("reports") / f"{now.strftime('%Y%m%dT%H%M%SZ')}-{name}"
+
+
+def resolve(target: Target) -> Endpoint:
+    """getaddrinfo() once, before the run: the hot loop only ever sees socket addresses."""
+    try:
+        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise EnvironmentProblem(
+            f"target {target}: cannot resolve {target.host!r}: {e.strerror}"
+        ) from None
+    family, _, _, _, sockaddr = infos[0]
+    return Endpoint(family, sockaddr, str(target))  # type: ignore[arg-type]
+
+
+def prepare_out_dir(out: Path | None, started: dt.datetime) -> Path:
+    out_dir = out if out is not None else default_out_dir(started)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out_dir}: cannot create the folder: {e.strerror}") from None
+    if not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: not a folder")
+    return out_dir
+
+
+async def _drive(driver: Driver) -> DriverReport:
+    """Run the driver; SIGINT/SIGTERM stop it early and the partial report is kept."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    driver.stop()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            report = await driver.run()
+            nursery.cancel_scope.cancel()
+    return report
+
+
+def run(
+    scenario: Scenario,
+    out: Path | None,
+    on_start: Callable[[list[Endpoint]], None] | None = None,
+    on_interval: Callable[[Interval], None] | None = None,
+) -> RunOutput:
+    started = dt.datetime.now(dt.UTC)
+    out_dir = prepare_out_dir(out, started)
+    ensure_nofile(scenario.max_in_flight() + FD_HEADROOM)
+    with ExitStack() as stack:
+        sink: SinkProcess | None = None
+        if scenario.targets:
+            endpoints = [resolve(t) for t in scenario.targets]
+        else:
+            sink = stack.enter_context(SinkProcess(SINK_HOST, scenario.close))
+            endpoints = [
+                Endpoint(socket.AF_INET, (SINK_HOST, sink.port), f"{SINK_HOST}:{sink.port}")
+            ]
+        tunings = read_sysctls()
+        if on_start is not None:
+            on_start(endpoints)
+        driver = Driver(scenario, endpoints, on_interval)
+        report = trio.run(_drive, driver)
+    # the sink has stopped here, so its final counts are known
+    notes: list[str] = []
+    if report.interrupted:
+        notes.append("interrupted: the run was stopped before its duration; results are partial")
+    sc = scenario.to_json()
+    sc["targets"] = [ep.label for ep in endpoints]
+    if sink is not None:
+        sc["sink_stats"] = sink.stats
+    result = RunResult(
+        tool_version=__version__,
+        host=host_info(),
+        started_at=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        duration_s=report.elapsed_s,
+        complete=not report.interrupted,
+        scenario=sc,
+        tunings=tunings,
+        intervals=tuple(report.intervals),
+        histogram=report.histogram,
+        first_failure_s=report.first_failure_s,
+        first_failure_outcome=report.first_failure_outcome,
+        notes=tuple(notes),
+    )
+    path = out_dir / "result.json"
+    save_json_atomic(path, result.to_json())
+    return RunOutput(result, path)

@@ -1,0 +1,141 @@
+"""The built-in sink: a Trio TCP server that ends each connection the way the run asks.
+
+Containing no measurement: the driver measures; the sink only accepts and closes, as
+cheaply as it can, so that it is never the bottleneck being measured.
+
+Close modes (KERNEL.md, "Who holds TIME_WAIT"):
+- ``client``/``rst``: wait for the client to end the connection (EOF or reset), then close:
+  the client sent the first FIN (TIME_WAIT on the client) or aborted (no TIME_WAIT).
+- ``server``: close at once after accept: the sink sends the first FIN, so TIME_WAIT lands
+  here, and the client's new SYN on the same 4-tuple may take it over (RFC 1122 4.2.2.13).
+In every mode, received data is drained before close(): closing with unread data sends a RST
+(tcp_close() -> TCPAbortOnClose), which would turn an intended FIN close into an abort.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from portstorm.core.scenario import CloseMode
+
+ACCEPT_BATCH = 256  # accept() calls per wakeup before yielding to the other tasks
+BACKLOG = 65535  # capped by net.core.somaxconn in the kernel
+
+
+@dataclass
+class SinkStats:
+    accepted: int = 0
+    closed: int = 0
+    resets: int = 0
+    idle_timeouts: int = 0
+    accept_errors: int = 0
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(BACKLOG)
+        s.setblocking(False)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def _drain(conn: socket.socket) -> bool:
+    """Read what is queued without blocking; True when the peer has ended (EOF or reset)."""
+    while True:
+        try:
+            if not conn.recv(65536):
+                return True
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+
+async def _await_peer_end(conn: socket.socket, stats: SinkStats, idle_timeout: float) -> None:
+    try:
+        with trio.move_on_after(idle_timeout) as cs:
+            while True:
+                await trio.lowlevel.wait_readable(conn)
+                try:
+                    if not conn.recv(65536):
+                        break
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    stats.resets += 1
+                    break
+        if cs.cancelled_caught:
+            stats.idle_timeouts += 1
+    finally:
+        conn.close()
+        stats.closed += 1
+
+
+async def serve(
+    listener: socket.socket,
+    close: CloseMode,
+    stats: SinkStats,
+    idle_timeout: float = 60.0,
+) -> None:
+    """Accept and end connections on ``listener`` until cancelled."""
+    async with trio.open_nursery() as nursery:
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    conn, _addr = listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    stats.accept_errors += 1
+                    if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        await trio.sleep(0.01)  # let connections close before accepting more
+                    break
+                stats.accepted += 1
+                conn.setblocking(False)
+                if close is CloseMode.SERVER:
+                    _drain(conn)
+                    conn.close()
+                    stats.closed += 1
+                elif _drain(conn):  # the peer already ended it while queued
+                    conn.close()
+                    stats.closed += 1
+                else:
+                    nursery.start_soon(_await_peer_end, conn, stats, idle_timeout)
+            await trio.lowlevel.checkpoint()
+
+
+async def run_sink(
+    host: str,
+    port: int,
+    close: CloseMode,
+    on_ready: Callable[[str, int], None],
+    idle_timeout: float = 60.0,
+) -> SinkStats:
+    """Listen, report the bound address, and serve until SIGINT/SIGTERM; return the counts."""
+    stats = SinkStats()
+    listener = open_listener(host, port)
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve, listener, close, stats, idle_timeout)
+                bound = listener.getsockname()
+                on_ready(bound[0], bound[1])
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        listener.close()
+    return stats

@@ -1,0 +1,119 @@
+"""The built-in sink as a child process of a run: start it, learn its port, stop it by PID.
+
+Containing no sink logic (that is sink.py). The sink runs in its own process so that it
+does not share an event loop with the driver: one Trio loop doing both accepts and connects
+overflows the accept queue and adds 1 s SYN-retransmit tails (KERNEL.md, "Observing").
+
+The child gets its own session, so a Ctrl-C on the terminal reaches only portstorm, which
+then stops the sink after the driver has finished; and PR_SET_PDEATHSIG, so the sink dies
+with portstorm even when portstorm is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from types import TracebackType
+from typing import Any
+
+from portstorm.core.errors import EnvironmentProblem
+from portstorm.core.scenario import CloseMode
+
+PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
+READY_PREFIX = "portstorm-sink listening "
+STATS_PREFIX = "portstorm-sink stats "
+
+
+def die_with_parent() -> None:
+    """preexec_fn: deliver SIGKILL to this child when the parent thread exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        os._exit(121)
+
+
+class SinkProcess:
+    """``with SinkProcess("127.0.0.1", CloseMode.CLIENT) as sink: sink.port``"""
+
+    def __init__(self, host: str, close: CloseMode, start_timeout: float = 10.0) -> None:
+        self.host = host
+        self.close = close
+        self.port = 0
+        self.stats: dict[str, Any] | None = None
+        self._start_timeout = start_timeout
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> SinkProcess:
+        cmd = [
+            sys.executable, "-m", "portstorm", "sink",
+            "--listen", f"{self.host}:0", "--close", str(self.close), "--machine-readable",
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        try:
+            self.port = self._await_ready()
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def _await_ready(self) -> int:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        deadline = time.monotonic() + self._start_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise EnvironmentProblem(
+                    f"the built-in sink did not start listening within {self._start_timeout:g} s"
+                )
+            ready, _, _ = select.select([proc.stdout], [], [], left)
+            if not ready:
+                continue
+            line = proc.stdout.readline()
+            if not line:  # the child exited before listening
+                err = proc.stderr.read().strip().splitlines() if proc.stderr else []
+                why = err[-1] if err else f"exit status {proc.wait()}"
+                raise EnvironmentProblem(f"the built-in sink failed to start: {why}")
+            if line.startswith(READY_PREFIX):
+                return int(line[len(READY_PREFIX) :].split()[1])
+
+    def _stop(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            out, _err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            out, _err = proc.communicate()
+        for line in out.splitlines():
+            if line.startswith(STATS_PREFIX):
+                self.stats = _parse_stats(line[len(STATS_PREFIX) :])
+        self._proc = None
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop()
+
+
+def _parse_stats(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in text.split():
+        k, _, v = part.partition("=")
+        out[k] = int(v) if v.isdigit() else v
+    return out

@@ -1,0 +1,123 @@
+"""What a person sees in the terminal: a live line while a run goes, a summary table after.
+
+Containing no measurement and no files: it formats ``Interval`` and ``RunResult`` values.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from portstorm.core.result import Interval, RunResult
+from portstorm.core.scenario import Scenario
+from portstorm.engine.driver import Endpoint
+
+
+class LiveLine:
+    """One status line per interval: rewritten in place on a terminal, appended otherwise."""
+
+    def __init__(self, stream: TextIO = sys.stderr, quiet: bool = False) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self.elapsed = 0.0
+        self.succeeded = 0
+        self.failed: dict[str, int] = {}
+
+    def start(self, scenario: Scenario, endpoints: list[Endpoint]) -> None:
+        if self.quiet:
+            return
+        shape = (
+            f"open loop at {scenario.rate:g}/s"
+            if scenario.rate is not None
+            else f"closed loop, {scenario.in_flight_cap} in flight"
+        )
+        dest = ", ".join(e.label for e in endpoints)
+        sink = " (built-in sink)" if not scenario.targets else ""
+        print(
+            f"portstorm: churning {dest}{sink} for {scenario.duration_s:g} s, {shape}, "
+            f"close={scenario.close}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def on_interval(self, iv: Interval) -> None:
+        self.elapsed = iv.t + iv.dt
+        self.succeeded += iv.succeeded
+        for k, v in iv.failed.items():
+            self.failed[k] = self.failed.get(k, 0) + v
+        if self.quiet:
+            return
+        rate = iv.succeeded / iv.dt if iv.dt > 0 else 0.0
+        fails = " ".join(f"{k}={v:,}" for k, v in sorted(self.failed.items())) or "none"
+        p50 = iv.latency_us.get("p50")
+        lat = f"p50 {p50:,} us" if p50 is not None else "p50 -"
+        line = (
+            f"{self.elapsed:7.1f} s  {rate:10,.0f} conn/s  ok {self.succeeded:,}  "
+            f"failed: {fails}  {lat}"
+        )
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _us(v: int | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1000:,.2f} ms" if v >= 10_000 else f"{v:,} us"
+
+
+def print_summary(result: RunResult, path: str, console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    sc = result.scenario
+    state = "complete" if result.complete else "INTERRUPTED (partial results)"
+    t = Table(title=f"portstorm run: {state}", show_header=False, title_justify="left")
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    t.add_row(
+        "targets", ", ".join(sc.get("targets", [])) + (" (built-in sink)" if sc.get("sink") else "")
+    )
+    shape = (
+        f"open loop, {sc['rate']:g}/s"
+        if sc.get("rate")
+        else f"closed loop, {sc.get('concurrency')} in flight"
+    )
+    t.add_row("load", f"{shape}, close={sc.get('close')}, {result.duration_s:.2f} s")
+    t.add_row("attempts", f"{result.attempts:,}")
+    t.add_row("succeeded", f"{result.succeeded:,}  ({result.rate:,.1f} conn/s)")
+    if result.failed:
+        other = result.other_errnos
+        for name, n in result.failed.items():
+            extra = ""
+            if name == "other" and other:
+                extra = "  (" + ", ".join(f"{k} {v:,}" for k, v in other.items()) + ")"
+            t.add_row(f"failed: {name}", f"{n:,}{extra}")
+    else:
+        t.add_row("failed", "0")
+    if result.first_failure_s is not None:
+        t.add_row(
+            "first failure", f"{result.first_failure_s:.3f} s ({result.first_failure_outcome})"
+        )
+    lat = result.histogram.summary()
+    t.add_row(
+        "connect latency",
+        "  ".join(f"{k} {_us(lat[k])}" for k in ("p50", "p90", "p99", "p999", "max")),
+    )
+    port_range = result.tunings.get("net.ipv4.ip_local_port_range")
+    if port_range:
+        t.add_row(
+            "kernel",
+            f"port range {port_range}, tcp_tw_reuse {result.tunings.get('net.ipv4.tcp_tw_reuse')}",
+        )
+    t.add_row("result", path)
+    console.print(t)
