@@ -146,6 +146,10 @@ class Driver:
         while True:
             intended = self._t0 + int(i * period_ns)
             if intended >= deadline_ns:
+                # The schedule covers the whole duration, even the gap after the last start.
+                wait = deadline_ns - perf_counter_ns()
+                if wait > 0:
+                    await trio.sleep(wait / 1e9)
                 return
             wait = intended - perf_counter_ns()
             if wait > 0:

@@ -15,6 +15,7 @@ import ctypes
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +23,9 @@ from types import TracebackType
 from typing import Any
 
 from portstorm.core.errors import EnvironmentProblem
+from portstorm.core.ports import parse_port_list, parse_port_range
 from portstorm.core.scenario import CloseMode
+from portstorm.engine.sysinfo import read_sysctls
 
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 READY_PREFIX = "portstorm-sink listening "
@@ -34,6 +37,34 @@ def die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         os._exit(121)
+
+
+FIRST_SINK_PORT = 9000
+
+
+def port_outside_ephemeral_range(host: str, first: int = FIRST_SINK_PORT) -> int:
+    """A free listening port that connect() can never pick as a local port.
+
+    A listener on port 0 would take its port from ip_local_port_range, and connect() then
+    skips that port (a bind()-owned bucket, __inet_hash_connect()): a 100-port range would
+    give 99 connections, not 100. So the sink listens outside the range and its reserved ports.
+    """
+    tun = read_sysctls(("net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports"))
+    low, high = parse_port_range(tun.get("net.ipv4.ip_local_port_range", "32768 60999"))
+    reserved = parse_port_list(tun.get("net.ipv4.ip_local_reserved_ports", ""))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for port in [*range(first, 65536), *range(1024, first)]:
+        if low <= port <= high or port in reserved:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise EnvironmentProblem(
+        f"no free port outside ip_local_port_range {low}-{high} for the built-in sink on {host}"
+    )
 
 
 class SinkProcess:
@@ -50,7 +81,7 @@ class SinkProcess:
     def __enter__(self) -> SinkProcess:
         cmd = [
             sys.executable, "-m", "portstorm", "sink",
-            "--listen", f"{self.host}:0", "--close", str(self.close), "--machine-readable",
+            "--listen", f"{self.host}:{port_outside_ephemeral_range(self.host)}", "--close", str(self.close), "--machine-readable",
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             cmd,

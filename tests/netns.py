@@ -1,0 +1,77 @@
+"""Run shell scripts inside a throwaway network namespace, for tests against the real kernel.
+
+As root: ``unshare -n``. Otherwise ``unshare -Urn`` (a user namespace) where the system
+allows it. Where neither works the test is skipped with the reason, except under CI
+(CI=true), where a missing privilege is a failure: CI must not skip these silently.
+The namespace dies with the unshare process; scripts end every process they start by PID.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PORTSTORM = f"{sys.executable} -m portstorm"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip (or, under CI, fail) when a prerequisite is missing."""
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run this test, but: {reason}")
+    pytest.skip(reason)
+
+
+@functools.cache
+def unshare_prefix() -> tuple[tuple[str, ...] | None, str]:
+    if shutil.which("unshare") is None:
+        return None, "unshare (util-linux) is not installed"
+    if shutil.which("ip") is None:
+        return None, "ip (iproute2) is not installed"
+    candidates = [("unshare", "-n")] if os.geteuid() == 0 else []
+    candidates.append(("unshare", "-Urn"))
+    last = ""
+    for prefix in candidates:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=10)
+        if probe.returncode == 0:
+            return prefix, ""
+        last = probe.stderr.strip()
+    return None, f"cannot create a network namespace here ({last}); run as root or allow user namespaces"
+
+
+def run_in_netns(
+    script: str, sysctls: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Bring up lo, apply sysctls (namespace-local), then run ``script`` with sh -e."""
+    prefix, why = unshare_prefix()
+    require(prefix is not None, why)
+    assert prefix is not None
+    lines = ["ip link set lo up"]
+    for name, value in (sysctls or {}).items():
+        lines.append(f"sysctl -qw {name}='{value}'")
+    lines.append(script)
+    env = dict(os.environ, PORTSTORM=PORTSTORM)
+    return subprocess.run(
+        [*prefix, "sh", "-ec", "\n".join(lines)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def check(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

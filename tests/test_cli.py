@@ -1,0 +1,135 @@
+"""The command line as a user meets it: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.netns import check, load, run_in_netns
+
+
+def portstorm(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "portstorm", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    err = proc.stderr.strip()
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(err.splitlines()) == 1, err
+    for f in fragments:
+        assert f in err, (f, err)
+
+
+BAD_RUN_ARGS = [
+    (["--rate", "0"], ["--rate 0", "allowed"]),
+    (["--rate", "-5"], ["--rate -5", "allowed"]),
+    (["--rate", "abc"], ["'abc'", "allowed"]),
+    (["--duration", "0"], ["--duration 0", "allowed"]),
+    (["--duration", "-1"], ["--duration -1", "allowed"]),
+    (["--concurrency", "0"], ["--concurrency 0", "allowed"]),
+    (["--concurrency", "-3"], ["--concurrency -3", "allowed"]),
+    (["--interval", "0"], ["--interval 0"]),
+    (["--connect-timeout", "nan"], ["--connect-timeout nan"]),
+    (["--close", "sometimes"], ["'sometimes'", "client", "server", "rst"]),
+    (["127.0.0.1"], ["'127.0.0.1'", "HOST:PORT"]),
+    (["127.0.0.1:0"], ["port 0", "1-65535"]),
+    (["127.0.0.1:70000"], ["port 70000", "1-65535"]),
+    (["host:http"], ["'http'"]),
+    (["[zz]:80"], ["IPv6"]),
+    (["--no-such-option"], ["--no-such-option"]),
+]
+
+
+@pytest.mark.parametrize(("args", "fragments"), BAD_RUN_ARGS)
+def test_bad_run_input_is_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:
+    assert_one_line_error(portstorm("run", *args), 2, *fragments)
+
+
+def test_an_out_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert_one_line_error(portstorm("run", "--duration", "1", "--out", str(f)), 2, str(f))
+
+
+def test_an_unresolvable_target_is_exit_3(tmp_path: Path) -> None:
+    # inside a namespace with only loopback, so no name query leaves the machine
+    proc = run_in_netns(
+        f'$PORTSTORM run no-such-host.invalid:80 --duration 1 --out "{tmp_path}" || echo "rc=$?"'
+    )
+    assert "rc=3" in proc.stdout, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot resolve 'no-such-host.invalid'" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("listen", "code", "fragment"),
+    [("nonsense", 2, "--listen 'nonsense'"), ("127.0.0.1:99999", 2, "65535")],
+)
+def test_bad_sink_listen_address_is_refused(listen: str, code: int, fragment: str) -> None:
+    assert_one_line_error(portstorm("sink", "--listen", listen), code, fragment)
+
+
+def test_sink_on_a_port_in_use_is_exit_3() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert_one_line_error(
+            portstorm("sink", "--listen", f"127.0.0.1:{port}"), 3, f"127.0.0.1:{port}", "in use"
+        )
+
+
+def test_help_lists_the_commands() -> None:
+    proc = portstorm("--help")
+    assert proc.returncode == 0
+    assert "run" in proc.stdout and "sink" in proc.stdout
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("sig", ["INT", "TERM"])
+def test_an_interrupted_run_exits_130_and_keeps_its_partial_result(
+    tmp_path: Path, sig: str
+) -> None:
+    script = f"""
+$PORTSTORM run --duration 30 --rate 200 --out "{tmp_path}" > "{tmp_path}/stdout" 2>&1 &
+pid=$!
+sleep 2.5
+kill -{sig} $pid
+wait $pid || echo "rc=$?"
+"""
+    proc = run_in_netns(script)
+    assert "rc=130" in proc.stdout, proc.stdout + proc.stderr
+    doc = load(tmp_path / "result.json")
+    assert doc["complete"] is False
+    assert 2 <= len(doc["intervals"]) <= 4
+    assert 300 <= doc["totals"]["succeeded"] <= 700
+    assert doc["duration_s"] < 5
+    assert "INTERRUPTED" in (tmp_path / "stdout").read_text()
+
+
+@pytest.mark.netns
+def test_the_sink_dies_with_a_killed_run(tmp_path: Path) -> None:
+    # SIGKILL of portstorm must not leave the sink process behind (PR_SET_PDEATHSIG)
+    script = f"""
+$PORTSTORM run --duration 30 --rate 10 --out "{tmp_path}" >/dev/null 2>&1 &
+pid=$!
+sleep 2
+pgrep -f "portstorm sin[k]" >/dev/null || {{ echo "no sink was running"; exit 1; }}
+kill -KILL $pid
+sleep 0.5
+survivors=$(pgrep -f "portstorm sin[k]" || true)
+if [ -n "$survivors" ]; then echo "sink survived: $survivors"; kill $survivors; exit 1; fi
+echo ok
+"""
+    proc = run_in_netns(script)
+    check(proc)
+    assert proc.stdout.strip().endswith("ok")

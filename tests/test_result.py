@@ -1,0 +1,124 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from portstorm.core.errors import UsageError
+from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.result import (
+    FORMAT,
+    HostInfo,
+    Interval,
+    RunResult,
+    load_result,
+    save_json_atomic,
+)
+
+
+def _interval(t: float, ok: int, failed: dict[str, int] | None = None) -> Interval:
+    failed = failed or {}
+    return Interval(
+        t=t, dt=1.0, attempts=ok + sum(failed.values()), succeeded=ok, failed=failed,
+        other_errnos={}, latency_us={"p50": 10 if ok else None, "p99": 20 if ok else None},
+    )  # fmt: skip
+
+
+def _result(complete: bool = True) -> RunResult:
+    h = LatencyHistogram()
+    for v in [10] * 100 + [900] * 5:
+        h.record(v)
+    return RunResult(
+        tool_version="0.1.0",
+        host=HostInfo("box", "6.18.0", 2),
+        started_at="2026-11-21T19:00:00Z",
+        duration_s=2.0,
+        complete=complete,
+        scenario={"targets": ["127.0.0.1:9000"], "close": "client"},
+        tunings={"net.ipv4.tcp_tw_reuse": "0"},
+        intervals=(_interval(0.0, 100), _interval(1.0, 5, {"port_exhausted": 7})),
+        histogram=h,
+        first_failure_s=1.2,
+        first_failure_outcome="port_exhausted",
+    )
+
+
+def test_totals_are_derived_from_the_intervals() -> None:
+    r = _result()
+    assert (r.attempts, r.succeeded, r.failed) == (112, 105, {"port_exhausted": 7})
+    assert r.rate == pytest.approx(52.5)
+
+
+def test_result_round_trips_through_json(tmp_path: Path) -> None:
+    r = _result()
+    path = tmp_path / "result.json"
+    save_json_atomic(path, r.to_json())
+    doc = json.loads(path.read_text())
+    assert doc["format"] == FORMAT
+    assert doc["totals"]["failed"] == {"port_exhausted": 7}
+    assert doc["latency_us"]["p50"] == 10
+    assert doc["capacity"] is None  # not measured: null, never invented
+    assert doc["intervals"][1]["time_wait"] is None
+    back = load_result(path)
+    assert back.to_json() == doc
+    assert back.histogram.count == 105
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temp file left
+
+
+def test_interval_refuses_counts_that_do_not_add_up() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        Interval(t=0, dt=1, attempts=5, succeeded=3, failed={}, other_errnos={}, latency_us={})
+
+
+def test_interval_refuses_unknown_outcome_names() -> None:
+    with pytest.raises(ValueError, match="unknown outcome"):
+        Interval(t=0, dt=1, attempts=1, succeeded=0, failed={"oops": 1}, other_errnos={},
+                 latency_us={})  # fmt: skip
+
+
+def test_histogram_must_hold_exactly_the_successes() -> None:
+    with pytest.raises(ValueError, match="histogram"):
+        RunResult(
+            tool_version="0", host=HostInfo("h", "k", 1), started_at="x", duration_s=1,
+            complete=True, scenario={}, tunings={}, intervals=(_interval(0, 3),),
+            histogram=LatencyHistogram(),
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "no such file"),
+        ("", "empty"),
+        ('{"format": "portstorm.run/1", "tool": {', "not valid JSON"),
+        ('{"format": "something.else/1"}', "not a portstorm result"),
+        ("[1, 2]", "top level is not an object"),
+        ('{"format": "portstorm.run/99"}', "newer than this portstorm reads"),
+        ('{"format": "portstorm.run/1"}', "damaged"),
+    ],
+)
+def test_loading_a_bad_file_is_one_usage_error(
+    tmp_path: Path, content: str | None, fragment: str
+) -> None:
+    path = tmp_path / "result.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError) as e:
+        load_result(path)
+    assert fragment in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_histogram_encoding_is_hdrhistogram_standard_and_merges_exactly() -> None:
+    a, b = LatencyHistogram(), LatencyHistogram()
+    for v in range(1, 1001):
+        a.record(v)
+    b.record(5_000_000_000)  # beyond the top: clamped, still counted
+    b.record(0)  # below the bottom: clamped, still counted
+    a.add(b)
+    assert a.count == 1002
+    text = a.encode()
+    assert text.startswith("HISTF")  # HdrHistogram V2 compressed, base64
+    back = LatencyHistogram.decode(text)
+    assert back.count == 1002
+    assert back.percentile(50) == a.percentile(50)
+    assert LatencyHistogram().percentile(50) is None
