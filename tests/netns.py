@@ -45,7 +45,10 @@ def unshare_prefix() -> tuple[tuple[str, ...] | None, str]:
         if probe.returncode == 0:
             return prefix, ""
         last = probe.stderr.strip()
-    return None, f"cannot create a network namespace here ({last}); run as root or allow user namespaces"
+    return (
+        None,
+        f"cannot create a network namespace here ({last}); run as root or allow user namespaces",
+    )
 
 
 def run_in_netns(
@@ -74,4 +77,6 @@ def load(path: Path) -> Any:
 
 
 def check(proc: subprocess.CompletedProcess[str]) -> None:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )

@@ -17,7 +17,9 @@ def portstorm(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
     )
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+def assert_one_line_error(
+    proc: subprocess.CompletedProcess[str], code: int, *fragments: str
+) -> None:
     err = proc.stderr.strip()
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr + proc.stdout

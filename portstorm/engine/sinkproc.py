@@ -53,14 +53,17 @@ def port_outside_ephemeral_range(host: str, first: int = FIRST_SINK_PORT) -> int
     low, high = parse_port_range(tun.get("net.ipv4.ip_local_port_range", "32768 60999"))
     reserved = parse_port_list(tun.get("net.ipv4.ip_local_reserved_ports", ""))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for port in [*range(first, 65536), *range(1024, first)]:
+    candidates: list[int] = [*range(first, 65536), *range(1024, first)]
+    for port in candidates:
         if low <= port <= high or port in reserved:
             continue
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((host, port))
-            except OSError:
-                continue
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            probe.close()
         return port
     raise EnvironmentProblem(
         f"no free port outside ip_local_port_range {low}-{high} for the built-in sink on {host}"
@@ -79,9 +82,10 @@ class SinkProcess:
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> SinkProcess:
+        listen = f"{self.host}:{port_outside_ephemeral_range(self.host)}"
         cmd = [
             sys.executable, "-m", "portstorm", "sink",
-            "--listen", f"{self.host}:{port_outside_ephemeral_range(self.host)}", "--close", str(self.close), "--machine-readable",
+            "--listen", listen, "--close", str(self.close), "--machine-readable",
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             cmd,
