@@ -135,3 +135,28 @@ echo ok
     proc = run_in_netns(script)
     check(proc)
     assert proc.stdout.strip().endswith("ok")
+
+
+def _with_1024_fds_and_no_way_up() -> None:
+    import ctypes
+    import os
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+    if os.geteuid() == 0:
+        # root could raise the hard limit again with CAP_SYS_RESOURCE: drop it from the
+        # bounding set, so the exec'd portstorm does not have it (PR_CAPBSET_DROP = 24,
+        # CAP_SYS_RESOURCE = 24, include/uapi/linux/{prctl,capability}.h)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(24, 24, 0, 0, 0) != 0:
+            os._exit(99)
+
+
+def test_concurrency_above_the_fd_hard_limit_is_refused_with_exit_3(tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)
+    proc = subprocess.run(
+        [sys.executable, "-m", "portstorm", "run", "--concurrency", "5000", "--duration", "1",
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60, preexec_fn=_with_1024_fds_and_no_way_up,
+    )  # fmt: skip
+    assert_one_line_error(proc, 3, "--concurrency 5000", "5064 file descriptors", "1024")

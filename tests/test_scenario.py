@@ -96,7 +96,8 @@ def test_closed_loop_defaults_to_32_in_flight_and_open_loop_is_uncapped() -> Non
     assert Scenario(rate=100).in_flight_cap is None
     assert Scenario(rate=100, concurrency=4).in_flight_cap == 4
     # uncapped open loop: sized for every attempt alive for connect + close timeouts
-    assert Scenario(rate=100, connect_timeout_s=3).max_in_flight() == 601
+    assert Scenario(rate=100, connect_timeout_s=3).max_in_flight() == (601, False)
+    assert Scenario(concurrency=7).max_in_flight() == (7, True)
 
 
 RANGES = [

@@ -115,15 +115,18 @@ class Scenario:
             return self.concurrency or DEFAULT_CONCURRENCY
         return self.concurrency
 
-    def max_in_flight(self) -> int:
-        """An upper bound on sockets held at once, for sizing RLIMIT_NOFILE."""
+    def max_in_flight(self) -> tuple[int, bool]:
+        """(sockets held at once at most, whether that bound is exact), to size RLIMIT_NOFILE.
+
+        Exact for a closed loop or a capped open loop. Without a cap it is a worst case:
+        attempts live at most connect_timeout plus the close phase (bounded by the same
+        timeout), so rate x 2 x timeout can overlap, though normally far fewer do.
+        """
         cap = self.in_flight_cap
         if cap is not None:
-            return cap
+            return cap, True
         assert self.rate is not None
-        # Open loop without a cap: attempts live at most connect_timeout (plus the close
-        # phase, bounded by the same timeout), so this many can overlap.
-        return int(self.rate * self.connect_timeout_s * 2) + 1
+        return int(self.rate * self.connect_timeout_s * 2) + 1, False
 
     def to_json(self) -> dict[str, object]:
         return {

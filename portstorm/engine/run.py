@@ -85,7 +85,8 @@ def run(
 ) -> RunOutput:
     started = dt.datetime.now(dt.UTC)
     out_dir = prepare_out_dir(out, started)
-    ensure_nofile(scenario.max_in_flight() + FD_HEADROOM)
+    in_flight, exact = scenario.max_in_flight()
+    ensure_nofile(in_flight + FD_HEADROOM, required=exact, option=f"--concurrency {in_flight}")
     with ExitStack() as stack:
         sink: SinkProcess | None = None
         if scenario.targets:

@@ -55,26 +55,33 @@ def read_sysctls(
     return out
 
 
-def ensure_nofile(needed: int) -> int:
-    """Raise RLIMIT_NOFILE's soft limit to ``needed`` (never lower it); return the new soft limit.
+def ensure_nofile(needed: int, *, required: bool, option: str) -> int:
+    """Raise RLIMIT_NOFILE's soft limit toward ``needed`` (never lower it); return the result.
 
-    Refuses with EnvironmentProblem when the hard limit is below ``needed`` and cannot be
-    raised (an unprivileged user cannot raise the hard limit).
+    ``required``: the run cannot work below ``needed`` (a closed loop holds exactly that many
+    sockets), so refuse with EnvironmentProblem when the hard limit is lower and cannot be
+    raised. Otherwise (an uncapped open loop, where ``needed`` is a worst case) go as high as
+    allowed; attempts beyond it are counted as ``fd_limit``.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft >= needed:
+    inf = resource.RLIM_INFINITY
+    if soft == inf or soft >= needed:
         return soft
-    if hard == resource.RLIM_INFINITY or hard >= needed:
+    if hard == inf or hard >= needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
         return needed
-    try:  # root may raise the hard limit too (bounded by fs.nr_open)
+    try:  # with CAP_SYS_RESOURCE the hard limit can be raised too, up to fs.nr_open
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
         return needed
     except (ValueError, OSError):
+        pass
+    if required:
         raise EnvironmentProblem(
-            f"this run needs {needed} file descriptors but the hard limit (ulimit -Hn) is {hard}: "
-            f"lower --concurrency/--rate or raise the limit (ulimit -Hn {needed}, as root)"
-        ) from None
+            f"{option} needs {needed} file descriptors but the hard limit (ulimit -Hn) is {hard}: "
+            f"lower {option.split()[0]}, or raise the hard limit (as root: ulimit -Hn {needed})"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 def raise_nofile_to_hard() -> int:
