@@ -13,14 +13,16 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from portstorm.core.errors import PortstormError
+from portstorm.core.errors import PortstormError, UsageError
 from portstorm.core.scenario import (
     CloseMode,
+    SandboxKind,
     Scenario,
     parse_number,
     parse_optional,
     parse_target,
 )
+from portstorm.core.tuning import parse_settings
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -70,6 +72,31 @@ def run(
             "server (TIME_WAIT on the server), rst (abort, no TIME_WAIT)."
         ),
     ] = CloseMode.CLIENT,
+    sandbox: Annotated[
+        SandboxKind | None,
+        typer.Option(
+            help="pair: client and sink namespaces joined by a veth (default without "
+            "a target); loopback: one namespace on 127.0.0.1 (flatters capacity: "
+            "tcp_tw_reuse=2 applies there only); host: this host's own stack "
+            "(default with a target)."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="NAME=VALUE",
+            help="A sysctl for the client side, e.g. tcp_tw_reuse=1 or "
+            "ip_local_port_range=40000-40099. Repeatable.",
+        ),
+    ] = None,
+    server_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME=VALUE",
+            help="A sysctl for the pair sandbox's server namespace. Repeatable.",
+        ),
+    ] = None,
     interval: Annotated[
         str, typer.Option(metavar="SECONDS", help="Seconds per interval record.")
     ] = "1",
@@ -84,11 +111,24 @@ def run(
 ) -> int:
     """Churn TCP connections against targets (or the built-in sink) and save result.json."""
     from portstorm.engine.run import run as do_run
+    from portstorm.engine.sysinfo import tuning_context
     from portstorm.ui import LiveLine, print_summary
 
     n_in_flight = parse_optional("--concurrency", concurrency)
+    parsed_targets = tuple(parse_target(t) for t in targets or ())
+    kind = sandbox or (SandboxKind.HOST if parsed_targets else SandboxKind.PAIR)
+    ctx = tuning_context(in_new_namespace=kind is not SandboxKind.HOST)
+    client_set = parse_settings(set_ or (), ctx, "--set")
+    if client_set and kind is SandboxKind.HOST:
+        raise UsageError(
+            "--set with --sandbox host would change this host's live sysctls, which portstorm "
+            "does not do yet: use --sandbox pair or loopback, where they are namespace-local"
+        )
     scenario = Scenario(
-        targets=tuple(parse_target(t) for t in targets or ()),
+        targets=parsed_targets,
+        sandbox=kind,
+        client_set=tuple(client_set.items()),
+        server_set=tuple(parse_settings(server_set or (), ctx, "--server-set").items()),
         duration_s=parse_number("--duration", duration),
         rate=parse_optional("--rate", rate),
         concurrency=int(n_in_flight) if n_in_flight is not None else None,
@@ -124,6 +164,7 @@ def sink(
         float, typer.Option(help="Seconds to wait for a client to end a connection.", min=0.001)
     ] = 60.0,
     machine_readable: Annotated[bool, typer.Option(hidden=True)] = False,
+    wait_for_go: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> int:
     """Run the built-in sink until interrupted (Ctrl-C or SIGTERM)."""
     import trio
@@ -134,6 +175,8 @@ def sink(
 
     host, port = _parse_listen(listen)
     raise_nofile_to_hard()
+    if wait_for_go and sys.stdin.readline().strip() != "go":
+        return EXIT_ENVIRONMENT  # the parent went away before the namespace was ready
 
     def ready(bound_host: str, bound_port: int) -> None:
         if machine_readable:
@@ -166,8 +209,6 @@ class _ListenError(PortstormError):
 
 
 def _parse_listen(text: str) -> tuple[str, int]:
-    from portstorm.core.errors import UsageError
-
     raw = text.strip()
     if raw.startswith("[") and raw.endswith("]:0"):
         return raw[1:-3], 0

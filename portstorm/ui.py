@@ -93,6 +93,13 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
         else f"closed loop, {sc.get('concurrency')} in flight"
     )
     t.add_row("load", f"{shape}, close={sc.get('close')}, {result.duration_s:.2f} s")
+    sandbox = sc.get("sandbox", "host")
+    where = {
+        "pair": "pair: client and sink namespaces joined by a veth",
+        "loopback": "LOOPBACK: one namespace, 127.0.0.1 (flatters capacity, see notes)",
+        "host": "host: this host's own network stack and settings",
+    }.get(sandbox, sandbox)
+    t.add_row("sandbox", where)
     t.add_row("attempts", f"{result.attempts:,}")
     t.add_row("succeeded", f"{result.succeeded:,}  ({result.rate:,.1f} conn/s)")
     if result.failed:
@@ -121,3 +128,5 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
         )
     t.add_row("result", path)
     console.print(t)
+    for note in result.notes:
+        console.print(f"note: {note}")

@@ -122,7 +122,7 @@ wait $pid || echo "rc=$?"
 def test_the_sink_dies_with_a_killed_run(tmp_path: Path) -> None:
     # SIGKILL of portstorm must not leave the sink process behind (PR_SET_PDEATHSIG)
     script = f"""
-$PORTSTORM run --duration 30 --rate 10 --out "{tmp_path}" >/dev/null 2>&1 &
+$PORTSTORM run --sandbox host --duration 30 --rate 10 --out "{tmp_path}" >/dev/null 2>&1 &
 pid=$!
 sleep 2
 pgrep -f "portstorm sin[k]" >/dev/null || {{ echo "no sink was running"; exit 1; }}

@@ -18,7 +18,7 @@ EXACT = {  # KERNEL.md "Making tests exact": rfc1337=1 stops stray RSTs killing 
 
 
 def test_closed_loop_five_seconds_against_the_builtin_sink_completes(tmp_path: Path) -> None:
-    proc = run_in_netns(f'$PORTSTORM run --duration 5 --concurrency 16 --out "{tmp_path}"')
+    proc = run_in_netns(f'$PORTSTORM run --sandbox loopback --duration 5 --concurrency 16 --out "{tmp_path}"')
     check(proc)
     doc = load(tmp_path / "result.json")
     t = doc["totals"]
@@ -36,7 +36,7 @@ def test_closed_loop_five_seconds_against_the_builtin_sink_completes(tmp_path: P
 
 
 def test_open_loop_at_500_per_second_starts_2500_attempts_in_5_seconds(tmp_path: Path) -> None:
-    proc = run_in_netns(f'$PORTSTORM run --duration 5 --rate 500 --out "{tmp_path}"')
+    proc = run_in_netns(f'$PORTSTORM run --sandbox loopback --duration 5 --rate 500 --out "{tmp_path}"')
     check(proc)
     doc = load(tmp_path / "result.json")
     attempts = doc["totals"]["attempts"]
@@ -47,7 +47,7 @@ def test_open_loop_at_500_per_second_starts_2500_attempts_in_5_seconds(tmp_path:
 
 def test_port_range_exhausted_reports_port_exhausted_after_exactly_100(tmp_path: Path) -> None:
     proc = run_in_netns(
-        f'$PORTSTORM run --duration 2 --concurrency 1 --interval 0.1 --out "{tmp_path}"',
+        f'$PORTSTORM run --sandbox host --duration 2 --concurrency 1 --interval 0.1 --out "{tmp_path}"',
         sysctls=EXACT,
     )
     check(proc)
@@ -67,7 +67,7 @@ def test_port_range_exhausted_reports_port_exhausted_after_exactly_100(tmp_path:
 def _time_wait_sides(tmp_path: Path, close: str) -> tuple[int, int, int]:
     """(succeeded, TIME_WAIT on the client side, on the server side), counted by ss."""
     script = f"""
-$PORTSTORM run --duration 1 --rate 50 --close {close} --quiet --out "{tmp_path}" >/dev/null
+$PORTSTORM run --sandbox host --duration 1 --rate 50 --close {close} --quiet --out "{tmp_path}" >/dev/null
 port=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['scenario']['targets'][0].rsplit(':',1)[1])" "{tmp_path}/result.json")
 echo "client $(ss -Htan state time-wait "( dport = :$port )" | wc -l)"
 echo "server $(ss -Htan state time-wait "( sport = :$port )" | wc -l)"

@@ -130,6 +130,7 @@ class RunResult:
     first_failure_outcome: str | None = None
     capacity: Mapping[str, Any] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    server_tunings: Mapping[str, str] | None = None  # pair sandbox: the sink's namespace
 
     def __post_init__(self) -> None:
         if not (self.duration_s >= 0 and math.isfinite(self.duration_s)):
@@ -180,6 +181,9 @@ class RunResult:
             "complete": self.complete,
             "scenario": dict(self.scenario),
             "tunings": dict(self.tunings),
+            "server_tunings": dict(self.server_tunings)
+            if self.server_tunings is not None
+            else None,
             "capacity": dict(self.capacity) if self.capacity is not None else None,
             "totals": {
                 "attempts": self.attempts,
@@ -218,6 +222,7 @@ class RunResult:
             first_failure_outcome=events.get("first_failure_outcome"),
             capacity=d.get("capacity"),
             notes=tuple(d.get("notes", ())),
+            server_tunings=d.get("server_tunings"),
         )
 
 

@@ -23,6 +23,14 @@ class CloseMode(enum.StrEnum):
     RST = "rst"  # the client aborts with SO_LINGER {1, 0}: no TIME_WAIT anywhere
 
 
+class SandboxKind(enum.StrEnum):
+    """Where the experiment runs (sandbox.py builds it)."""
+
+    PAIR = "pair"  # client and sink namespaces joined by a veth: the honest default
+    LOOPBACK = "loopback"  # one namespace, 127.0.0.1: tcp_tw_reuse=2 applies, flatters
+    HOST = "host"  # the current namespace and its live settings
+
+
 MAX_DURATION_S = 7 * 24 * 3600.0
 MAX_RATE = 10_000_000.0
 MAX_CONCURRENCY = 1_000_000
@@ -90,7 +98,9 @@ class Scenario:
     close: CloseMode = CloseMode.CLIENT
     interval_s: float = 1.0
     connect_timeout_s: float = 3.0
-    sandbox: str = "host"
+    sandbox: SandboxKind = SandboxKind.HOST
+    client_set: tuple[tuple[str, str], ...] = ()  # (full sysctl name, value) overrides
+    server_set: tuple[tuple[str, str], ...] = ()
     bind: str = "connect"
     workers: int = 1
     sources: tuple[str, ...] = field(default_factory=tuple)
@@ -103,6 +113,16 @@ class Scenario:
             _check("--rate", self.rate)
         if self.concurrency is not None:
             _check("--concurrency", self.concurrency)
+        if self.targets and self.sandbox is not SandboxKind.HOST:
+            raise UsageError(
+                f"--sandbox {self.sandbox} runs the built-in sink inside new namespaces, where "
+                f"{self.targets[0]} cannot be reached: drop the target or use --sandbox host"
+            )
+        if self.server_set and self.sandbox is not SandboxKind.PAIR:
+            raise UsageError(
+                f"--server-set applies to the pair sandbox's server namespace; with --sandbox "
+                f"{self.sandbox} the sink shares the client's settings: use --set"
+            )
 
     @property
     def open_loop(self) -> bool:
@@ -132,7 +152,9 @@ class Scenario:
         return {
             "targets": [str(t) for t in self.targets],
             "sink": "builtin" if not self.targets else None,
-            "sandbox": self.sandbox,
+            "sandbox": str(self.sandbox),
+            "set": dict(self.client_set),
+            "server_set": dict(self.server_set),
             "duration_s": self.duration_s,
             "rate": self.rate,
             "concurrency": self.in_flight_cap,

@@ -10,7 +10,6 @@ import datetime as dt
 import signal
 import socket
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +19,12 @@ from portstorm import __version__
 from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.result import Interval, RunResult, save_json_atomic
 from portstorm.core.scenario import Scenario, Target
+from portstorm.core.tuning import reuse_notes
 from portstorm.engine.driver import Driver, DriverReport, Endpoint
-from portstorm.engine.sinkproc import SinkProcess
-from portstorm.engine.sysinfo import ensure_nofile, host_info, read_sysctls
+from portstorm.engine.sandbox import Sandbox
+from portstorm.engine.sysinfo import ensure_nofile, host_info
 
 FD_HEADROOM = 64  # stdio, the event loop's own fds, the sink pipe, /proc reads
-SINK_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -87,28 +86,29 @@ def run(
     out_dir = prepare_out_dir(out, started)
     in_flight, exact = scenario.max_in_flight()
     ensure_nofile(in_flight + FD_HEADROOM, required=exact, option=f"--concurrency {in_flight}")
-    with ExitStack() as stack:
-        sink: SinkProcess | None = None
-        if scenario.targets:
-            endpoints = [resolve(t) for t in scenario.targets]
-        else:
-            sink = stack.enter_context(SinkProcess(SINK_HOST, scenario.close))
-            endpoints = [
-                Endpoint(socket.AF_INET, (SINK_HOST, sink.port), f"{SINK_HOST}:{sink.port}")
-            ]
-        tunings = read_sysctls()
+    sandbox = Sandbox(
+        scenario.sandbox,
+        scenario.close,
+        client_set=dict(scenario.client_set),
+        server_set=dict(scenario.server_set),
+        builtin_sink=not scenario.targets,
+    )
+    with sandbox:
+        endpoints = [resolve(t) for t in scenario.targets] or sandbox.endpoints
         if on_start is not None:
             on_start(endpoints)
         driver = Driver(scenario, endpoints, on_interval)
         report = trio.run(_drive, driver)
     # the sink has stopped here, so its final counts are known
-    notes: list[str] = []
+    notes = list(sandbox.notes)
     if report.interrupted:
         notes.append("interrupted: the run was stopped before its duration; results are partial")
+    notes += reuse_notes(str(scenario.sandbox), sandbox.tunings)
     sc = scenario.to_json()
     sc["targets"] = [ep.label for ep in endpoints]
-    if sink is not None:
-        sc["sink_stats"] = sink.stats
+    sc["user_namespace"] = sandbox.userns
+    if sandbox.sink is not None:
+        sc["sink_stats"] = sandbox.sink.stats
     result = RunResult(
         tool_version=__version__,
         host=host_info(),
@@ -116,7 +116,8 @@ def run(
         duration_s=report.elapsed_s,
         complete=not report.interrupted,
         scenario=sc,
-        tunings=tunings,
+        tunings=sandbox.tunings,
+        server_tunings=sandbox.server_tunings,
         intervals=tuple(report.intervals),
         histogram=report.histogram,
         first_failure_s=report.first_failure_s,

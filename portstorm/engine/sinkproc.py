@@ -25,6 +25,7 @@ from typing import Any
 from portstorm.core.errors import EnvironmentProblem
 from portstorm.core.ports import parse_port_list, parse_port_range
 from portstorm.core.scenario import CloseMode
+from portstorm.engine import netns
 from portstorm.engine.sysinfo import read_sysctls
 
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
@@ -37,6 +38,15 @@ def die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         os._exit(121)
+
+
+def die_with_parent_in_new_netns() -> None:
+    """preexec_fn: as die_with_parent, and start in a fresh network namespace of its own."""
+    die_with_parent()
+    try:
+        netns.unshare(netns.CLONE_NEWNET)
+    except OSError:
+        os._exit(122)
 
 
 FIRST_SINK_PORT = 9000
@@ -71,37 +81,68 @@ def port_outside_ephemeral_range(host: str, first: int = FIRST_SINK_PORT) -> int
 
 
 class SinkProcess:
-    """``with SinkProcess("127.0.0.1", CloseMode.CLIENT) as sink: sink.port``"""
+    """The sink as a child process.
 
-    def __init__(self, host: str, close: CloseMode, start_timeout: float = 10.0) -> None:
+    ``with SinkProcess("127.0.0.1", CloseMode.CLIENT) as sink: sink.port`` starts it and
+    waits until it listens. With ``own_netns`` it starts in a fresh network namespace and
+    waits for ``go()`` before listening, so the parent can first configure that namespace
+    (``pid`` names it meanwhile).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        close: CloseMode,
+        port: int | None = None,
+        own_netns: bool = False,
+        start_timeout: float = 10.0,
+    ) -> None:
         self.host = host
         self.close = close
-        self.port = 0
+        self.port = port or 0
+        self.own_netns = own_netns
         self.stats: dict[str, Any] | None = None
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[str] | None = None
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     def __enter__(self) -> SinkProcess:
-        listen = f"{self.host}:{port_outside_ephemeral_range(self.host)}"
+        port = self.port or port_outside_ephemeral_range(self.host)
         cmd = [
             sys.executable, "-m", "portstorm", "sink",
-            "--listen", listen, "--close", str(self.close), "--machine-readable",
+            "--listen", f"{self.host}:{port}", "--close", str(self.close), "--machine-readable",
         ]  # fmt: skip
+        if self.own_netns:
+            cmd.append("--wait-for-go")
         self._proc = subprocess.Popen(
             cmd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent_in_new_netns if self.own_netns else die_with_parent,
         )
+        if not self.own_netns:
+            self.go()
+        return self
+
+    def go(self) -> None:
+        """Let the sink listen (it waits for this in its own namespace) and wait until it does."""
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None
         try:
+            if self.own_netns:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
             self.port = self._await_ready()
         except BaseException:
             self._stop()
             raise
-        return self
 
     def _await_ready(self) -> int:
         proc = self._proc

@@ -1,0 +1,187 @@
+"""Where an experiment runs: the pair and loopback sandboxes, or the host's own stack.
+
+Containing the topology and the order of setup; the namespace calls are in netns.py.
+
+- ``pair`` (the default without a target): this process moves into a fresh client
+  namespace; the sink starts in a fresh namespace of its own; a veth joins them, numbered
+  from 198.18.0.0/15 (RFC 2544). tcp_tw_reuse=2 (loopback only) does not apply across it,
+  as it would not across a real network.
+- ``loopback``: one fresh namespace, client and sink on 127.0.0.1.
+- ``host``: the current namespace, the host's own settings.
+
+A new namespace starts from the kernel's built-in defaults, not the host's values, so each
+sandbox first copies the host's values of every studied sysctl, then applies the user's
+overrides, then reads everything back: the read-back is what result.json records.
+
+Cleanup needs no code on the failure paths: the client namespace belongs to this process,
+the server namespace to the sink (which dies with this process, PR_SET_PDEATHSIG), and the
+veth to both namespaces. When the processes are gone, so is everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from types import TracebackType
+
+from portstorm.core.errors import EnvironmentProblem
+from portstorm.core.scenario import CloseMode, SandboxKind
+from portstorm.core.tuning import STUDIED
+from portstorm.engine import netns
+from portstorm.engine.driver import Endpoint
+from portstorm.engine.sinkproc import SinkProcess
+from portstorm.engine.sysinfo import apply_sysctls, read_sysctls
+
+CLIENT_ADDR = "198.18.0.1"
+SERVER_ADDR = "198.18.0.2"
+PREFIX_LEN = 15  # the whole of 198.18.0.0/15 is on-link: extra addresses come from it
+CLIENT_IF = "ps-client"
+SERVER_IF = "ps-server"
+SINK_PORT = 9000
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EnvironmentProblem(f"'ip {' '.join(args)}' failed: {proc.stderr.strip()}")
+
+
+@contextmanager
+def _inside(ns_fd: int, back_fd: int) -> Iterator[None]:
+    """Run the body in another network namespace, then return to ``back_fd``'s."""
+    netns.setns(ns_fd)
+    try:
+        yield
+    finally:
+        netns.setns(back_fd)
+
+
+class Sandbox:
+    """``with Sandbox(kind, close, client_set, server_set) as sb:`` then drive ``sb.endpoints``."""
+
+    def __init__(
+        self,
+        kind: SandboxKind,
+        close: CloseMode,
+        client_set: dict[str, str] | None = None,
+        server_set: dict[str, str] | None = None,
+        builtin_sink: bool = True,
+    ) -> None:
+        self.kind = kind
+        self.close = close
+        self.client_set = dict(client_set or {})
+        self.server_set = dict(server_set or {})
+        self.builtin_sink = builtin_sink
+        self.endpoints: list[Endpoint] = []
+        self.host_values: dict[str, str] = {}
+        self.tunings: dict[str, str] = {}
+        self.server_tunings: dict[str, str] | None = None
+        self.notes: list[str] = []
+        self.sink: SinkProcess | None = None
+        self.userns = False
+        self._stack = ExitStack()
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Sandbox:
+        try:
+            self._setup()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _setup(self) -> None:
+        # Read the host's values while still in the host's namespace.
+        self.host_values = read_sysctls(STUDIED)
+        if self.kind is SandboxKind.HOST:
+            self.tunings = read_sysctls(STUDIED)
+            if self.builtin_sink:
+                self._start_local_sink()
+            return
+        self._enter_client_namespace()
+        _ip("link", "set", "lo", "up")
+        self.notes += apply_sysctls(
+            {**self.host_values, **self.client_set}, frozenset(self.client_set), "client namespace"
+        )
+        self.tunings = read_sysctls(STUDIED)
+        if self.kind is SandboxKind.LOOPBACK:
+            self._start_local_sink()
+        else:
+            self._start_pair()
+
+    def _enter_client_namespace(self) -> None:
+        if not netns.can_create_netns_directly():
+            blocker = netns.userns_blocker()
+            if blocker is not None:
+                raise EnvironmentProblem(
+                    f"--sandbox {self.kind} needs a network namespace: not root, and user "
+                    f"namespaces are disabled ({blocker}); run as root, allow user namespaces, "
+                    "or use --sandbox host"
+                )
+            try:
+                netns.enter_user_namespace()
+            except OSError as e:
+                raise EnvironmentProblem(
+                    f"--sandbox {self.kind}: cannot create a user namespace ({e.strerror}); "
+                    "run as root or use --sandbox host"
+                ) from None
+            self.userns = True
+        else:
+            host_fd = netns.open_netns()
+            self._stack.callback(os.close, host_fd)
+            # Back to the host's namespace at the end (this process may run more after).
+            self._stack.callback(netns.setns, host_fd)
+        try:
+            netns.unshare(netns.CLONE_NEWNET)
+        except OSError as e:
+            raise EnvironmentProblem(
+                f"--sandbox {self.kind}: cannot create a network namespace ({e.strerror}); "
+                "run as root or use --sandbox host"
+            ) from None
+
+    def _start_local_sink(self) -> None:
+        sink = self._stack.enter_context(SinkProcess("127.0.0.1", self.close))
+        self.sink = sink
+        addr = ("127.0.0.1", sink.port)
+        self.endpoints = [Endpoint(socket.AF_INET, addr, f"127.0.0.1:{sink.port}")]
+
+    def _start_pair(self) -> None:
+        sink = self._stack.enter_context(
+            SinkProcess(SERVER_ADDR, self.close, port=SINK_PORT, own_netns=True)
+        )
+        self.sink = sink
+        client_fd = netns.open_netns()
+        self._stack.callback(os.close, client_fd)
+        server_fd = netns.open_netns(sink.pid)
+        self._stack.callback(os.close, server_fd)
+        # Created here, its peer moved straight into the sink's namespace: the veth never
+        # exists in the host's namespace.
+        _ip("link", "add", CLIENT_IF, "type", "veth", "peer", "name", SERVER_IF,
+            "netns", str(sink.pid))  # fmt: skip
+        _ip("addr", "add", f"{CLIENT_ADDR}/{PREFIX_LEN}", "dev", CLIENT_IF)
+        _ip("link", "set", CLIENT_IF, "up")
+        with _inside(server_fd, client_fd):
+            _ip("link", "set", "lo", "up")
+            _ip("addr", "add", f"{SERVER_ADDR}/{PREFIX_LEN}", "dev", SERVER_IF)
+            _ip("link", "set", SERVER_IF, "up")
+            self.notes += apply_sysctls(
+                {**self.host_values, **self.server_set},
+                frozenset(self.server_set),
+                "server namespace",
+            )
+            self.server_tunings = read_sysctls(STUDIED)
+        sink.go()
+        self.endpoints = [
+            Endpoint(socket.AF_INET, (SERVER_ADDR, sink.port), f"{SERVER_ADDR}:{sink.port}")
+        ]
+
+    # -- teardown ------------------------------------------------------------------------
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stack.close()
