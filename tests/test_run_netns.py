@@ -18,7 +18,9 @@ EXACT = {  # KERNEL.md "Making tests exact": rfc1337=1 stops stray RSTs killing 
 
 
 def test_closed_loop_five_seconds_against_the_builtin_sink_completes(tmp_path: Path) -> None:
-    proc = run_in_netns(f'$PORTSTORM run --sandbox loopback --duration 5 --concurrency 16 --out "{tmp_path}"')
+    proc = run_in_netns(
+        f'$PORTSTORM run --sandbox loopback --duration 5 --concurrency 16 --out "{tmp_path}"'
+    )
     check(proc)
     doc = load(tmp_path / "result.json")
     t = doc["totals"]
@@ -36,7 +38,9 @@ def test_closed_loop_five_seconds_against_the_builtin_sink_completes(tmp_path: P
 
 
 def test_open_loop_at_500_per_second_starts_2500_attempts_in_5_seconds(tmp_path: Path) -> None:
-    proc = run_in_netns(f'$PORTSTORM run --sandbox loopback --duration 5 --rate 500 --out "{tmp_path}"')
+    proc = run_in_netns(
+        f'$PORTSTORM run --sandbox loopback --duration 5 --rate 500 --out "{tmp_path}"'
+    )
     check(proc)
     doc = load(tmp_path / "result.json")
     attempts = doc["totals"]["attempts"]
