@@ -7,6 +7,7 @@ do it; 130 interrupted, with partial results saved. No traceback reaches the use
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -97,6 +98,15 @@ def run(
             help="A sysctl for the pair sandbox's server namespace. Repeatable.",
         ),
     ] = None,
+    change_host_sysctls: Annotated[
+        bool,
+        typer.Option(
+            "--change-host-sysctls",
+            help="With --sandbox host: let --set change this host's live sysctls. "
+            "A restore journal is written first; values are restored at the end, "
+            "on Ctrl-C and SIGTERM, and by 'portstorm restore' after a SIGKILL.",
+        ),
+    ] = False,
     interval: Annotated[
         str, typer.Option(metavar="SECONDS", help="Seconds per interval record.")
     ] = "1",
@@ -119,16 +129,17 @@ def run(
     kind = sandbox or (SandboxKind.HOST if parsed_targets else SandboxKind.PAIR)
     ctx = tuning_context(in_new_namespace=kind is not SandboxKind.HOST)
     client_set = parse_settings(set_ or (), ctx, "--set")
-    if client_set and kind is SandboxKind.HOST:
+    if client_set and kind is SandboxKind.HOST and not change_host_sysctls:
         raise UsageError(
-            "--set with --sandbox host would change this host's live sysctls, which portstorm "
-            "does not do yet: use --sandbox pair or loopback, where they are namespace-local"
+            "--set with --sandbox host would change this host's live sysctls: add "
+            "--change-host-sysctls to confirm, or use --sandbox pair or loopback"
         )
     scenario = Scenario(
         targets=parsed_targets,
         sandbox=kind,
         client_set=tuple(client_set.items()),
         server_set=tuple(parse_settings(server_set or (), ctx, "--server-set").items()),
+        change_host=change_host_sysctls,
         duration_s=parse_number("--duration", duration),
         rate=parse_optional("--rate", rate),
         concurrency=int(n_in_flight) if n_in_flight is not None else None,
@@ -137,6 +148,9 @@ def run(
         connect_timeout_s=parse_number("--connect-timeout", connect_timeout),
     )
     live = LiveLine(quiet=quiet)
+    # SIGTERM unwinds like Ctrl-C (exit 130), so namespaces, the sink and any live sysctl
+    # changes are cleaned up by the same code; during the load trio handles both itself.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         output = do_run(
             scenario,
@@ -202,6 +216,35 @@ def sink(
     else:
         print(f"portstorm sink: stopped; {counts}", file=sys.stderr, flush=True)
     return EXIT_OK
+
+
+@app.command()
+def restore() -> int:
+    """Put back live sysctls that a killed 'run --sandbox host --change-host-sysctls' changed."""
+    from portstorm.engine.journal import journal_path
+    from portstorm.engine.journal import restore as do_restore
+
+    values = do_restore()
+    if not values:
+        print(f"portstorm restore: nothing to restore (no journal at {journal_path()})")
+    for name, value in values.items():
+        print(f"portstorm restore: {name} = {value!r}")
+    return EXIT_OK
+
+
+@app.callback()
+def _every_command(ctx: typer.Context) -> None:
+    """Ephemeral-port exhaustion load tester: churn TCP connections and watch the port space."""
+    if ctx.invoked_subcommand not in ("restore", "sink"):
+        from portstorm.engine.journal import pending_warning
+
+        warning = pending_warning()
+        if warning:
+            print(f"portstorm: warning: {warning}", file=sys.stderr)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class _ListenError(PortstormError):

@@ -101,6 +101,7 @@ class Scenario:
     sandbox: SandboxKind = SandboxKind.HOST
     client_set: tuple[tuple[str, str], ...] = ()  # (full sysctl name, value) overrides
     server_set: tuple[tuple[str, str], ...] = ()
+    change_host: bool = False  # --change-host-sysctls: --set may change live host sysctls
     bind: str = "connect"
     workers: int = 1
     sources: tuple[str, ...] = field(default_factory=tuple)
@@ -155,6 +156,7 @@ class Scenario:
             "sandbox": str(self.sandbox),
             "set": dict(self.client_set),
             "server_set": dict(self.server_set),
+            "change_host_sysctls": self.change_host,
             "duration_s": self.duration_s,
             "rate": self.rate,
             "concurrency": self.in_flight_cap,

@@ -92,6 +92,7 @@ def run(
         client_set=dict(scenario.client_set),
         server_set=dict(scenario.server_set),
         builtin_sink=not scenario.targets,
+        change_host=scenario.change_host,
     )
     with sandbox:
         endpoints = [resolve(t) for t in scenario.targets] or sandbox.endpoints

@@ -30,7 +30,7 @@ from types import TracebackType
 from portstorm.core.errors import EnvironmentProblem
 from portstorm.core.scenario import CloseMode, SandboxKind
 from portstorm.core.tuning import STUDIED
-from portstorm.engine import netns
+from portstorm.engine import journal, netns
 from portstorm.engine.driver import Endpoint
 from portstorm.engine.sinkproc import SinkProcess
 from portstorm.engine.sysinfo import apply_sysctls, read_sysctls
@@ -69,12 +69,15 @@ class Sandbox:
         client_set: dict[str, str] | None = None,
         server_set: dict[str, str] | None = None,
         builtin_sink: bool = True,
+        change_host: bool = False,
     ) -> None:
         self.kind = kind
         self.close = close
         self.client_set = dict(client_set or {})
         self.server_set = dict(server_set or {})
         self.builtin_sink = builtin_sink
+        self.change_host = change_host
+        self.host_changed: dict[str, str] = {}
         self.endpoints: list[Endpoint] = []
         self.host_values: dict[str, str] = {}
         self.tunings: dict[str, str] = {}
@@ -98,6 +101,8 @@ class Sandbox:
         # Read the host's values while still in the host's namespace.
         self.host_values = read_sysctls(STUDIED)
         if self.kind is SandboxKind.HOST:
+            if self.client_set:
+                self._change_host_sysctls()
             self.tunings = read_sysctls(STUDIED)
             if self.builtin_sink:
                 self._start_local_sink()
@@ -112,6 +117,23 @@ class Sandbox:
             self._start_local_sink()
         else:
             self._start_pair()
+
+    def _change_host_sysctls(self) -> None:
+        """Live changes, only when asked: journal first, restore on every normal way out."""
+        if not self.change_host:
+            raise EnvironmentProblem(
+                "--set with --sandbox host changes this host's live sysctls: add "
+                "--change-host-sysctls to confirm (they are restored when the run ends)"
+            )
+        originals = {n: self.host_values[n] for n in self.client_set if n in self.host_values}
+        journal.write_journal(originals)
+        self._stack.callback(journal.restore)
+        self.notes += apply_sysctls(self.client_set, frozenset(self.client_set), "host")
+        self.host_changed = dict(self.client_set)
+        self.notes.append(
+            "host: live sysctls were changed for this run and restored afterwards: "
+            + ", ".join(f"{n}={v}" for n, v in self.client_set.items())
+        )
 
     def _enter_client_namespace(self) -> None:
         if not netns.can_create_netns_directly():
