@@ -99,8 +99,13 @@ def restore(path: Path | None = None) -> dict[str, str]:
 
 
 def pending_warning() -> str | None:
+    """The warning every command prints while a journal waits; never fails a command."""
     path = journal_path()
-    if path.exists():
+    try:
+        pending = path.exists()
+    except OSError:  # e.g. HOME points at a folder this user cannot enter
+        return None
+    if pending:
         return (
             f"a restore journal is pending ({path}): a run changed live sysctls and was killed "
             "before restoring them; run 'portstorm restore'"
