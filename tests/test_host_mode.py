@@ -14,7 +14,9 @@ from tests.netns import check, run_in_netns
 pytestmark = pytest.mark.netns
 
 SETS = "--set tcp_tw_reuse=0 --set ip_local_port_range=40000-40099"
-SHOW = 'echo "$1 $(cat /proc/sys/net/ipv4/tcp_tw_reuse) $(cat /proc/sys/net/ipv4/ip_local_port_range)"'
+SHOW = (
+    'echo "$1 $(cat /proc/sys/net/ipv4/tcp_tw_reuse) $(cat /proc/sys/net/ipv4/ip_local_port_range)"'
+)
 
 
 def _script(tmp_path: Path, body: str) -> str:

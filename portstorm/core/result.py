@@ -16,7 +16,8 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,19 +151,12 @@ class RunResult:
 
     @property
     def failed(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for i in self.intervals:
-            for k, v in i.failed.items():
-                out[k] = out.get(k, 0) + v
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+        """Outcome -> count over the run, most frequent first."""
+        return _summed(i.failed for i in self.intervals)
 
     @property
     def other_errnos(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for i in self.intervals:
-            for k, v in i.other_errnos.items():
-                out[k] = out.get(k, 0) + v
-        return out
+        return _summed(i.other_errnos for i in self.intervals)
 
     @property
     def rate(self) -> float:
@@ -224,6 +218,13 @@ class RunResult:
             notes=tuple(d.get("notes", ())),
             server_tunings=d.get("server_tunings"),
         )
+
+
+def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    return dict(total.most_common())
 
 
 def _check_format(fmt: object) -> None:
