@@ -1,0 +1,177 @@
+"""The port-space model: how many new connections per second the ports can sustain, and when
+they run out. Pure arithmetic on literal inputs; no /proc.
+
+    usable ports   = ip_local_port_range (narrowed by a per-socket IP_LOCAL_PORT_RANGE)
+                     minus ip_local_reserved_ports
+    tuples         = source IPs x destinations for connect() (a local port is unique per
+                     4-tuple, __inet_hash_connect()); source IPs only for bind((ip, 0)),
+                     which takes a port per source whatever the destination
+    hold time      = how long a closed connection keeps its port:
+                     60 s of TIME_WAIT (TCP_TIMEWAIT_LEN, include/net/tcp.h; tcp_fin_timeout
+                     does not change it) when the client closes first;
+                     tcp_tw_reuse_delay when connect() may take over a TIME_WAIT
+                     (tcp_twsk_unique(): tw_reuse=1, or 2 on loopback, and timestamps on);
+                     none for RST close, or when the server closes first (TIME_WAIT moves to
+                     the server, and a new SYN on the same 4-tuple takes it over)
+    sustainable    = usable ports x tuples / hold time
+    exhaustion     = at a rate above sustainable, the ports fill in usable x tuples / rate
+                     seconds (nothing is freed before the hold time has passed)
+
+tcp_max_tw_buckets caps TIME_WAIT per namespace: when it is below the port space, closing
+sockets past the cap skip TIME_WAIT (TCPTimeWaitOverflow) and ports never run out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
+DEFAULT_REUSE_DELAY_MS = 1000  # before 6.14 the delay was a fixed 1 s
+
+
+@dataclass(frozen=True)
+class CapacityInput:
+    port_range: tuple[int, int]
+    reserved: frozenset[int] = frozenset()
+    sources: int = 1
+    destinations: int = 1
+    bind: str = "connect"  # connect | bind | no-port | range
+    socket_range: tuple[int, int] | None = None  # --bind range: IP_LOCAL_PORT_RANGE
+    close: str = "client"  # client | server | rst
+    tw_reuse: int = 2
+    tw_reuse_delay_ms: int | None = DEFAULT_REUSE_DELAY_MS
+    timestamps: int = 1
+    loopback: bool = False
+    max_tw_buckets: int | None = None
+    rate: float | None = None  # attempts per second, when the load is open loop
+
+    def __post_init__(self) -> None:
+        low, high = self.port_range
+        if not 1 <= low <= high <= 65535:
+            raise ValueError(f"port range {self.port_range} is not LOW <= HIGH within 1-65535")
+        if self.sources < 1 or self.destinations < 1:
+            raise ValueError("sources and destinations must be at least 1")
+        if self.bind not in ("connect", "bind", "no-port", "range"):
+            raise ValueError(f"bind mode {self.bind!r}")
+        if self.close not in ("client", "server", "rst"):
+            raise ValueError(f"close mode {self.close!r}")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    usable_ports: int
+    tuples: int
+    hold_s: float  # 0: ports are not held after close
+    sustainable_rate: float | None  # None: the port space sets no limit
+    predicted_exhaustion_s: float | None  # None: no exhaustion at this rate (or no rate)
+    reuse_applies: bool
+    tw_cap_applies: bool
+    why: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "usable_ports": self.usable_ports,
+            "tuples": self.tuples,
+            "hold_s": self.hold_s,
+            "sustainable_rate": _round(self.sustainable_rate),
+            "predicted_exhaustion_s": _round(self.predicted_exhaustion_s),
+            "reuse_applies": self.reuse_applies,
+            "tw_cap_applies": self.tw_cap_applies,
+            "why": list(self.why),
+        }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
+
+
+def usable_ports(inp: CapacityInput) -> int:
+    low, high = inp.port_range
+    if inp.bind == "range" and inp.socket_range is not None:
+        # the per-socket range narrows the namespace's (inet_sk_get_local_port_range())
+        low, high = max(low, inp.socket_range[0]), min(high, inp.socket_range[1])
+        if high < low:
+            return 0
+    return (high - low + 1) - sum(1 for p in inp.reserved if low <= p <= high)
+
+
+def model(inp: CapacityInput) -> Capacity:
+    why: list[str] = []
+    ports = usable_ports(inp)
+    low, high = inp.port_range
+    reserved = f" minus {len(inp.reserved)} reserved" if inp.reserved else ""
+    why.append(f"{ports} usable ports ({low}-{high}{reserved})")
+
+    if inp.bind == "bind":
+        tuples = inp.sources
+        why.append(
+            f"bind((ip, 0)) takes a port per source address whatever the destination: "
+            f"{tuples} tuple(s)"
+        )
+    else:
+        tuples = inp.sources * inp.destinations
+        why.append(
+            f"connect() picks a port per 4-tuple: {inp.sources} source(s) x "
+            f"{inp.destinations} destination(s) = {tuples} tuple(s)"
+        )
+
+    reuse = (
+        inp.close == "client"
+        and (inp.tw_reuse == 1 or (inp.tw_reuse == 2 and inp.loopback))
+        and inp.timestamps != 0
+    )
+    if inp.close == "rst":
+        hold = 0.0
+        why.append("RST close: no TIME_WAIT, ports are free at once")
+    elif inp.close == "server":
+        hold = 0.0
+        why.append("server closes first: TIME_WAIT is on the server, client ports are free at once")
+    elif reuse:
+        delay = inp.tw_reuse_delay_ms or DEFAULT_REUSE_DELAY_MS
+        hold = delay / 1000.0
+        why.append(
+            f"tcp_tw_reuse={inp.tw_reuse} applies (timestamps on"
+            f"{', loopback' if inp.tw_reuse == 2 else ''}): a TIME_WAIT port is reused after "
+            f"{delay} ms"
+        )
+    else:
+        hold = TIME_WAIT_S
+        if inp.tw_reuse == 2 and not inp.loopback:
+            why.append("tcp_tw_reuse=2 applies to loopback only: each port is held 60 s")
+        elif inp.tw_reuse in (1, 2) and inp.timestamps == 0:
+            why.append("tcp_tw_reuse needs tcp_timestamps, which is 0: each port is held 60 s")
+        else:
+            why.append("TIME_WAIT holds each port 60 s (tcp_fin_timeout does not change it)")
+
+    space = ports * tuples
+    tw_cap = (
+        hold > 0 and inp.max_tw_buckets is not None and inp.max_tw_buckets < space and not reuse
+    )
+    if tw_cap:
+        why.append(
+            f"tcp_max_tw_buckets ({inp.max_tw_buckets}) is below the port space ({space}): past "
+            "it, closing sockets skip TIME_WAIT (TCPTimeWaitOverflow), so ports never run out"
+        )
+    sustainable = None if hold == 0 or tw_cap else space / hold
+    exhaustion: float | None = None
+    if sustainable is not None:
+        why.append(f"sustainable: {space} / {hold:g} s = {sustainable:,.2f} connections/s")
+        if inp.rate is not None and inp.rate > sustainable:
+            exhaustion = space / inp.rate
+            why.append(
+                f"at {inp.rate:g}/s the ports run out after {space} / {inp.rate:g} "
+                f"= {exhaustion:.3g} s"
+            )
+    if ports == 0:
+        sustainable, exhaustion = 0.0, 0.0
+    return Capacity(
+        usable_ports=ports,
+        tuples=tuples,
+        hold_s=hold,
+        sustainable_rate=sustainable,
+        predicted_exhaustion_s=exhaustion,
+        reuse_applies=reuse,
+        tw_cap_applies=tw_cap,
+        why=tuple(why),
+    )
