@@ -120,6 +120,35 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
         "connect latency",
         "  ".join(f"{k} {_us(lat[k])}" for k in ("p50", "p90", "p99", "p999", "max")),
     )
+    cap = result.capacity
+    if cap is not None:
+        sus = cap.get("sustainable_rate")
+        hold = cap.get("hold_s")
+        model_line = (
+            f"{cap['usable_ports']:,} ports x {cap['tuples']} tuple(s), held {hold:g} s: "
+            + (f"{sus:,.2f} conn/s sustainable" if sus is not None else "no port limit")
+        )
+        t.add_row("capacity model", model_line)
+        predicted = cap.get("predicted_exhaustion_s")
+        if predicted is not None or result.first_failure_s is not None:
+            measured = (
+                f"{result.first_failure_s:.3f} s" if result.first_failure_s is not None else "none"
+            )
+            expect = f"{predicted:.3f} s" if predicted is not None else "none"
+            t.add_row("first failure vs model", f"measured {measured}, predicted {expect}")
+        after = result.sustained_after_exhaustion()
+        if after is not None:
+            expect = f"{sus:,.2f} conn/s" if sus is not None else "no port limit"
+            line = f"measured {after:,.2f} conn/s, model {expect}"
+            if hold and result.duration_s < result.first_failure_s + hold:  # type: ignore[operator]
+                line += f" (reached only once ports free up, {hold:g} s after they closed)"
+            t.add_row("after exhaustion", line)
+    last = result.intervals[-1] if result.intervals else None
+    if last is not None and last.time_wait is not None:
+        tw = f"client {last.time_wait:,}"
+        if last.server_time_wait is not None:
+            tw += f", server {last.server_time_wait:,}"
+        t.add_row("TIME_WAIT at end", f"{tw}; ports in use {last.ports_in_use:,}")
     port_range = result.tunings.get("net.ipv4.ip_local_port_range")
     if port_range:
         t.add_row(

@@ -56,7 +56,10 @@ class Interval:
     time_wait: int | None = None
     server_time_wait: int | None = None
     ports_in_use: int | None = None
-    kernel: Mapping[str, int] | None = None
+    kernel: Mapping[str, int] | None = None  # client-side counter deltas over the interval
+    server_kernel: Mapping[str, int] | None = None  # pair sandbox: the sink's namespace
+    ports_by_destination: Mapping[str, int] | None = None
+    fds: int | None = None  # open file descriptors of the driver at the sample
 
     def __post_init__(self) -> None:
         _check_failed(self.failed)
@@ -84,7 +87,10 @@ class Interval:
             "time_wait": self.time_wait,
             "server_time_wait": self.server_time_wait,
             "ports_in_use": self.ports_in_use,
-            "kernel": dict(self.kernel) if self.kernel is not None else None,
+            "kernel": _opt(self.kernel),
+            "server_kernel": _opt(self.server_kernel),
+            "ports_by_destination": _opt(self.ports_by_destination),
+            "fds": self.fds,
         }
 
     @classmethod
@@ -101,7 +107,18 @@ class Interval:
             server_time_wait=d.get("server_time_wait"),
             ports_in_use=d.get("ports_in_use"),
             kernel=d.get("kernel"),
+            server_kernel=d.get("server_kernel"),
+            ports_by_destination=d.get("ports_by_destination"),
+            fds=d.get("fds"),
         )
+
+
+def _round3(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def _opt(m: Mapping[str, int] | None) -> dict[str, int] | None:
+    return dict(m) if m is not None else None
 
 
 def _check_failed(failed: Mapping[str, int]) -> None:
@@ -163,6 +180,15 @@ class RunResult:
         """Successful connections per second over the whole run."""
         return self.succeeded / self.duration_s if self.duration_s > 0 else 0.0
 
+    def sustained_after_exhaustion(self) -> float | None:
+        """Successes per second once the ports had run out: over the whole intervals that
+        began at or after the first failure (the one holding it mixes before and after)."""
+        if self.first_failure_s is None:
+            return None
+        after = [i for i in self.intervals if i.t >= self.first_failure_s]
+        span = sum(i.dt for i in after)
+        return sum(i.succeeded for i in after) / span if span > 0 else None
+
     def to_json(self) -> dict[str, Any]:
         lat: dict[str, Any] = dict(self.histogram.summary())
         lat["hdr"] = self.histogram.encode()
@@ -192,6 +218,7 @@ class RunResult:
                     round(self.first_failure_s, 6) if self.first_failure_s is not None else None
                 ),
                 "first_failure_outcome": self.first_failure_outcome,
+                "sustained_after_exhaustion": _round3(self.sustained_after_exhaustion()),
             },
             "notes": list(self.notes),
             "intervals": [i.to_json() for i in self.intervals],

@@ -31,6 +31,7 @@ from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES, Outcome, Phase, classify, errno_name
 from portstorm.core.result import Interval
 from portstorm.core.scenario import CloseMode, Scenario
+from portstorm.engine.sampler import Sample
 
 _LINGER_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST (tcp_disconnect)
 _FAILURE_INDEX = {o: i for i, o in enumerate(FAILURES)}
@@ -75,12 +76,14 @@ class Driver:
         scenario: Scenario,
         endpoints: list[Endpoint],
         on_interval: Callable[[Interval], None] | None = None,
+        sample: Callable[[], Sample] | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("the driver needs at least one endpoint")
         self.scenario = scenario
         self.endpoints = endpoints
         self._on_interval = on_interval
+        self._sample = sample
         self._timeout = scenario.connect_timeout_s
         self._close = scenario.close
         self._next_ep = 0
@@ -114,11 +117,16 @@ class Driver:
                         for _ in range(sc.in_flight_cap or 1):
                             load.start_soon(self._closed_worker, deadline_ns)
             outer.cancel_scope.cancel()
-        end = perf_counter_ns()
         tally = self._tally
         # The last tick may have fallen on the end of the load: do not emit an empty sliver.
-        if tally.succeeded or any(tally.failed) or end - tally.t_start_ns > self._min_final_ns:
-            self._flush(end)
+        if (
+            tally.succeeded
+            or any(tally.failed)
+            or perf_counter_ns() - tally.t_start_ns > self._min_final_ns
+        ):
+            sample = await self._take_sample()
+            self._flush(perf_counter_ns(), sample)
+        end = perf_counter_ns()
         self._report.elapsed_s = (end - self._t0) / 1e9
         return self._report
 
@@ -252,10 +260,17 @@ class Driver:
             wait = self._t0 + k * step_ns - perf_counter_ns()
             if wait > 0:
                 await trio.sleep(wait / 1e9)
-            self._flush(perf_counter_ns())
+            sample = await self._take_sample()
+            self._flush(perf_counter_ns(), sample)
             k += 1
 
-    def _flush(self, end_ns: int) -> None:
+    async def _take_sample(self) -> Sample | None:
+        """Read the port space in a worker thread: /proc and netlink reads block."""
+        if self._sample is None:
+            return None
+        return await trio.to_thread.run_sync(self._sample, abandon_on_cancel=True)
+
+    def _flush(self, end_ns: int, sample: Sample | None) -> None:
         tally = self._tally
         self._tally = _Tally(end_ns)
         failed = {str(FAILURES[i]): n for i, n in enumerate(tally.failed) if n}
@@ -268,6 +283,13 @@ class Driver:
             failed=failed,
             other_errnos=tally.other,
             latency_us={"p50": hist.percentile(50.0), "p99": hist.percentile(99.0)},
+            time_wait=sample.time_wait if sample else None,
+            server_time_wait=sample.server_time_wait if sample else None,
+            ports_in_use=sample.ports_in_use if sample else None,
+            ports_by_destination=sample.ports_by_destination if sample else None,
+            kernel=sample.kernel if sample else None,
+            server_kernel=sample.server_kernel if sample else None,
+            fds=sample.fds if sample else None,
         )
         self._report.histogram.add(hist)
         self._report.intervals.append(interval)

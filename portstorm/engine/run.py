@@ -7,6 +7,7 @@ in driver.py, the sink process in sinkproc.py, the file format in core/result.py
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import signal
 import socket
 from collections.abc import Callable
@@ -16,11 +17,14 @@ from pathlib import Path
 import trio
 
 from portstorm import __version__
+from portstorm.core.capacity import CapacityInput, model
 from portstorm.core.errors import EnvironmentProblem, UsageError
+from portstorm.core.ports import parse_port_list, parse_port_range
 from portstorm.core.result import Interval, RunResult, save_json_atomic
-from portstorm.core.scenario import Scenario, Target
+from portstorm.core.scenario import SandboxKind, Scenario, Target
 from portstorm.core.tuning import reuse_notes
 from portstorm.engine.driver import Driver, DriverReport, Endpoint
+from portstorm.engine.sampler import Sampler
 from portstorm.engine.sandbox import Sandbox
 from portstorm.engine.sysinfo import ensure_nofile, host_info
 
@@ -60,6 +64,32 @@ def prepare_out_dir(out: Path | None, started: dt.datetime) -> Path:
     return out_dir
 
 
+def capacity_input(
+    scenario: Scenario, tunings: dict[str, str], endpoints: list[Endpoint]
+) -> CapacityInput:
+    """The model's view of this run: the client's sysctls as read back, and the load."""
+    loopback = scenario.sandbox is SandboxKind.LOOPBACK or (
+        scenario.sandbox is SandboxKind.HOST
+        and all(ipaddress.ip_address(ep.sockaddr[0]).is_loopback for ep in endpoints)
+    )
+    delay = tunings.get("net.ipv4.tcp_tw_reuse_delay")
+    buckets = tunings.get("net.ipv4.tcp_max_tw_buckets")
+    return CapacityInput(
+        port_range=parse_port_range(tunings["net.ipv4.ip_local_port_range"]),
+        reserved=parse_port_list(tunings.get("net.ipv4.ip_local_reserved_ports", "")),
+        sources=max(1, len(scenario.sources)),
+        destinations=len({(ep.sockaddr[0], ep.sockaddr[1]) for ep in endpoints}),
+        bind=scenario.bind,
+        close=str(scenario.close),
+        tw_reuse=int(tunings.get("net.ipv4.tcp_tw_reuse", "2")),
+        tw_reuse_delay_ms=int(delay) if delay is not None else None,
+        timestamps=int(tunings.get("net.ipv4.tcp_timestamps", "1")),
+        loopback=loopback,
+        max_tw_buckets=int(buckets) if buckets is not None else None,
+        rate=scenario.rate,
+    )
+
+
 async def _drive(driver: Driver) -> DriverReport:
     """Run the driver; SIGINT/SIGTERM stop it early and the partial report is kept."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -96,10 +126,21 @@ def run(
     )
     with sandbox:
         endpoints = [resolve(t) for t in scenario.targets] or sandbox.endpoints
+        port_range = parse_port_range(sandbox.tunings["net.ipv4.ip_local_port_range"])
+        # created here, in the client namespace, where its netlink socket must live
+        sampler = Sampler(
+            [(ep.sockaddr[0], ep.sockaddr[1]) for ep in endpoints],
+            port_range,
+            server_pid=sandbox.sink.pid if sandbox.sink and sandbox.sink.own_netns else None,
+        )
         if on_start is not None:
             on_start(endpoints)
-        driver = Driver(scenario, endpoints, on_interval)
-        report = trio.run(_drive, driver)
+        try:
+            driver = Driver(scenario, endpoints, on_interval, sample=sampler.sample)
+            report = trio.run(_drive, driver)
+        finally:
+            sampler.close()
+    capacity = model(capacity_input(scenario, sandbox.tunings, endpoints))
     # the sink has stopped here, so its final counts are known
     notes = list(sandbox.notes)
     if report.interrupted:
@@ -123,6 +164,7 @@ def run(
         histogram=report.histogram,
         first_failure_s=report.first_failure_s,
         first_failure_outcome=report.first_failure_outcome,
+        capacity=capacity.to_json(),
         notes=tuple(notes),
     )
     path = out_dir / "result.json"

@@ -1,0 +1,120 @@
+"""Per-interval readings of the port space: TIME_WAIT, ports in use, kernel counters, fds.
+
+Containing reads only, no decisions. ``Sampler.sample()`` blocks (it reads /proc and
+netlink), so the driver calls it through trio.to_thread: sampling never stalls the event
+loop. Everything is read by explicit path or from a netlink socket created in the client
+namespace, so the thread that samples may be any thread.
+
+- time_wait: /proc/net/sockstat's ``tw`` (~0.02 ms; per namespace; it also counts FIN_WAIT2
+  mini-sockets and lags sockets still in FIN_WAIT1, KERNEL.md).
+- ports_in_use: sock_diag with a kernel-side filter (sockdiag.py).
+- kernel: deltas of TcpExt (/proc/net/netstat) and Tcp (/proc/net/snmp) counters.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from portstorm.engine.sockdiag import SockDiag
+
+COUNTERS: tuple[str, ...] = (
+    "TcpExtTW",
+    "TcpExtTWRecycled",
+    "TcpExtTWKilled",
+    "TcpExtTCPTimeWaitOverflow",
+    "TcpExtListenOverflows",
+    "TcpExtListenDrops",
+    "TcpExtTCPAbortOnData",
+    "TcpExtTCPAbortOnClose",
+    "TcpActiveOpens",
+    "TcpPassiveOpens",
+    "TcpAttemptFails",
+    "TcpOutRsts",
+    "TcpEstabResets",
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    time_wait: int
+    server_time_wait: int | None
+    ports_in_use: int
+    ports_by_destination: dict[str, int]
+    kernel: dict[str, int]  # counter deltas since the previous sample
+    server_kernel: dict[str, int] | None
+    fds: int
+
+
+def read_time_wait(net_dir: Path) -> int:
+    """The ``tw`` field of sockstat's TCP line (sockstat_seq_show())."""
+    for line in (net_dir / "sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            return int(fields[fields.index("tw") + 1])
+    raise ValueError(f"{net_dir}/sockstat has no TCP line")
+
+
+def read_counters(net_dir: Path) -> dict[str, int]:
+    """TcpExt and Tcp counters: header and value lines come in pairs, prefix-named."""
+    out: dict[str, int] = {}
+    for name in ("netstat", "snmp"):
+        lines = (net_dir / name).read_text().splitlines()
+        for head, vals in zip(lines[::2], lines[1::2], strict=False):
+            prefix, _, names = head.partition(":")
+            if prefix not in ("TcpExt", "Tcp"):
+                continue
+            for k, v in zip(names.split(), vals.partition(":")[2].split(), strict=False):
+                out[prefix + k] = int(v)
+    return out
+
+
+def _delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: now.get(k, 0) - before.get(k, 0) for k in COUNTERS if k in now}
+
+
+class Sampler:
+    """Create in the client namespace (the netlink socket stays bound to it)."""
+
+    def __init__(
+        self,
+        destinations: list[tuple[str, int]],
+        port_range: tuple[int, int],
+        server_pid: int | None = None,
+    ) -> None:
+        pid = os.getpid()
+        self._net = Path(f"/proc/{pid}/net")  # the main thread's namespace: the client's
+        self._fd_dir = Path(f"/proc/{pid}/fd")
+        self._server_net = Path(f"/proc/{server_pid}/net") if server_pid else None
+        self._destinations = destinations
+        self._port_range = port_range
+        self._diag = SockDiag()
+        self._before = read_counters(self._net)
+        self._server_before = read_counters(self._server_net) if self._server_net else None
+
+    def close(self) -> None:
+        self._diag.close()
+
+    def sample(self) -> Sample:
+        by_dest = {
+            f"{host}:{port}": self._diag.count(host, port, self._port_range)
+            for host, port in self._destinations
+        }
+        now = read_counters(self._net)
+        kernel, self._before = _delta(now, self._before), now
+        server_tw: int | None = None
+        server_kernel: dict[str, int] | None = None
+        if self._server_net is not None and self._server_before is not None:
+            server_tw = read_time_wait(self._server_net)
+            snow = read_counters(self._server_net)
+            server_kernel, self._server_before = _delta(snow, self._server_before), snow
+        return Sample(
+            time_wait=read_time_wait(self._net),
+            server_time_wait=server_tw,
+            ports_in_use=sum(by_dest.values()),
+            ports_by_destination=by_dest,
+            kernel=kernel,
+            server_kernel=server_kernel,
+            fds=len(os.listdir(self._fd_dir)),
+        )
