@@ -140,7 +140,7 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
         if after is not None:
             expect = f"{sus:,.2f} conn/s" if sus is not None else "no port limit"
             line = f"measured {after:,.2f} conn/s, model {expect}"
-            if hold and result.duration_s < result.first_failure_s + hold:  # type: ignore[operator]
+            if hold and result.duration_s < result.first_failure_s + hold:
                 line += f" (reached only once ports free up, {hold:g} s after they closed)"
             t.add_row("after exhaustion", line)
     last = result.intervals[-1] if result.intervals else None

@@ -46,7 +46,9 @@ def test_open_loop_at_500_per_second_starts_2500_attempts_in_5_seconds(tmp_path:
     attempts = doc["totals"]["attempts"]
     assert abs(attempts - 2500) <= 0.02 * 2500, attempts
     assert doc["scenario"]["mode"] == "open"
-    assert [i["attempts"] for i in doc["intervals"]] == [500] * 5
+    assert attempts == 2500  # the schedule is exact; only completions straddle boundaries
+    per = [i["attempts"] for i in doc["intervals"]]
+    assert len(per) == 5 and all(abs(a - 500) <= 5 for a in per), per
 
 
 def test_port_range_exhausted_reports_port_exhausted_after_exactly_100(tmp_path: Path) -> None:

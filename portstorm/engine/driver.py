@@ -68,6 +68,7 @@ class DriverReport:
     first_failure_outcome: str | None = None
     elapsed_s: float = 0.0
     interrupted: bool = False
+    sample_errors: list[str] = field(default_factory=list)
 
 
 class Driver:
@@ -265,10 +266,19 @@ class Driver:
             k += 1
 
     async def _take_sample(self) -> Sample | None:
-        """Read the port space in a worker thread: /proc and netlink reads block."""
+        """Read the port space in a worker thread: /proc and netlink reads block.
+
+        Not abandoned on cancel: a sample takes milliseconds, and an abandoned one would
+        still be using the sampler when the next begins. A failed sample leaves that
+        interval's readings null (and is counted); it never ends the run.
+        """
         if self._sample is None:
             return None
-        return await trio.to_thread.run_sync(self._sample, abandon_on_cancel=True)
+        try:
+            return await trio.to_thread.run_sync(self._sample)
+        except (OSError, ValueError) as e:
+            self._report.sample_errors.append(f"{type(e).__name__}: {e}")
+            return None
 
     def _flush(self, end_ns: int, sample: Sample | None) -> None:
         tally = self._tally

@@ -146,6 +146,11 @@ def run(
     if report.interrupted:
         notes.append("interrupted: the run was stopped before its duration; results are partial")
     notes += reuse_notes(str(scenario.sandbox), sandbox.tunings)
+    if report.sample_errors:
+        notes.append(
+            f"sampling failed {len(report.sample_errors)} time(s); those intervals have no "
+            f"port-space readings (first: {report.sample_errors[0]})"
+        )
     sc = scenario.to_json()
     sc["targets"] = [ep.label for ep in endpoints]
     sc["user_namespace"] = sandbox.userns

@@ -14,6 +14,7 @@ namespace, so the thread that samples may be any thread.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,7 @@ class Sampler:
         self._destinations = destinations
         self._port_range = port_range
         self._diag = SockDiag()
+        self._lock = threading.Lock()
         self._before = read_counters(self._net)
         self._server_before = read_counters(self._server_net) if self._server_net else None
 
@@ -97,6 +99,10 @@ class Sampler:
         self._diag.close()
 
     def sample(self) -> Sample:
+        with self._lock:
+            return self._sample()
+
+    def _sample(self) -> Sample:
         by_dest = {
             f"{host}:{port}": self._diag.count(host, port, self._port_range)
             for host, port in self._destinations

@@ -74,11 +74,16 @@ class SockDiag:
     """One netlink socket, bound in the namespace it was created in (create it there)."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                   NETLINK_SOCK_DIAG)  # fmt: skip
-        self._sock.bind((0, 0))
+        self._sock = self._open()
         self._buf = bytearray(1 << 18)
         self._seq = 0
+
+    @staticmethod
+    def _open() -> socket.socket:
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                          NETLINK_SOCK_DIAG)  # fmt: skip
+        s.bind((0, 0))
+        return s
 
     def close(self) -> None:
         self._sock.close()
@@ -97,7 +102,15 @@ class SockDiag:
         hdr = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY,
                              NLM_F_REQUEST | NLM_F_DUMP, seq, 0)  # fmt: skip
         self._sock.send(hdr + body)
-        return self._count_replies(seq)
+        try:
+            return self._count_replies(seq)
+        except OSError:
+            # A dump left half-read would make the next one fail (EBUSY): start afresh.
+            # The new socket is created in this thread's namespace, so callers keep one
+            # sampler per namespace and sample from threads made inside it.
+            self._sock.close()
+            self._sock = self._open()
+            raise
 
     def _count_replies(self, seq: int) -> int:
         n = 0
