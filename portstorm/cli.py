@@ -219,6 +219,24 @@ def sink(
 
 
 @app.command()
+def inspect(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> int:
+    """This host's port space: range, TIME_WAIT, ports in use, the sysctls that matter, advice."""
+    import json
+
+    from portstorm.engine.inspect import gather
+    from portstorm.ui import print_inspect
+
+    doc = gather()
+    if json_out:
+        print(json.dumps(doc, indent=1))
+    else:
+        print_inspect(doc)
+    return EXIT_OK
+
+
+@app.command()
 def restore() -> int:
     """Put back live sysctls that a killed 'run --sandbox host --change-host-sysctls' changed."""
     from portstorm.engine.journal import journal_path

@@ -6,7 +6,7 @@ Containing no measurement and no files: it formats ``Interval`` and ``RunResult`
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -159,3 +159,28 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
     console.print(t)
     for note in result.notes:
         console.print(f"note: {note}")
+
+
+def print_inspect(doc: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    host = doc["host"]
+    low, high = doc["port_range"]
+    console.print(f"[bold]{host['hostname']}[/bold]  Linux {host['kernel']}, {host['cpus']} CPUs")
+    console.print(
+        f"local port range {low}-{high}"
+        + (f", reserved {doc['reserved_ports']}" if doc["reserved_ports"] else "")
+        + f"; TIME_WAIT {doc['time_wait']:,}; ports in use {doc['ports_in_use']:,}"
+        + f"; open-file limit {doc['fd_soft_limit']:,}"
+    )
+    t = Table(title="sysctls that matter", title_justify="left")
+    t.add_column("sysctl")
+    t.add_column("value")
+    t.add_column("what it really does")
+    for row in doc["sysctls"]:
+        t.add_row(row["name"], row["value"] or "(empty)", row["meaning"])
+    console.print(t)
+    console.print("[bold]capacity toward one destination[/bold] (plain connect, client closes):")
+    for line in doc["capacity_one_destination"]["why"]:
+        console.print(f"  {line}")
+    for line in doc["advice"]:
+        console.print(f"[bold]advice:[/bold] {line}")

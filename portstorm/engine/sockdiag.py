@@ -51,6 +51,16 @@ _HOSTCOND = struct.Struct("=BBxxi")  # family, prefix_len, port (-1: any); then 
 _NLATTR = struct.Struct("=HH")
 
 
+def _range_bytecode(low: int, high: int) -> bytes:
+    """local port in [low, high]."""
+    return b"".join(
+        (
+            _OP.pack(BC_S_GE, 8, 16 + 4), _OP.pack(0, 0, low),
+            _OP.pack(BC_S_LE, 8, 8 + 4), _OP.pack(0, 0, high),
+        )
+    )  # fmt: skip
+
+
 def _bytecode(low: int, high: int, dst: str, dport: int) -> bytes:
     """local port in [low, high] and destination == (dst, dport), as inet_diag bytecode.
 
@@ -93,7 +103,14 @@ class SockDiag:
     ) -> int:
         """Sockets in ``states`` with a local port in ``port_range`` toward (dst, dport)."""
         family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-        bc = _bytecode(port_range[0], port_range[1], dst, dport)
+        return self._dump(family, _bytecode(port_range[0], port_range[1], dst, dport), states)
+
+    def count_local(self, low: int, high: int, states: int = HOLDING_STATES) -> int:
+        """Sockets in ``states`` with a local port in [low, high], any destination, v4 and v6."""
+        bc = _range_bytecode(low, high)
+        return self._dump(socket.AF_INET, bc, states) + self._dump(socket.AF_INET6, bc, states)
+
+    def _dump(self, family: int, bc: bytes, states: int) -> int:
         attr = _NLATTR.pack(_NLATTR.size + len(bc), INET_DIAG_REQ_BYTECODE) + bc
         req = _REQ_V2.pack(family, socket.IPPROTO_TCP, 0, 0, states) + bytes(_SOCKID_SIZE)
         self._seq += 1

@@ -1,0 +1,58 @@
+"""Gather what `portstorm inspect` reports from the live namespace (reads only)."""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+from typing import Any
+
+from portstorm.core.advice import HostState, advise, capacity_for_one_destination
+from portstorm.core.ports import parse_port_range
+from portstorm.core.tuning import STUDIED, describe
+from portstorm.engine.sampler import read_time_wait
+from portstorm.engine.sockdiag import SockDiag
+from portstorm.engine.sysinfo import host_info, read_sysctls
+
+
+def _conntrack() -> tuple[int, int] | None:
+    base = Path("/proc/sys/net/netfilter")
+    try:
+        count = int((base / "nf_conntrack_count").read_text())
+        limit = int((base / "nf_conntrack_max").read_text())
+    except (OSError, ValueError):
+        return None  # nf_conntrack not loaded (or not visible here)
+    return count, limit
+
+
+def gather() -> dict[str, Any]:
+    tunings = read_sysctls(STUDIED)
+    low, high = parse_port_range(tunings["net.ipv4.ip_local_port_range"])
+    diag = SockDiag()
+    try:
+        in_use = diag.count_local(low, high)
+    finally:
+        diag.close()
+    state = HostState(
+        tunings=tunings,
+        time_wait=read_time_wait(Path("/proc/self/net")),
+        ports_in_use=in_use,
+        fd_soft_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        conntrack=_conntrack(),
+    )
+    cap = capacity_for_one_destination(tunings)
+    host = host_info()
+    return {
+        "format": "portstorm.inspect/1",
+        "host": host.to_json(),
+        "port_range": [low, high],
+        "reserved_ports": tunings.get("net.ipv4.ip_local_reserved_ports", ""),
+        "time_wait": state.time_wait,
+        "ports_in_use": state.ports_in_use,
+        "fd_soft_limit": state.fd_soft_limit,
+        "conntrack": (
+            {"count": state.conntrack[0], "max": state.conntrack[1]} if state.conntrack else None
+        ),
+        "sysctls": [{"name": n, "value": v, "meaning": m} for n, v, m in describe(tunings)],
+        "capacity_one_destination": cap.to_json(),
+        "advice": advise(state),
+    }
