@@ -87,7 +87,7 @@ def test_fin_timeout_does_not_shorten_time_wait(tmp_path: Path) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for fin in (5, 60)
     ]
     for p in runs:
