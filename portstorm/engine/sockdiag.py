@@ -50,6 +50,35 @@ _OP = struct.Struct("=BBH")  # code, yes, no
 _HOSTCOND = struct.Struct("=BBxxi")  # family, prefix_len, port (-1: any); then the address
 _NLATTR = struct.Struct("=HH")
 
+# The smallest diag message: nlmsghdr (16) + inet_diag_msg (72); attributes may follow.
+_MIN_MSG = 16 + 72
+
+
+def _uniform_prefix(view: memoryview, size: int, seq: int) -> tuple[int, int]:
+    """(bytes, message size) at the start of this datagram made of equal-sized diag
+    messages of dump ``seq`` (the first message sets the size), checked field by field at C
+    speed; (0, 0) when the datagram does not start like that."""
+    if size < _NLMSGHDR.size:
+        return 0, 0
+    msg, kind, _flags, mseq, _pid = _NLMSGHDR.unpack_from(view, 0)
+    if kind != SOCK_DIAG_BY_FAMILY or mseq != seq or msg < _MIN_MSG or msg % 4:
+        return 0, 0
+    body = size - size % msg
+    while body and _NLMSGHDR.unpack_from(view, body - msg)[0] != msg:
+        body -= msg  # a trailing DONE or a differing message: the walker takes the tail
+    k = body // msg
+    if k == 0:
+        return 0, 0
+    words = view[:body].cast("I")
+    halves = view[:body].cast("H")
+    if (
+        words[0 :: msg // 4].tolist().count(msg) != k
+        or halves[2 :: msg // 2].tolist().count(SOCK_DIAG_BY_FAMILY) != k
+        or words[2 :: msg // 4].tolist().count(seq) != k
+    ):
+        return 0, 0
+    return body, msg
+
 
 def _range_bytecode(low: int, high: int) -> bytes:
     """local port in [low, high]."""
@@ -101,7 +130,13 @@ class SockDiag:
     def count(
         self, dst: str, dport: int, port_range: tuple[int, int], states: int = HOLDING_STATES
     ) -> int:
-        """Sockets in ``states`` with a local port in ``port_range`` toward (dst, dport)."""
+        """Sockets in ``states`` with a local port in ``port_range`` toward (dst, dport).
+
+        One dump per destination, filtered in the kernel: returning a message costs the
+        kernel ~0.3 us per socket (inet_diag fill and copy), far more than its walk over the
+        sockets that do not match, so filtering there beats one dump grouped here
+        (measured with 64,770 TIME_WAIT toward two destinations: 30.5 ms against 33.7 ms).
+        """
         family = socket.AF_INET6 if ":" in dst else socket.AF_INET
         return self._dump(family, _bytecode(port_range[0], port_range[1], dst, dport), states)
 
@@ -111,6 +146,15 @@ class SockDiag:
         return self._dump(socket.AF_INET, bc, states) + self._dump(socket.AF_INET6, bc, states)
 
     def _dump(self, family: int, bc: bytes, states: int) -> int:
+        self._request(family, bc, states)
+        return self._count_replies(self._seq)
+
+    def _reopen(self) -> None:
+        # A dump left half-read would make the next one fail (EBUSY): start afresh.
+        self._sock.close()
+        self._sock = self._open()
+
+    def _request(self, family: int, bc: bytes, states: int) -> None:
         attr = _NLATTR.pack(_NLATTR.size + len(bc), INET_DIAG_REQ_BYTECODE) + bc
         req = _REQ_V2.pack(family, socket.IPPROTO_TCP, 0, 0, states) + bytes(_SOCKID_SIZE)
         self._seq += 1
@@ -119,23 +163,28 @@ class SockDiag:
         hdr = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY,
                              NLM_F_REQUEST | NLM_F_DUMP, seq, 0)  # fmt: skip
         self._sock.send(hdr + body)
-        try:
-            return self._count_replies(seq)
-        except OSError:
-            # A dump left half-read would make the next one fail (EBUSY): start afresh.
-            # The new socket is created in this thread's namespace, so callers keep one
-            # sampler per namespace and sample from threads made inside it.
-            self._sock.close()
-            self._sock = self._open()
-            raise
 
     def _count_replies(self, seq: int) -> int:
+        try:
+            return self._walk(seq)
+        except OSError:
+            self._reopen()
+            raise
+
+    def _walk(self, seq: int) -> int:
+        """Read a dump to its end and count its messages.
+
+        Fast path: a datagram made only of fixed-size messages (every TIME_WAIT socket:
+        inet_twsk_diag_fill() adds no attributes) is checked and read with strided
+        memoryview casts, at C speed. Anything else is walked header by header.
+        """
         n = 0
         buf, view = self._buf, memoryview(self._buf)
         unpack = _NLMSGHDR.unpack_from
         while True:
             size = self._sock.recv_into(view)
-            off = 0
+            off, msg = _uniform_prefix(view, size, seq)
+            n += off // msg if off else 0
             while off + _NLMSGHDR.size <= size:
                 length, kind, _flags, mseq, _pid = unpack(buf, off)
                 if length < _NLMSGHDR.size:
