@@ -124,12 +124,14 @@ def test_the_sink_dies_with_a_killed_run(tmp_path: Path) -> None:
     script = f"""
 $PORTSTORM run --sandbox host --duration 30 --rate 10 --out "{tmp_path}" >/dev/null 2>&1 &
 pid=$!
-sleep 2
-pgrep -f "portstorm sin[k]" >/dev/null || {{ echo "no sink was running"; exit 1; }}
+# wait until the sink listens and the run is under way (killed earlier, a starting sink
+# would die of a broken pipe instead, hiding whether it dies with its parent)
+for i in $(seq 100); do [ -n "$(ss -Htln '( sport = :9000 )')" ] && break; sleep 0.1; done
+sleep 1
+sink=$(pgrep -P $pid -f "portstorm sin[k]") || {{ echo "no sink was running"; kill $pid; exit 1; }}
 kill -KILL $pid
-sleep 0.5
-survivors=$(pgrep -f "portstorm sin[k]" || true)
-if [ -n "$survivors" ]; then echo "sink survived: $survivors"; kill $survivors; exit 1; fi
+for i in $(seq 50); do kill -0 $sink 2>/dev/null || break; sleep 0.1; done
+if kill -0 $sink 2>/dev/null; then echo "sink $sink survived"; kill $sink; exit 1; fi
 echo ok
 """
     proc = run_in_netns(script)

@@ -140,13 +140,16 @@ def test_a_killed_run_leaves_no_namespace_veth_or_process(tmp_path: Path, sig: i
     _require_root()
     before = _census()
     proc = subprocess.Popen(
-        [*RUN, "--duration", "30", "--rate", "50", "--quiet", "--out", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*RUN, "--duration", "30", "--rate", "50", "--out", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(_census()[0] - before[0]) < 2:
-            time.sleep(0.1)
+        # Wait for the first live line: the load is running, so the sink is past its ready
+        # line (killed earlier, a starting sink dies of a broken pipe, proving nothing).
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "conn/s" in line:
+                break
         during = _census()
         assert len(during[0] - before[0]) == 2, "expected a client and a server namespace"
         assert during[2] == before[2] + 1, "expected one sink process"
