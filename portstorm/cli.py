@@ -45,7 +45,8 @@ def run(
         list[str] | None,
         typer.Argument(
             metavar="[HOST:PORT]...",
-            help="Where to connect. None: the built-in sink on 127.0.0.1.",
+            help="Where to connect (through this host's own stack). None: the built-in sink, "
+            "in the sandbox (pair by default).",
             show_default=False,
         ),
     ] = None,

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from portstorm.core.capacity import Capacity, CapacityInput, model
-from portstorm.core.ports import parse_port_list, parse_port_range
 
 NARROW_RANGE = 10_000
 CONNTRACK_NEAR = 0.8
@@ -27,18 +26,7 @@ class HostState:
 
 def capacity_for_one_destination(tunings: Mapping[str, str]) -> Capacity:
     """The model for plain connect() to one non-loopback destination, client closing first."""
-    delay = tunings.get("net.ipv4.tcp_tw_reuse_delay")
-    buckets = tunings.get("net.ipv4.tcp_max_tw_buckets")
-    return model(
-        CapacityInput(
-            port_range=parse_port_range(tunings["net.ipv4.ip_local_port_range"]),
-            reserved=parse_port_list(tunings.get("net.ipv4.ip_local_reserved_ports", "")),
-            tw_reuse=int(tunings.get("net.ipv4.tcp_tw_reuse", "2")),
-            tw_reuse_delay_ms=int(delay) if delay is not None else None,
-            timestamps=int(tunings.get("net.ipv4.tcp_timestamps", "1")),
-            max_tw_buckets=int(buckets) if buckets is not None else None,
-        )
-    )
+    return model(CapacityInput.from_tunings(tunings))
 
 
 def advise(state: HostState) -> list[str]:

@@ -23,8 +23,11 @@ sockets past the cap skip TIME_WAIT (TCPTimeWaitOverflow) and ports never run ou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from portstorm.core.ports import parse_port_list, parse_port_range
 
 TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
 DEFAULT_REUSE_DELAY_MS = 1000  # before 6.14 the delay was a fixed 1 s
@@ -56,6 +59,21 @@ class CapacityInput:
             raise ValueError(f"bind mode {self.bind!r}")
         if self.close not in ("client", "server", "rst"):
             raise ValueError(f"close mode {self.close!r}")
+
+    @classmethod
+    def from_tunings(cls, tunings: Mapping[str, str], **load: Any) -> CapacityInput:
+        """The model's view of a namespace (sysctls as read back, full names) and a load."""
+        delay = tunings.get("net.ipv4.tcp_tw_reuse_delay")
+        buckets = tunings.get("net.ipv4.tcp_max_tw_buckets")
+        return cls(
+            port_range=parse_port_range(tunings["net.ipv4.ip_local_port_range"]),
+            reserved=parse_port_list(tunings.get("net.ipv4.ip_local_reserved_ports", "")),
+            tw_reuse=int(tunings.get("net.ipv4.tcp_tw_reuse", "2")),
+            tw_reuse_delay_ms=int(delay) if delay is not None else None,
+            timestamps=int(tunings.get("net.ipv4.tcp_timestamps", "1")),
+            max_tw_buckets=int(buckets) if buckets is not None else None,
+            **load,
+        )
 
 
 @dataclass(frozen=True)

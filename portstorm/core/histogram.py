@@ -59,15 +59,6 @@ class LatencyHistogram:
         out["max"] = self.max
         return out
 
-    def percentile_spectrum(self, ticks_per_half: int = 5) -> list[tuple[float, int]]:
-        """(percentile, value) pairs as HdrHistogram's percentile distribution prints them."""
-        if self.count == 0:
-            return []
-        return [
-            (float(it.percentile_level_iterated_to), int(it.value_iterated_to))
-            for it in self._h.get_percentile_iterator(ticks_per_half)
-        ]
-
     def encode(self) -> str:
         return str(self._h.encode().decode("ascii"))
 

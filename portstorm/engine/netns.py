@@ -13,7 +13,6 @@ thread exists (before trio.run), or the process's threads disagree about where t
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
@@ -101,7 +100,3 @@ def userns_blocker() -> str | None:
         except OSError:
             continue
     return None
-
-
-def is_permission_error(e: OSError) -> bool:
-    return e.errno in (errno.EPERM, errno.EACCES, errno.ENOSPC, errno.EINVAL)

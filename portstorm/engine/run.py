@@ -19,7 +19,7 @@ import trio
 from portstorm import __version__
 from portstorm.core.capacity import CapacityInput, model
 from portstorm.core.errors import EnvironmentProblem, UsageError
-from portstorm.core.ports import parse_port_list, parse_port_range
+from portstorm.core.ports import parse_port_range
 from portstorm.core.result import Interval, RunResult, save_json_atomic
 from portstorm.core.scenario import SandboxKind, Scenario, Target
 from portstorm.core.tuning import reuse_notes
@@ -72,20 +72,13 @@ def capacity_input(
         scenario.sandbox is SandboxKind.HOST
         and all(ipaddress.ip_address(ep.sockaddr[0]).is_loopback for ep in endpoints)
     )
-    delay = tunings.get("net.ipv4.tcp_tw_reuse_delay")
-    buckets = tunings.get("net.ipv4.tcp_max_tw_buckets")
-    return CapacityInput(
-        port_range=parse_port_range(tunings["net.ipv4.ip_local_port_range"]),
-        reserved=parse_port_list(tunings.get("net.ipv4.ip_local_reserved_ports", "")),
+    return CapacityInput.from_tunings(
+        tunings,
         sources=max(1, len(scenario.sources)),
         destinations=len({(ep.sockaddr[0], ep.sockaddr[1]) for ep in endpoints}),
         bind=scenario.bind,
         close=str(scenario.close),
-        tw_reuse=int(tunings.get("net.ipv4.tcp_tw_reuse", "2")),
-        tw_reuse_delay_ms=int(delay) if delay is not None else None,
-        timestamps=int(tunings.get("net.ipv4.tcp_timestamps", "1")),
         loopback=loopback,
-        max_tw_buckets=int(buckets) if buckets is not None else None,
         rate=scenario.rate,
     )
 
