@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from types import TracebackType
 
-from portstorm.core.errors import EnvironmentProblem
+from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.scenario import CloseMode, SandboxKind
 from portstorm.core.tuning import STUDIED
 from portstorm.engine import journal, netns
@@ -121,7 +121,7 @@ class Sandbox:
     def _change_host_sysctls(self) -> None:
         """Live changes, only when asked: journal first, restore on every normal way out."""
         if not self.change_host:
-            raise EnvironmentProblem(
+            raise UsageError(
                 "--set with --sandbox host changes this host's live sysctls: add "
                 "--change-host-sysctls to confirm (they are restored when the run ends)"
             )
