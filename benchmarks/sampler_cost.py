@@ -60,6 +60,7 @@ def proc_net_tcp_time_wait() -> int:
 
 def inner(repeat: int) -> None:
     sys.path.insert(0, str(ROOT))
+    from portstorm.core.addressing import TupleSpec
     from portstorm.engine.sampler import Sampler, read_time_wait
 
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -84,7 +85,7 @@ def inner(repeat: int) -> None:
         sink.wait()
 
     tw = read_time_wait(Path("/proc/self/net"))
-    sampler = Sampler([("127.0.0.1", SINK_PORT)], RANGE)
+    sampler = Sampler([TupleSpec(None, "127.0.0.1", SINK_PORT)], RANGE)
     try:
         sample = sampler.sample()
         ours = ms(sampler.sample, repeat)

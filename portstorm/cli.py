@@ -14,13 +14,17 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from portstorm.core.addressing import parse_sources
 from portstorm.core.errors import PortstormError, UsageError
 from portstorm.core.scenario import (
+    BindMode,
     CloseMode,
     SandboxKind,
     Scenario,
+    Target,
     parse_number,
     parse_optional,
+    parse_socket_port_range,
     parse_target,
 )
 from portstorm.core.tuning import parse_settings
@@ -74,6 +78,43 @@ def run(
             "server (TIME_WAIT on the server), rst (abort, no TIME_WAIT)."
         ),
     ] = CloseMode.CLIENT,
+    bind: Annotated[
+        BindMode,
+        typer.Option(
+            help="How each socket gets its port: connect (plain connect(), a port per "
+            "4-tuple), bind (bind((ip, 0)) first: a port per source address whatever the "
+            "destination), no-port (IP_BIND_ADDRESS_NO_PORT, bind, connect), range "
+            "(IP_LOCAL_PORT_RANGE per socket, see --port-range)."
+        ),
+    ] = BindMode.CONNECT,
+    port_range: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LOW-HIGH",
+            help="With --bind range: the per-socket port range (IP_LOCAL_PORT_RANGE).",
+        ),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="IP|CIDR",
+            help="Source address(es) to spread connections over, round-robin. Repeatable. "
+            "pair sandbox: from 198.18.0.0/15, added by portstorm (e.g. 198.18.1.0/24); "
+            "loopback: 127.0.0.0/8; host: addresses this host already has.",
+        ),
+    ] = None,
+    sink_ports: Annotated[
+        str,
+        typer.Option(metavar="N", help="The built-in sink listens on N ports (destinations x N)."),
+    ] = "1",
+    sink_addresses: Annotated[
+        str,
+        typer.Option(
+            metavar="N",
+            help="The built-in sink listens on N addresses (pair: 198.18.0.2 and up; "
+            "loopback and host: 127.0.0.1 and up).",
+        ),
+    ] = "1",
     sandbox: Annotated[
         SandboxKind | None,
         typer.Option(
@@ -145,6 +186,11 @@ def run(
         rate=parse_optional("--rate", rate),
         concurrency=int(n_in_flight) if n_in_flight is not None else None,
         close=close,
+        bind=bind,
+        socket_port_range=parse_socket_port_range(port_range),
+        sources=parse_sources(source or ()),
+        sink_ports=int(parse_number("--sink-ports", sink_ports)),
+        sink_addresses=int(parse_number("--sink-addresses", sink_addresses)),
         interval_s=parse_number("--interval", interval),
         connect_timeout_s=parse_number("--connect-timeout", connect_timeout),
     )
@@ -167,7 +213,13 @@ def run(
 
 @app.command()
 def sink(
-    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on (port 0: any free port).")],
+    listen: Annotated[
+        list[str],
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Where to listen (port 0: any free port). Repeatable: one sink, many listeners.",
+        ),
+    ],
     close: Annotated[
         CloseMode,
         typer.Option(
@@ -188,26 +240,26 @@ def sink(
     from portstorm.engine.sinkproc import READY_PREFIX, STATS_PREFIX
     from portstorm.engine.sysinfo import raise_nofile_to_hard
 
-    host, port = _parse_listen(listen)
+    addresses = [_parse_listen(text) for text in listen]
     raise_nofile_to_hard()
     if wait_for_go and sys.stdin.readline().strip() != "go":
         return EXIT_ENVIRONMENT  # the parent went away before the namespace was ready
 
-    def ready(bound_host: str, bound_port: int) -> None:
+    def ready(bound: list[tuple[str, int]]) -> None:
         if machine_readable:
-            print(f"{READY_PREFIX}{bound_host} {bound_port}", flush=True)
+            print(READY_PREFIX + " ".join(f"{h} {p}" for h, p in bound), flush=True)
         else:
+            where = ", ".join(str(Target(h, p)) for h, p in bound)
             print(
-                f"portstorm sink: listening on {bound_host}:{bound_port}, close={close}; "
-                "Ctrl-C to stop",
+                f"portstorm sink: listening on {where}, close={close}; Ctrl-C to stop",
                 file=sys.stderr,
                 flush=True,
             )
 
     try:
-        stats = trio.run(run_sink, host, port, close, ready, idle_timeout)
+        stats = trio.run(run_sink, addresses, close, ready, idle_timeout)
     except OSError as e:
-        raise _ListenError(f"--listen {listen}: cannot listen: {e.strerror}") from None
+        raise _ListenError(f"--listen: cannot listen on {e.strerror}") from None
     counts = (
         f"accepted={stats.accepted} closed={stats.closed} resets={stats.resets} "
         f"idle_timeouts={stats.idle_timeouts} accept_errors={stats.accept_errors}"

@@ -34,6 +34,12 @@ CASES = [
      CapacityInput(R100, tw_reuse=0, sources=2), 100, 2, 60.0, 200 / 60, None),
     ("per-socket range of 10 ports",
      CapacityInput(R100, tw_reuse=0, bind="range", socket_range=(40000, 40009)), 10, 1, 60.0, 10 / 60, None),
+    ("per-socket range of 10 ports toward 3 destinations: 30",
+     CapacityInput(R100, tw_reuse=0, bind="range", socket_range=(40000, 40009), destinations=3), 10, 3, 60.0, 30 / 60, None),
+    ("per-socket low bound outside the namespace range is ignored (inet_sk_get_local_port_range)",
+     CapacityInput(R100, tw_reuse=0, bind="range", socket_range=(39000, 40009)), 10, 1, 60.0, 10 / 60, None),
+    ("per-socket range wholly outside: the namespace range applies",
+     CapacityInput(R100, tw_reuse=0, bind="range", socket_range=(50000, 50010)), 100, 1, 60.0, 100 / 60, None),
     ("reserved ports inside the range are skipped",
      CapacityInput(R100, tw_reuse=0, reserved=frozenset({40000, 40001, 39000})), 98, 1, 60.0, 98 / 60, None),
     ("default range, tw_reuse=2 across a veth",
@@ -75,3 +81,8 @@ def test_the_model_explains_the_loopback_only_default() -> None:
 def test_fin_timeout_is_not_an_input_of_the_model() -> None:
     # tcp_fin_timeout bounds orphaned FIN_WAIT2 only; TIME_WAIT stays 60 s
     assert "fin" not in " ".join(CapacityInput.__dataclass_fields__)
+
+
+def test_the_model_says_when_the_kernel_ignores_a_per_socket_bound() -> None:
+    inp = CapacityInput(R100, tw_reuse=0, bind="range", socket_range=(50000, 50010))
+    assert "50000, 50010 outside 40000-40099 ignored" in model(inp).why[0]

@@ -104,22 +104,49 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 6)
 
 
-def usable_ports(inp: CapacityInput) -> int:
+def effective_range(inp: CapacityInput) -> tuple[int, int]:
+    """The range a socket searches: the namespace's, narrowed by IP_LOCAL_PORT_RANGE.
+
+    As inet_sk_get_local_port_range() does it: each per-socket bound replaces the
+    namespace's only when it lies inside the namespace's range; a bound outside is ignored.
+    """
     low, high = inp.port_range
     if inp.bind == "range" and inp.socket_range is not None:
-        # the per-socket range narrows the namespace's (inet_sk_get_local_port_range())
-        low, high = max(low, inp.socket_range[0]), min(high, inp.socket_range[1])
-        if high < low:
-            return 0
+        s_low, s_high = inp.socket_range
+        new_low = s_low if low <= s_low <= high else low
+        new_high = s_high if low <= s_high <= high else high
+        low, high = new_low, new_high
+    return low, high
+
+
+def usable_ports(inp: CapacityInput) -> int:
+    low, high = effective_range(inp)
+    if high < low:
+        return 0
     return (high - low + 1) - sum(1 for p in inp.reserved if low <= p <= high)
 
 
 def model(inp: CapacityInput) -> Capacity:
     why: list[str] = []
     ports = usable_ports(inp)
-    low, high = inp.port_range
+    low, high = effective_range(inp)
     reserved = f" minus {len(inp.reserved)} reserved" if inp.reserved else ""
-    why.append(f"{ports} usable ports ({low}-{high}{reserved})")
+    if inp.bind == "range" and inp.socket_range is not None:
+        ns_low, ns_high = inp.port_range
+        s_low, s_high = inp.socket_range
+        ignored = [b for b in (s_low, s_high) if not ns_low <= b <= ns_high]
+        note = (
+            f"; per-socket bound(s) {', '.join(map(str, ignored))} outside "
+            f"{ns_low}-{ns_high} ignored by the kernel"
+            if ignored
+            else ""
+        )
+        why.append(
+            f"{ports} usable ports ({low}-{high}{reserved}: IP_LOCAL_PORT_RANGE "
+            f"{s_low}-{s_high} within ip_local_port_range {ns_low}-{ns_high}{note})"
+        )
+    else:
+        why.append(f"{ports} usable ports ({low}-{high}{reserved})")
 
     if inp.bind == "bind":
         tuples = inp.sources
@@ -129,9 +156,14 @@ def model(inp: CapacityInput) -> Capacity:
         )
     else:
         tuples = inp.sources * inp.destinations
+        how = {
+            "no-port": "with IP_BIND_ADDRESS_NO_PORT, bind() leaves the port to connect(), "
+            "which picks one per 4-tuple",
+            "range": "connect() picks a port per 4-tuple within the socket's range",
+        }.get(inp.bind, "connect() picks a port per 4-tuple")
         why.append(
-            f"connect() picks a port per 4-tuple: {inp.sources} source(s) x "
-            f"{inp.destinations} destination(s) = {tuples} tuple(s)"
+            f"{how}: {inp.sources} source(s) x {inp.destinations} destination(s) = "
+            f"{tuples} tuple(s)"
         )
 
     reuse = (

@@ -6,7 +6,9 @@ Reports and comparisons read these files, never live state.
 Format history (keep old versions loading, as pyperf's _bench.py does):
 - ``portstorm.run/1`` (2026-11): first version. ``capacity`` and the per-interval sampler
   fields (``time_wait``, ``server_time_wait``, ``ports_in_use``, ``kernel``) may be null when
-  the run did not measure them; they are never filled with invented values.
+  the run did not measure them; they are never filled with invented values. ``tuples`` (per
+  source/destination accounting) was added within version 1 and is absent from the first
+  files: they load with an empty table.
 """
 
 from __future__ import annotations
@@ -113,6 +115,66 @@ class Interval:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class TupleStats:
+    """One (source IP, destination IP, destination port) over the whole run."""
+
+    source: str  # the address bound, or the kernel's choice by route
+    destination: str  # "IP:PORT"
+    succeeded: int
+    failed: Mapping[str, int]  # outcome name -> count, only non-zero entries
+    first_failure_s: float | None = None
+    ports_in_use: int | None = None  # at the last sample
+    ports_in_use_peak: int | None = None  # highest at any sample
+
+    def __post_init__(self) -> None:
+        _check_failed(self.failed)
+        if self.succeeded < 0:
+            raise ValueError(f"tuple {self.source} -> {self.destination}: negative successes")
+
+    @property
+    def attempts(self) -> int:
+        return self.succeeded + sum(self.failed.values())
+
+    @property
+    def failure_ratio(self) -> float:
+        return sum(self.failed.values()) / self.attempts if self.attempts else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "attempts": self.attempts,
+            "succeeded": self.succeeded,
+            "failed": dict(self.failed),
+            "first_failure_s": _round6(self.first_failure_s),
+            "ports_in_use": self.ports_in_use,
+            "ports_in_use_peak": self.ports_in_use_peak,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TupleStats:
+        stats = cls(
+            source=str(d["source"]),
+            destination=str(d["destination"]),
+            succeeded=int(d["succeeded"]),
+            failed={str(k): int(v) for k, v in d["failed"].items()},
+            first_failure_s=d.get("first_failure_s"),
+            ports_in_use=d.get("ports_in_use"),
+            ports_in_use_peak=d.get("ports_in_use_peak"),
+        )
+        if "attempts" in d and int(d["attempts"]) != stats.attempts:
+            raise ValueError(
+                f"tuple {stats.source} -> {stats.destination}: attempts {d['attempts']} != "
+                f"succeeded + failed {stats.attempts}"
+            )
+        return stats
+
+
+def _round6(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
+
+
 def _round3(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
@@ -149,6 +211,7 @@ class RunResult:
     capacity: Mapping[str, Any] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     server_tunings: Mapping[str, str] | None = None  # pair sandbox: the sink's namespace
+    tuples: tuple[TupleStats, ...] = ()  # per (source, destination); empty in early files
 
     def __post_init__(self) -> None:
         if not (self.duration_s >= 0 and math.isfinite(self.duration_s)):
@@ -157,6 +220,28 @@ class RunResult:
             raise ValueError(
                 f"histogram holds {self.histogram.count} values but {self.succeeded} succeeded"
             )
+        if self.tuples:
+            by_tuple = (sum(t.attempts for t in self.tuples), sum(t.succeeded for t in self.tuples))
+            if by_tuple != (self.attempts, self.succeeded):
+                raise ValueError(
+                    f"the tuples table counts {by_tuple[0]} attempts and {by_tuple[1]} successes, "
+                    f"the intervals {self.attempts} and {self.succeeded}"
+                )
+
+    def worst_tuple(self) -> TupleStats | None:
+        """The tuple that fared worst: the highest failure ratio, then the earliest first
+        failure, then the fewest successes. None without failures or with a single tuple."""
+        failing = [t for t in self.tuples if t.failed]
+        if len(self.tuples) < 2 or not failing:
+            return None
+        return max(
+            failing,
+            key=lambda t: (
+                t.failure_ratio,
+                -(t.first_failure_s if t.first_failure_s is not None else math.inf),
+                -t.succeeded,
+            ),
+        )
 
     @property
     def attempts(self) -> int:
@@ -221,6 +306,7 @@ class RunResult:
                 "sustained_after_exhaustion": _round3(self.sustained_after_exhaustion()),
             },
             "notes": list(self.notes),
+            "tuples": [t.to_json() for t in self.tuples],
             "intervals": [i.to_json() for i in self.intervals],
         }
 
@@ -244,6 +330,7 @@ class RunResult:
             capacity=d.get("capacity"),
             notes=tuple(d.get("notes", ())),
             server_tunings=d.get("server_tunings"),
+            tuples=tuple(TupleStats.from_json(t) for t in d.get("tuples") or ()),
         )
 
 

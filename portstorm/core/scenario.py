@@ -12,7 +12,14 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from portstorm.core.addressing import (
+    MAX_SINK_ADDRESSES,
+    MAX_SINK_PORTS,
+    MAX_TUPLES,
+    check_sources_for_sandbox,
+)
 from portstorm.core.errors import UsageError
+from portstorm.core.ports import parse_port_range
 
 
 class CloseMode(enum.StrEnum):
@@ -21,6 +28,15 @@ class CloseMode(enum.StrEnum):
     CLIENT = "client"  # the client sends the first FIN: TIME_WAIT on the client
     SERVER = "server"  # the sink sends the first FIN: TIME_WAIT on the server
     RST = "rst"  # the client aborts with SO_LINGER {1, 0}: no TIME_WAIT anywhere
+
+
+class BindMode(enum.StrEnum):
+    """How each socket gets its local port (KERNEL.md, "Ports")."""
+
+    CONNECT = "connect"  # plain connect(): a port per 4-tuple
+    BIND = "bind"  # bind((ip, 0)) first: a port per source address, whatever the destination
+    NO_PORT = "no-port"  # IP_BIND_ADDRESS_NO_PORT, bind((ip, 0)), connect(): the port at connect
+    RANGE = "range"  # IP_LOCAL_PORT_RANGE narrows the range for each socket (--port-range)
 
 
 class SandboxKind(enum.StrEnum):
@@ -102,9 +118,12 @@ class Scenario:
     client_set: tuple[tuple[str, str], ...] = ()  # (full sysctl name, value) overrides
     server_set: tuple[tuple[str, str], ...] = ()
     change_host: bool = False  # --change-host-sysctls: --set may change live host sysctls
-    bind: str = "connect"
+    bind: BindMode = BindMode.CONNECT
+    socket_port_range: tuple[int, int] | None = None  # --port-range, with --bind range
     workers: int = 1
-    sources: tuple[str, ...] = field(default_factory=tuple)
+    sources: tuple[str, ...] = field(default_factory=tuple)  # expanded --source addresses
+    sink_ports: int = 1  # the built-in sink listens on this many ports...
+    sink_addresses: int = 1  # ...on each of this many addresses
 
     def __post_init__(self) -> None:
         _check("--duration", self.duration_s)
@@ -118,6 +137,29 @@ class Scenario:
             raise UsageError(
                 f"--sandbox {self.sandbox} runs the built-in sink inside new namespaces, where "
                 f"{self.targets[0]} cannot be reached: drop the target or use --sandbox host"
+            )
+        if self.bind is BindMode.RANGE and self.socket_port_range is None:
+            raise UsageError("--bind range needs --port-range LOW-HIGH (the per-socket range)")
+        if self.socket_port_range is not None and self.bind is not BindMode.RANGE:
+            raise UsageError(
+                f"--port-range applies to --bind range only (this run uses --bind {self.bind})"
+            )
+        for option, n, top in (
+            ("--sink-ports", self.sink_ports, MAX_SINK_PORTS),
+            ("--sink-addresses", self.sink_addresses, MAX_SINK_ADDRESSES),
+        ):
+            if not 1 <= n <= top:
+                raise UsageError(f"{option} {n} is out of range: allowed 1-{top}")
+            if n > 1 and self.targets:
+                raise UsageError(
+                    f"{option} applies to the built-in sink; with targets, list each HOST:PORT"
+                )
+        check_sources_for_sandbox(str(self.sandbox), self.sources, self.sink_addresses)
+        n_dest = len(self.targets) or self.sink_ports * self.sink_addresses
+        if max(1, len(self.sources)) * n_dest > MAX_TUPLES:
+            raise UsageError(
+                f"{max(1, len(self.sources))} source(s) x {n_dest} destination(s) is more "
+                f"than {MAX_TUPLES:,} tuples: allowed up to {MAX_TUPLES:,}"
             )
         if self.server_set and self.sandbox is not SandboxKind.PAIR:
             raise UsageError(
@@ -163,8 +205,15 @@ class Scenario:
             "mode": "open" if self.open_loop else "closed",
             "workers": self.workers,
             "close": str(self.close),
-            "bind": self.bind,
+            "bind": str(self.bind),
+            "port_range": (
+                f"{self.socket_port_range[0]}-{self.socket_port_range[1]}"
+                if self.socket_port_range
+                else None
+            ),
             "sources": list(self.sources),
+            "sink_ports": self.sink_ports if not self.targets else None,
+            "sink_addresses": self.sink_addresses if not self.targets else None,
             "interval_s": self.interval_s,
             "connect_timeout_s": self.connect_timeout_s,
         }
@@ -177,6 +226,8 @@ _NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {
     "--connect-timeout": (False, 0.0, True, 3600.0, "seconds"),
     "--rate": (False, 0.0, True, MAX_RATE, "attempts per second"),
     "--concurrency": (True, 1, False, MAX_CONCURRENCY, "attempts in flight"),
+    "--sink-ports": (True, 1, False, MAX_SINK_PORTS, "listening ports per sink address"),
+    "--sink-addresses": (True, 1, False, MAX_SINK_ADDRESSES, "sink addresses"),
 }
 
 
@@ -206,3 +257,18 @@ def parse_number(option: str, text: str) -> float:
 
 def parse_optional(option: str, text: str | None) -> float | None:
     return None if text is None else parse_number(option, text)
+
+
+def parse_socket_port_range(text: str | None) -> tuple[int, int] | None:
+    """``--port-range LOW-HIGH`` (the per-socket IP_LOCAL_PORT_RANGE)."""
+    if text is None:
+        return None
+    try:
+        low, high = parse_port_range(text)
+    except UsageError as e:
+        raise UsageError(f"--port-range: {e}") from None
+    if low < 1024:
+        raise UsageError(
+            f"--port-range {text}: low {low} is below 1024; allowed LOW-HIGH within 1024-65535"
+        )
+    return low, high

@@ -17,13 +17,22 @@ from pathlib import Path
 import trio
 
 from portstorm import __version__
-from portstorm.core.capacity import CapacityInput, model
+from portstorm.core.addressing import plan_tuples
+from portstorm.core.capacity import CapacityInput, effective_range, model
 from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.ports import parse_port_range
-from portstorm.core.result import Interval, RunResult, save_json_atomic
-from portstorm.core.scenario import SandboxKind, Scenario, Target
+from portstorm.core.result import Interval, RunResult, TupleStats, save_json_atomic
+from portstorm.core.scenario import BindMode, SandboxKind, Scenario, Target
 from portstorm.core.tuning import reuse_notes
-from portstorm.engine.driver import Driver, DriverReport, Endpoint
+from portstorm.engine.driver import (
+    Driver,
+    DriverReport,
+    Endpoint,
+    Flow,
+    check_socket_options,
+    make_flows,
+    socket_options,
+)
 from portstorm.engine.sampler import Sampler
 from portstorm.engine.sandbox import Sandbox
 from portstorm.engine.sysinfo import ensure_nofile, host_info
@@ -53,6 +62,17 @@ def resolve(target: Target) -> Endpoint:
     return Endpoint(family, sockaddr, str(target))  # type: ignore[arg-type]
 
 
+def route_source(ep: Endpoint) -> str:
+    """The source address the kernel would pick toward ``ep``: a UDP connect() only looks
+    the route up (ip_route_connect()); nothing is sent."""
+    try:
+        with socket.socket(ep.family, socket.SOCK_DGRAM) as probe:
+            probe.connect(ep.sockaddr)
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "*"
+
+
 def prepare_out_dir(out: Path | None, started: dt.datetime) -> Path:
     out_dir = out if out is not None else default_out_dir(started)
     try:
@@ -76,7 +96,8 @@ def capacity_input(
         tunings,
         sources=max(1, len(scenario.sources)),
         destinations=len({(ep.sockaddr[0], ep.sockaddr[1]) for ep in endpoints}),
-        bind=scenario.bind,
+        bind=str(scenario.bind),
+        socket_range=scenario.socket_port_range,
         close=str(scenario.close),
         loopback=loopback,
         rate=scenario.rate,
@@ -109,6 +130,7 @@ def run(
     out_dir = prepare_out_dir(out, started)
     in_flight, exact = scenario.max_in_flight()
     ensure_nofile(in_flight + FD_HEADROOM, required=exact, option=f"--concurrency {in_flight}")
+    check_socket_options(*socket_options(scenario), kernel=host_info().kernel)
     sandbox = Sandbox(
         scenario.sandbox,
         scenario.close,
@@ -116,26 +138,34 @@ def run(
         server_set=dict(scenario.server_set),
         builtin_sink=not scenario.targets,
         change_host=scenario.change_host,
+        sources=scenario.sources,
+        sink_ports=scenario.sink_ports,
+        sink_addresses=scenario.sink_addresses,
     )
     with sandbox:
         endpoints = [resolve(t) for t in scenario.targets] or sandbox.endpoints
+        by_addr = {(ep.sockaddr[0], ep.sockaddr[1]): ep for ep in endpoints}
+        specs = plan_tuples(scenario.sources, list(by_addr))
+        flows = make_flows(specs, by_addr, scenario.bind, route_source)
         port_range = parse_port_range(sandbox.tunings["net.ipv4.ip_local_port_range"])
         # created here, in the client namespace, where its netlink socket must live
         sampler = Sampler(
-            [(ep.sockaddr[0], ep.sockaddr[1]) for ep in endpoints],
+            specs,
             port_range,
             server_pid=sandbox.sink.pid if sandbox.sink and sandbox.sink.own_netns else None,
         )
         if on_start is not None:
             on_start(endpoints)
         try:
-            driver = Driver(scenario, endpoints, on_interval, sample=sampler.sample)
+            driver = Driver(scenario, flows, on_interval, sample=sampler.sample)
             report = trio.run(_drive, driver)
         finally:
             sampler.close()
-    capacity = model(capacity_input(scenario, sandbox.tunings, endpoints))
+    cap_in = capacity_input(scenario, sandbox.tunings, endpoints)
+    capacity = model(cap_in)
     # the sink has stopped here, so its final counts are known
     notes = list(sandbox.notes)
+    notes += bind_notes(scenario, cap_in)
     if report.interrupted:
         notes.append("interrupted: the run was stopped before its duration; results are partial")
     notes += reuse_notes(str(scenario.sandbox), sandbox.tunings)
@@ -164,7 +194,44 @@ def run(
         first_failure_outcome=report.first_failure_outcome,
         capacity=capacity.to_json(),
         notes=tuple(notes),
+        tuples=tuple_stats(flows, report),
     )
     path = out_dir / "result.json"
     save_json_atomic(path, result.to_json())
     return RunOutput(result, path)
+
+
+def tuple_stats(flows: list[Flow], report: DriverReport) -> tuple[TupleStats, ...]:
+    return tuple(
+        TupleStats(
+            source=f.source,
+            destination=f.destination,
+            succeeded=report.flow_succeeded[i],
+            failed=report.flow_failed[i],
+            first_failure_s=report.flow_first_failure_s[i],
+            ports_in_use=report.flow_ports_last[i],
+            ports_in_use_peak=report.flow_ports_peak[i],
+        )
+        for i, f in enumerate(flows)
+    )
+
+
+def bind_notes(scenario: Scenario, cap_in: CapacityInput) -> list[str]:
+    """What the bind mode did that a reader might not expect."""
+    notes = []
+    if scenario.sources and scenario.bind in (BindMode.CONNECT, BindMode.RANGE):
+        notes.append(
+            f"--source with --bind {scenario.bind}: each socket binds its source address with "
+            "IP_BIND_ADDRESS_NO_PORT, so connect() still picks the port per 4-tuple (a plain "
+            "bind() would take a port per source whatever the destination: --bind bind)"
+        )
+    if scenario.bind is BindMode.RANGE and scenario.socket_port_range is not None:
+        (s_low, s_high), (low, high) = scenario.socket_port_range, effective_range(cap_in)
+        if (s_low, s_high) != (low, high):
+            ns_low, ns_high = cap_in.port_range
+            notes.append(
+                f"--port-range {s_low}-{s_high} is not within ip_local_port_range "
+                f"{ns_low}-{ns_high}: the kernel ignores a per-socket bound outside it "
+                f"(inet_sk_get_local_port_range()), so sockets searched {low}-{high}"
+            )
+    return notes

@@ -7,18 +7,25 @@ namespace, so the thread that samples may be any thread.
 
 - time_wait: /proc/net/sockstat's ``tw`` (~0.02 ms; per namespace; it also counts FIN_WAIT2
   mini-sockets and lags sockets still in FIN_WAIT1, KERNEL.md).
-- ports_in_use: sock_diag with a kernel-side filter (sockdiag.py).
+- ports_in_use: sock_diag with a kernel-side filter (sockdiag.py), per flow (source,
+  destination, port): one filtered dump per flow up to PER_FLOW_DUMPS flows, beyond that
+  one dump per address family grouped here (each dump walks the whole socket table).
 - kernel: deltas of TcpExt (/proc/net/netstat) and Tcp (/proc/net/snmp) counters.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from portstorm.core.addressing import TupleSpec
 from portstorm.engine.sockdiag import SockDiag
+
+PER_FLOW_DUMPS = 8
 
 COUNTERS: tuple[str, ...] = (
     "TcpExtTW",
@@ -46,6 +53,7 @@ class Sample:
     kernel: dict[str, int]  # counter deltas since the previous sample
     server_kernel: dict[str, int] | None
     fds: int
+    ports_by_flow: list[int] | None = None  # aligned with the flows the sampler was given
 
 
 def read_time_wait(net_dir: Path) -> int:
@@ -76,11 +84,15 @@ def _delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 class Sampler:
-    """Create in the client namespace (the netlink socket stays bound to it)."""
+    """Create in the client namespace (the netlink socket stays bound to it).
+
+    ``flows``: what to count ports for. A flow without a source counts every socket toward
+    its destination; with one, only that source's.
+    """
 
     def __init__(
         self,
-        destinations: list[tuple[str, int]],
+        flows: Sequence[TupleSpec],
         port_range: tuple[int, int],
         server_pid: int | None = None,
     ) -> None:
@@ -88,7 +100,7 @@ class Sampler:
         self._net = Path(f"/proc/{pid}/net")  # the main thread's namespace: the client's
         self._fd_dir = Path(f"/proc/{pid}/fd")
         self._server_net = Path(f"/proc/{server_pid}/net") if server_pid else None
-        self._destinations = destinations
+        self._flows = list(flows)
         self._port_range = port_range
         self._diag = SockDiag()
         self._lock = threading.Lock()
@@ -102,11 +114,28 @@ class Sampler:
         with self._lock:
             return self._sample()
 
+    def _ports_by_flow(self) -> list[int]:
+        flows, rng = self._flows, self._port_range
+        if len(flows) <= PER_FLOW_DUMPS:
+            return [self._diag.count(f.dst_host, f.dst_port, rng, src=f.source) for f in flows]
+        grouped: dict[tuple[str, str, int], int] = {}
+        for family in {socket.AF_INET6 if ":" in f.dst_host else socket.AF_INET for f in flows}:
+            grouped.update(self._diag.count_by_tuple(family, rng))
+        by_dest: dict[tuple[str, int], int] = {}
+        for (_src, dst, dport), n in grouped.items():
+            by_dest[(dst, dport)] = by_dest.get((dst, dport), 0) + n
+        return [
+            grouped.get((f.source, f.dst_host, f.dst_port), 0)
+            if f.source is not None
+            else by_dest.get((f.dst_host, f.dst_port), 0)
+            for f in flows
+        ]
+
     def _sample(self) -> Sample:
-        by_dest = {
-            f"{host}:{port}": self._diag.count(host, port, self._port_range)
-            for host, port in self._destinations
-        }
+        per_flow = self._ports_by_flow()
+        by_dest: dict[str, int] = {}
+        for f, n in zip(self._flows, per_flow, strict=True):
+            by_dest[f.destination] = by_dest.get(f.destination, 0) + n
         now = read_counters(self._net)
         kernel, self._before = _delta(now, self._before), now
         server_tw: int | None = None
@@ -118,9 +147,10 @@ class Sampler:
         return Sample(
             time_wait=read_time_wait(self._net),
             server_time_wait=server_tw,
-            ports_in_use=sum(by_dest.values()),
+            ports_in_use=sum(per_flow),
             ports_by_destination=by_dest,
             kernel=kernel,
             server_kernel=server_kernel,
             fds=len(os.listdir(self._fd_dir)),
+            ports_by_flow=per_flow,
         )

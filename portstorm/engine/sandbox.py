@@ -20,6 +20,7 @@ veth to both namespaces. When the processes are gone, so is everything else.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from types import TracebackType
 
+from portstorm.core.addressing import PAIR_CLIENT, PAIR_NETWORK, sink_addresses
 from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.scenario import CloseMode, SandboxKind
 from portstorm.core.tuning import STUDIED
@@ -35,9 +37,8 @@ from portstorm.engine.driver import Endpoint
 from portstorm.engine.sinkproc import SinkProcess
 from portstorm.engine.sysinfo import apply_sysctls, read_sysctls
 
-CLIENT_ADDR = "198.18.0.1"
-SERVER_ADDR = "198.18.0.2"
-PREFIX_LEN = 15  # the whole of 198.18.0.0/15 is on-link: extra addresses come from it
+CLIENT_ADDR = str(PAIR_CLIENT)
+PREFIX_LEN = PAIR_NETWORK.prefixlen  # all of 198.18.0.0/15 is on-link: extra addresses too
 CLIENT_IF = "ps-client"
 SERVER_IF = "ps-server"
 SINK_PORT = 9000
@@ -47,6 +48,40 @@ def _ip(*args: str) -> None:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise EnvironmentProblem(f"'ip {' '.join(args)}' failed: {proc.stderr.strip()}")
+
+
+def _ip_batch(commands: list[str], what: str) -> None:
+    """Many ip commands in one ip process (thousands of --source addresses stay quick)."""
+    if not commands:
+        return
+    batch = "".join(f"{c}\n" for c in commands)
+    proc = subprocess.run(["ip", "-batch", "-"], input=batch, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EnvironmentProblem(f"{what} failed: {proc.stderr.strip()}")
+
+
+def _add_addresses(addresses: list[str], dev: str) -> None:
+    """Add /32 addresses (the /15 route is there already)."""
+    _ip_batch([f"addr add {a}/32 dev {dev}" for a in addresses],
+              f"adding {len(addresses)} address(es) to {dev}")  # fmt: skip
+
+
+def missing_local_addresses(addresses: list[str]) -> list[str]:
+    """Those of ``addresses`` this namespace cannot bind to (not assigned to any interface).
+
+    Probed with IP_BIND_ADDRESS_NO_PORT so that the probe takes no port.
+    """
+    missing = []
+    for addr in addresses:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            with contextlib.suppress(OSError):
+                probe.setsockopt(socket.SOL_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
+            try:
+                probe.bind((addr, 0))
+            except OSError:
+                missing.append(addr)
+    return missing
 
 
 @contextmanager
@@ -70,8 +105,14 @@ class Sandbox:
         server_set: dict[str, str] | None = None,
         builtin_sink: bool = True,
         change_host: bool = False,
+        sources: tuple[str, ...] = (),
+        sink_ports: int = 1,
+        sink_addresses: int = 1,
     ) -> None:
         self.kind = kind
+        self.sources = sources
+        self.sink_ports = sink_ports
+        self.sink_addresses = sink_addresses
         self.close = close
         self.client_set = dict(client_set or {})
         self.server_set = dict(server_set or {})
@@ -104,6 +145,7 @@ class Sandbox:
             if self.client_set:
                 self._change_host_sysctls()
             self.tunings = read_sysctls(STUDIED)
+            self._check_host_sources()
             if self.builtin_sink:
                 self._start_local_sink()
             return
@@ -165,15 +207,28 @@ class Sandbox:
                 "run as root or use --sandbox host"
             ) from None
 
+    def _check_host_sources(self) -> None:
+        missing = missing_local_addresses(list(self.sources))
+        if missing:
+            shown = ", ".join(missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
+            raise UsageError(
+                f"--source {shown}: not an address of this host ('ip addr' lists them); "
+                "add it to an interface first, or use --sandbox pair, where portstorm adds them"
+            )
+
     def _start_local_sink(self) -> None:
-        sink = self._stack.enter_context(SinkProcess("127.0.0.1", self.close))
+        hosts = sink_addresses(False, self.sink_addresses)
+        sink = self._stack.enter_context(SinkProcess(hosts, self.close, n_ports=self.sink_ports))
         self.sink = sink
-        addr = ("127.0.0.1", sink.port)
-        self.endpoints = [Endpoint(socket.AF_INET, addr, f"127.0.0.1:{sink.port}")]
+        self.endpoints = [Endpoint(socket.AF_INET, (h, p), f"{h}:{p}") for h, p in sink.listening]
 
     def _start_pair(self) -> None:
+        servers = sink_addresses(True, self.sink_addresses)
+        ports = list(range(SINK_PORT, SINK_PORT + self.sink_ports))
         sink = self._stack.enter_context(
-            SinkProcess(SERVER_ADDR, self.close, port=SINK_PORT, own_netns=True)
+            SinkProcess(servers, self.close, ports=ports, own_netns=True)
         )
         self.sink = sink
         client_fd = netns.open_netns()
@@ -185,11 +240,19 @@ class Sandbox:
         _ip("link", "add", CLIENT_IF, "type", "veth", "peer", "name", SERVER_IF,
             "netns", str(sink.pid))  # fmt: skip
         _ip("addr", "add", f"{CLIENT_ADDR}/{PREFIX_LEN}", "dev", CLIENT_IF)
+        _add_addresses([a for a in self.sources if a != CLIENT_ADDR], CLIENT_IF)
         _ip("link", "set", CLIENT_IF, "up")
         with _inside(server_fd, client_fd):
             _ip("link", "set", "lo", "up")
-            _ip("addr", "add", f"{SERVER_ADDR}/{PREFIX_LEN}", "dev", SERVER_IF)
+            _ip("addr", "add", f"{servers[0]}/{PREFIX_LEN}", "dev", SERVER_IF)
+            _add_addresses(servers[1:], SERVER_IF)
             _ip("link", "set", SERVER_IF, "up")
+            # Replies to extra sources go through the client's first address: one neighbour
+            # entry on the sink's side instead of one per source (the neighbour table
+            # overflows past gc_thresh3, 1024 by default, and packets are then dropped).
+            extra = [a for a in self.sources if a != CLIENT_ADDR]
+            _ip_batch([f"route add {a}/32 via {CLIENT_ADDR} dev {SERVER_IF}" for a in extra],
+                      f"routing {len(extra)} source address(es) on the sink's side")  # fmt: skip
             self.notes += apply_sysctls(
                 {**self.host_values, **self.server_set},
                 frozenset(self.server_set),
@@ -197,9 +260,7 @@ class Sandbox:
             )
             self.server_tunings = read_sysctls(STUDIED)
         sink.go()
-        self.endpoints = [
-            Endpoint(socket.AF_INET, (SERVER_ADDR, sink.port), f"{SERVER_ADDR}:{sink.port}")
-        ]
+        self.endpoints = [Endpoint(socket.AF_INET, (h, p), f"{h}:{p}") for h, p in sink.listening]
 
     # -- teardown ------------------------------------------------------------------------
 

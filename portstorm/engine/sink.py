@@ -118,24 +118,30 @@ async def serve(
 
 
 async def run_sink(
-    host: str,
-    port: int,
+    addresses: list[tuple[str, int]],
     close: CloseMode,
-    on_ready: Callable[[str, int], None],
+    on_ready: Callable[[list[tuple[str, int]]], None],
     idle_timeout: float = 60.0,
 ) -> SinkStats:
-    """Listen, report the bound address, and serve until SIGINT/SIGTERM; return the counts."""
+    """Listen on every (host, port), report the bound addresses, and serve until
+    SIGINT/SIGTERM; return the counts (summed over the listeners)."""
     stats = SinkStats()
-    listener = open_listener(host, port)
+    listeners: list[socket.socket] = []
     try:
+        for host, port in addresses:
+            try:
+                listeners.append(open_listener(host, port))
+            except OSError as e:
+                raise OSError(e.errno, f"{host}:{port}: {e.strerror}") from None
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(serve, listener, close, stats, idle_timeout)
-                bound = listener.getsockname()
-                on_ready(bound[0], bound[1])
+                for listener in listeners:
+                    nursery.start_soon(serve, listener, close, stats, idle_timeout)
+                on_ready([listener.getsockname()[:2] for listener in listeners])
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
     finally:
-        listener.close()
+        for listener in listeners:
+            listener.close()
     return stats

@@ -52,8 +52,10 @@ def die_with_parent_in_new_netns() -> None:
 FIRST_SINK_PORT = 9000
 
 
-def port_outside_ephemeral_range(host: str, first: int = FIRST_SINK_PORT) -> int:
-    """A free listening port that connect() can never pick as a local port.
+def ports_outside_ephemeral_range(
+    hosts: list[str], n: int = 1, first: int = FIRST_SINK_PORT
+) -> list[int]:
+    """``n`` listening ports, free on every host, that connect() can never pick as local ports.
 
     A listener on port 0 would take its port from ip_local_port_range, and connect() then
     skips that port (a bind()-owned bucket, __inet_hash_connect()): a 100-port range would
@@ -62,45 +64,60 @@ def port_outside_ephemeral_range(host: str, first: int = FIRST_SINK_PORT) -> int
     tun = read_sysctls(("net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports"))
     low, high = parse_port_range(tun.get("net.ipv4.ip_local_port_range", "32768 60999"))
     reserved = parse_port_list(tun.get("net.ipv4.ip_local_reserved_ports", ""))
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    candidates: list[int] = [*range(first, 65536), *range(1024, first)]
-    for port in candidates:
+    found: list[int] = []
+    for port in (*range(first, 65536), *range(1024, first)):
         if low <= port <= high or port in reserved:
             continue
-        probe = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            continue
-        finally:
-            probe.close()
-        return port
+        if all(_bindable(host, port) for host in hosts):
+            found.append(port)
+            if len(found) == n:
+                return found
     raise EnvironmentProblem(
-        f"no free port outside ip_local_port_range {low}-{high} for the built-in sink on {host}"
+        f"only {len(found)} of {n} free port(s) outside ip_local_port_range {low}-{high} "
+        f"for the built-in sink on {', '.join(hosts)}: narrow the range or ask for fewer "
+        "--sink-ports"
     )
 
 
-class SinkProcess:
-    """The sink as a child process.
+def _bindable(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.bind((host, port))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
-    ``with SinkProcess("127.0.0.1", CloseMode.CLIENT) as sink: sink.port`` starts it and
-    waits until it listens. With ``own_netns`` it starts in a fresh network namespace and
-    waits for ``go()`` before listening, so the parent can first configure that namespace
-    (``pid`` names it meanwhile).
+
+class SinkProcess:
+    """The sink as a child process, listening on every host x port.
+
+    ``with SinkProcess(["127.0.0.1"], CloseMode.CLIENT) as sink: sink.listening`` starts it
+    and waits until it listens. Without ``ports``, ``n_ports`` ports outside the local port
+    range are chosen. With ``own_netns`` it starts in a fresh network namespace and waits
+    for ``go()`` before listening, so the parent can first configure that namespace (``pid``
+    names it meanwhile); ``ports`` must then be given.
     """
 
     def __init__(
         self,
-        host: str,
+        hosts: list[str],
         close: CloseMode,
-        port: int | None = None,
+        ports: list[int] | None = None,
+        n_ports: int = 1,
         own_netns: bool = False,
         start_timeout: float = 10.0,
     ) -> None:
-        self.host = host
+        if own_netns and not ports:
+            raise ValueError("a sink in its own namespace needs its ports given")
+        self.hosts = hosts
         self.close = close
-        self.port = port or 0
+        self.ports = ports
+        self.n_ports = n_ports
         self.own_netns = own_netns
+        self.listening: list[tuple[str, int]] = []
         self.stats: dict[str, Any] | None = None
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[str] | None = None
@@ -111,11 +128,12 @@ class SinkProcess:
         return self._proc.pid
 
     def __enter__(self) -> SinkProcess:
-        port = self.port or port_outside_ephemeral_range(self.host)
-        cmd = [
-            sys.executable, "-m", "portstorm", "sink",
-            "--listen", f"{self.host}:{port}", "--close", str(self.close), "--machine-readable",
-        ]  # fmt: skip
+        ports = self.ports or ports_outside_ephemeral_range(self.hosts, self.n_ports)
+        cmd = [sys.executable, "-m", "portstorm", "sink", "--close", str(self.close),
+               "--machine-readable"]  # fmt: skip
+        for host in self.hosts:
+            for port in ports:
+                cmd += ["--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         if self.own_netns:
             cmd.append("--wait-for-go")
         self._proc = subprocess.Popen(
@@ -139,12 +157,12 @@ class SinkProcess:
             if self.own_netns:
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
-            self.port = self._await_ready()
+            self.listening = self._await_ready()
         except BaseException:
             self._stop()
             raise
 
-    def _await_ready(self) -> int:
+    def _await_ready(self) -> list[tuple[str, int]]:
         proc = self._proc
         assert proc is not None and proc.stdout is not None
         deadline = time.monotonic() + self._start_timeout
@@ -163,7 +181,8 @@ class SinkProcess:
                 why = err[-1] if err else f"exit status {proc.wait()}"
                 raise EnvironmentProblem(f"the built-in sink failed to start: {why}")
             if line.startswith(READY_PREFIX):
-                return int(line[len(READY_PREFIX) :].split()[1])
+                words = line[len(READY_PREFIX) :].split()
+                return [(h, int(p)) for h, p in zip(words[::2], words[1::2], strict=True)]
 
     def _stop(self) -> None:
         proc = self._proc
