@@ -35,11 +35,12 @@ class LiveLine:
             if scenario.rate is not None
             else f"closed loop, {scenario.in_flight_cap} in flight"
         )
-        dest = ", ".join(e.label for e in endpoints)
+        dest = _listed([e.label for e in endpoints])
         sink = " (built-in sink)" if not scenario.targets else ""
+        src = f" from {_listed(list(scenario.sources))}" if scenario.sources else ""
         print(
-            f"portstorm: churning {dest}{sink} for {scenario.duration_s:g} s, {shape}, "
-            f"close={scenario.close}",
+            f"portstorm: churning {dest}{sink}{src} for {scenario.duration_s:g} s, {shape}, "
+            f"close={scenario.close}, bind={scenario.bind}",
             file=self.stream,
             flush=True,
         )
@@ -71,6 +72,13 @@ class LiveLine:
             self.stream.flush()
 
 
+def _listed(items: list[str], shown: int = 3) -> str:
+    """At most ``shown`` items, then how many more: 51,200 destinations fit on one line."""
+    if len(items) <= shown + 1:
+        return ", ".join(items)
+    return ", ".join(items[:shown]) + f" and {len(items) - shown:,} more"
+
+
 def _us(v: int | None) -> str:
     if v is None:
         return "-"
@@ -85,14 +93,20 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
     t.add_column("what", style="bold")
     t.add_column("value")
     t.add_row(
-        "targets", ", ".join(sc.get("targets", [])) + (" (built-in sink)" if sc.get("sink") else "")
+        "targets",
+        _listed(list(sc.get("targets", []))) + (" (built-in sink)" if sc.get("sink") else ""),
     )
+    if sc.get("sources"):
+        t.add_row("sources", _listed(list(sc["sources"])))
     shape = (
         f"open loop, {sc['rate']:g}/s"
         if sc.get("rate")
         else f"closed loop, {sc.get('concurrency')} in flight"
     )
-    t.add_row("load", f"{shape}, close={sc.get('close')}, {result.duration_s:.2f} s")
+    bind = sc.get("bind", "connect")
+    if sc.get("port_range"):
+        bind += f" {sc['port_range']}"
+    t.add_row("load", f"{shape}, close={sc.get('close')}, bind={bind}, {result.duration_s:.2f} s")
     sandbox = sc.get("sandbox", "host")
     where = {
         "pair": "pair: client and sink namespaces joined by a veth",
@@ -114,6 +128,15 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
     if result.first_failure_s is not None:
         t.add_row(
             "first failure", f"{result.first_failure_s:.3f} s ({result.first_failure_outcome})"
+        )
+    worst = result.worst_tuple()
+    if worst is not None:
+        first = f", first failure {worst.first_failure_s:.3f} s" if worst.first_failure_s else ""
+        t.add_row(
+            "worst tuple",
+            f"{worst.source} -> {worst.destination}: {worst.succeeded:,} ok, "
+            f"{sum(worst.failed.values()):,} failed ({', '.join(worst.failed)}){first}; "
+            f"{len(result.tuples):,} tuples in result.json",
         )
     lat = result.histogram.summary()
     t.add_row(

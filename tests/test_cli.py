@@ -45,6 +45,17 @@ BAD_RUN_ARGS = [
     (["host:http"], ["'http'"]),
     (["[zz]:80"], ["IPv6"]),
     (["--no-such-option"], ["--no-such-option"]),
+    (["--bind", "sometimes"], ["'sometimes'", "connect", "bind", "no-port", "range"]),
+    (["--bind", "range"], ["--bind range needs --port-range"]),
+    (["--port-range", "40000-40009"], ["--port-range applies to --bind range only"]),
+    (["--bind", "range", "--port-range", "40009-40000"], ["high 40000 is below low 40009"]),
+    (["--source", "10.0.0.1"], ["--source 10.0.0.1", "198.18.0.0/15"]),
+    (["--source", "198.18.1.1/24"], ["'198.18.1.1/24'", "198.18.1.0/24"]),
+    (["--source", "x"], ["--source 'x'", "IP address"]),
+    (["--sandbox", "loopback", "--source", "198.18.1.1"], ["127.0.0.0/8"]),
+    (["--sink-ports", "many"], ["--sink-ports 'many'", "allowed"]),
+    (["--sink-addresses", "0"], ["--sink-addresses 0", "allowed"]),
+    (["--sink-ports", "2", "127.0.0.1:80"], ["--sink-ports applies to the built-in sink"]),
 ]
 
 

@@ -10,6 +10,7 @@ from portstorm.core.result import (
     HostInfo,
     Interval,
     RunResult,
+    TupleStats,
     load_result,
     save_json_atomic,
 )
@@ -122,3 +123,54 @@ def test_histogram_encoding_is_hdrhistogram_standard_and_merges_exactly() -> Non
     assert back.count == 1002
     assert back.percentile(50) == a.percentile(50)
     assert LatencyHistogram().percentile(50) is None
+
+
+def _with_tuples(*tuples: TupleStats) -> RunResult:
+    base = _result()
+    return RunResult(
+        **{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "tuples": tuples}
+    )
+
+
+def test_the_tuples_table_round_trips_and_must_add_up_to_the_totals(tmp_path: Path) -> None:
+    a = TupleStats("198.18.1.1", "198.18.0.2:9000", 100, {"port_exhausted": 7}, 1.2, 100, 100)
+    b = TupleStats("198.18.1.2", "198.18.0.2:9000", 5, {}, None, 5, 5)
+    r = _with_tuples(a, b)
+    path = tmp_path / "result.json"
+    save_json_atomic(path, r.to_json())
+    doc = json.loads(path.read_text())
+    assert doc["tuples"][0] == {
+        "source": "198.18.1.1", "destination": "198.18.0.2:9000", "attempts": 107,
+        "succeeded": 100, "failed": {"port_exhausted": 7}, "first_failure_s": 1.2,
+        "ports_in_use": 100, "ports_in_use_peak": 100,
+    }  # fmt: skip
+    assert load_result(path).tuples == (a, b)
+    with pytest.raises(
+        ValueError, match="tuples table counts 111 attempts and 104 successes, the intervals 112"
+    ):
+        _with_tuples(a, TupleStats("198.18.1.2", "198.18.0.2:9000", 4, {}))
+
+
+def test_files_written_before_the_tuples_table_still_load(tmp_path: Path) -> None:
+    doc = _result().to_json()
+    del doc["tuples"]
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(doc))
+    assert load_result(path).tuples == ()
+
+
+def test_the_worst_tuple_fails_most_often_and_first() -> None:
+    early = TupleStats("a", "d:1", 50, {"bind_in_use": 50}, 0.5)
+    late = TupleStats("b", "d:1", 50, {"bind_in_use": 50}, 0.9)
+    fine = TupleStats("c", "d:1", 5, {}, None)
+    h = LatencyHistogram()
+    for _ in range(105):
+        h.record(10)
+    r = RunResult(
+        tool_version="0", host=HostInfo("h", "k", 1), started_at="x", duration_s=1,
+        complete=True, scenario={}, tunings={},
+        intervals=(_interval(0, 105, {"bind_in_use": 100}),), histogram=h,
+        tuples=(late, fine, early),
+    )  # fmt: skip
+    assert r.worst_tuple() == early
+    assert _with_tuples(TupleStats("a", "d:1", 105, {"port_exhausted": 7})).worst_tuple() is None

@@ -1,8 +1,19 @@
+import re
+from typing import Any
+
 import pytest
 
 from portstorm.core.errors import UsageError
 from portstorm.core.ports import parse_port_list, parse_port_range
-from portstorm.core.scenario import Scenario, Target, parse_number, parse_target
+from portstorm.core.scenario import (
+    BindMode,
+    SandboxKind,
+    Scenario,
+    Target,
+    parse_number,
+    parse_socket_port_range,
+    parse_target,
+)
 
 GOOD_TARGETS = [
     ("127.0.0.1:80", Target("127.0.0.1", 80)),
@@ -89,6 +100,38 @@ def test_scenario_validates_in_its_constructor() -> None:
         Scenario(rate=0)
     with pytest.raises(UsageError, match="--concurrency"):
         Scenario(concurrency=0)
+
+
+BAD_STRATEGIES: list[tuple[dict[str, Any], str]] = [
+    ({"bind": BindMode.RANGE}, "--bind range needs --port-range"),
+    ({"socket_port_range": (40000, 40009)}, "--port-range applies to --bind range only"),
+    ({"sink_ports": 0}, "--sink-ports 0 is out of range: allowed 1-256"),
+    ({"sink_addresses": 201}, "--sink-addresses 201 is out of range: allowed 1-200"),
+    ({"sink_ports": 2, "targets": (Target("127.0.0.1", 80),), "sandbox": SandboxKind.HOST},
+     "--sink-ports applies to the built-in sink"),
+    ({"sources": ("10.0.0.1",), "sandbox": SandboxKind.PAIR}, "198.18.0.0/15"),
+    ({"sources": ("198.18.0.3",), "sandbox": SandboxKind.PAIR, "sink_addresses": 2},
+     "one of the sink's addresses"),
+    ({"sources": ("198.18.1.1", "198.18.1.2"), "sink_ports": 256, "sink_addresses": 200,
+      "sandbox": SandboxKind.PAIR}, "tuples"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "fragment"), BAD_STRATEGIES)
+def test_client_strategies_are_checked_in_the_constructor(
+    fields: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(UsageError, match=re.escape(fragment)):
+        Scenario(**fields)
+
+
+def test_per_socket_port_ranges_parse_and_stay_above_the_privileged_ports() -> None:
+    assert parse_socket_port_range("40000-40009") == (40000, 40009)
+    assert parse_socket_port_range(None) is None
+    with pytest.raises(UsageError, match="--port-range 80-90: low 80 is below 1024"):
+        parse_socket_port_range("80-90")
+    with pytest.raises(UsageError, match="--port-range: port range '9-x' is malformed"):
+        parse_socket_port_range("9-x")
 
 
 def test_closed_loop_defaults_to_32_in_flight_and_open_loop_is_uncapped() -> None:
