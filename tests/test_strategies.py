@@ -144,3 +144,36 @@ done
     for src in ("127.0.0.2", "127.0.0.3"):
         ours = sum(t["ports_in_use"] for t in doc["tuples"] if t["source"] == src)
         assert ours == int(ss[src]) == 500
+
+
+def test_host_mode_names_sources_this_host_does_not_have(tmp_path: Path) -> None:
+    script = f"""
+set +e
+$PORTSTORM run --sandbox host --duration 1 --source 127.0.0.2 --source 198.18.9.9 \\
+  --source 198.18.9.10 --quiet --out "{tmp_path}" 2>"{tmp_path}/err"
+echo "rc $?"
+"""
+    proc = run_in_netns(script)
+    check(proc)
+    assert proc.stdout.split() == ["rc", "2"]
+    err = (tmp_path / "err").read_text().strip()
+    assert err.splitlines() == [
+        "portstorm: error: --source 198.18.9.9, 198.18.9.10: not an address of this host "
+        "('ip addr' lists them); add it to an interface first, or use --sandbox pair, "
+        "where portstorm adds them"
+    ]
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_a_kernel_without_the_socket_option_is_refused_with_exit_3(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from portstorm.core.errors import EnvironmentProblem
+    from portstorm.engine import driver
+
+    # an option number no kernel knows stands in for IP_LOCAL_PORT_RANGE on Linux < 6.3
+    monkeypatch.setattr(driver, "IP_LOCAL_PORT_RANGE", 250)
+    with pytest.raises(EnvironmentProblem, match=r"IP_LOCAL_PORT_RANGE \(Linux 6.3\+\)") as e:
+        driver.check_socket_options(False, b"\x00\x00\x00\x00", kernel="5.15")
+    assert e.value.exit_code == 3
+    driver.check_socket_options(True, None, kernel="6.18")  # IP_BIND_ADDRESS_NO_PORT: known
