@@ -14,20 +14,14 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from portstorm.core.addressing import parse_sources
 from portstorm.core.errors import PortstormError, UsageError
 from portstorm.core.scenario import (
     BindMode,
     CloseMode,
     SandboxKind,
-    Scenario,
     Target,
-    parse_number,
-    parse_optional,
-    parse_socket_port_range,
     parse_target,
 )
-from portstorm.core.tuning import parse_settings
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -163,37 +157,16 @@ def run(
 ) -> int:
     """Churn TCP connections against targets (or the built-in sink) and save result.json."""
     from portstorm.engine.run import run as do_run
-    from portstorm.engine.sysinfo import tuning_context
+    from portstorm.runargs import scenario_from_options
     from portstorm.ui import LiveLine, print_summary
 
-    n_in_flight = parse_optional("--concurrency", concurrency)
-    parsed_targets = tuple(parse_target(t) for t in targets or ())
-    kind = sandbox or (SandboxKind.HOST if parsed_targets else SandboxKind.PAIR)
-    ctx = tuning_context(in_new_namespace=kind is not SandboxKind.HOST)
-    client_set = parse_settings(set_ or (), ctx, "--set")
-    if client_set and kind is SandboxKind.HOST and not change_host_sysctls:
-        raise UsageError(
-            "--set with --sandbox host would change this host's live sysctls: add "
-            "--change-host-sysctls to confirm, or use --sandbox pair or loopback"
-        )
-    scenario = Scenario(
-        targets=parsed_targets,
-        sandbox=kind,
-        client_set=tuple(client_set.items()),
-        server_set=tuple(parse_settings(server_set or (), ctx, "--server-set").items()),
-        change_host=change_host_sysctls,
-        duration_s=parse_number("--duration", duration),
-        rate=parse_optional("--rate", rate),
-        concurrency=int(n_in_flight) if n_in_flight is not None else None,
-        close=close,
-        bind=bind,
-        socket_port_range=parse_socket_port_range(port_range),
-        sources=parse_sources(source or ()),
-        sink_ports=int(parse_number("--sink-ports", sink_ports)),
-        sink_addresses=int(parse_number("--sink-addresses", sink_addresses)),
-        interval_s=parse_number("--interval", interval),
-        connect_timeout_s=parse_number("--connect-timeout", connect_timeout),
-    )
+    scenario = scenario_from_options(
+        targets=targets, duration=duration, rate=rate, concurrency=concurrency, close=close,
+        bind=bind, port_range=port_range, source=source, sink_ports=sink_ports,
+        sink_addresses=sink_addresses, sandbox=sandbox, set_=set_, server_set=server_set,
+        change_host_sysctls=change_host_sysctls, interval=interval,
+        connect_timeout=connect_timeout,
+    )  # fmt: skip
     live = LiveLine(quiet=quiet)
     # SIGTERM unwinds like Ctrl-C (exit 130), so namespaces, the sink and any live sysctl
     # changes are cleaned up by the same code; during the load trio handles both itself.
@@ -209,6 +182,86 @@ def run(
         live.finish()
     print_summary(output.result, str(output.path))
     return EXIT_OK if output.result.complete else EXIT_INTERRUPTED
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sweep(
+    ctx: typer.Context,
+    vary: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME=V1,V2,...",
+            help="A factor and its values; repeat for a cartesian product. NAME: any --set "
+            "sysctl (tcp_tw_reuse), server:NAME for --server-set, or close, bind, rate, "
+            "concurrency, sandbox. ip_local_reserved_ports separates values with ';'.",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="A ready-made sweep; see --list-presets."),
+    ] = None,
+    list_presets: Annotated[
+        bool, typer.Option("--list-presets", help="Name and explain each preset, then exit.")
+    ] = False,
+    repeat: Annotated[str, typer.Option(metavar="N", help="Runs per cell.")] = "1",
+    parallel: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Sandboxed cells at once, each in its own namespaces. Default: what the "
+            "cores allow at the chosen rates. Host-mode cells always run one at a time.",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Finish the sweep in --out: run only what is missing.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for sweep.json and cells/. Default: reports/<UTC time>-sweep-NAME/."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress line, only the table.")] = False,
+) -> int:
+    """Run a matrix of experiments; any 'portstorm run' option applies to every cell."""
+    from portstorm.sweeping import list_presets_text, run_sweep
+
+    if list_presets:
+        print(list_presets_text())
+        return EXIT_OK
+    return run_sweep(
+        vary=vary or [], preset_name=preset, repeat=repeat, parallel=parallel,
+        resume=resume, out=out, quiet=quiet, run_args=list(ctx.args),
+    )  # fmt: skip
+
+
+@app.command()
+def compare(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...",
+            help="result.json or sweep.json files (or folders holding one); the first is "
+            "the baseline.",
+            show_default=False,
+        ),
+    ],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> int:
+    """Key metrics side by side, each one's change against the first, and whether it is
+    beyond the spread of repeats."""
+    import json
+
+    from portstorm.sweeping import compare_paths
+    from portstorm.ui import print_compare
+
+    doc = compare_paths(paths)
+    if json_out:
+        print(json.dumps(doc, indent=1))
+    else:
+        print_compare(doc)
+    return EXIT_OK
 
 
 @app.command()

@@ -207,3 +207,111 @@ def print_inspect(doc: dict[str, Any], console: Console | None = None) -> None:
         console.print(f"  {line}")
     for line in doc["advice"]:
         console.print(f"[bold]advice:[/bold] {line}")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class SweepLine:
+    """Progress of a whole sweep: done, running, remaining, elapsed, time left."""
+
+    def __init__(self, stream: TextIO = sys.stderr, quiet: bool = False) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self._last_state: tuple[int, int, int] | None = None
+
+    def start(self, plan: Any, skipped: int, out_dir: object) -> None:
+        if self.quiet:
+            return
+        factors = " x ".join(f"{f.label}={','.join(f.values)}" for f in plan.factors)
+        again = f"; {skipped} already done (resume)" if skipped else ""
+        print(
+            f"portstorm sweep: {len(plan.cells)} cell(s) x {plan.repeat} = {len(plan.runs)} "
+            f"run(s), {plan.parallel} at a time; {factors}{again}; into {out_dir}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def update(self, p: Any) -> None:
+        if self.quiet:
+            return
+        line = (
+            f"{p.done} done, {p.running} running, {p.remaining} to go"
+            + (f", {p.failed} failed" if p.failed else "")
+            + f"; {_duration(p.elapsed_s)} elapsed, about {_duration(p.eta_s)} left"
+        )
+        if self.tty:
+            extra = f"  ({p.last})" if p.last else ""
+            self.stream.write("\r\x1b[K" + line + extra)
+            self.stream.flush()
+        elif (p.done, p.running, p.failed) != self._last_state:
+            # a log gets a line when a run starts or ends, not one per second
+            self._last_state = (p.done, p.running, p.failed)
+            self.stream.write(line + (f"  ({p.last})" if p.last else "") + "\n")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+_MARK = {True: "*", False: "~", None: "?"}
+
+
+def _value(key: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    if key.endswith("_us"):
+        return _us(int(v))
+    if key == "first_failure_s":
+        return f"{v:.3f} s"
+    if key == "failed_pct":
+        return f"{v:.1f} %"
+    if key == "peak_time_wait":
+        return f"{v:,.0f}"
+    return f"{v:,.1f}"
+
+
+def print_compare(doc: dict[str, Any], console: Console | None = None, title: str = "") -> None:
+    """Subjects as rows, metrics as columns; each value with its change against the first."""
+    if console is None:
+        # a log or a pipe gets the whole table rather than 80 columns of ellipses
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console = Console(highlight=False, width=180)
+    t = Table(title=title or f"compare (baseline: {doc['baseline']})", title_justify="left")
+    t.add_column("subject")
+    for m in doc["metrics"]:
+        t.add_column(f"{m['label']}\n({m['unit']})", justify="right")
+    t.add_column("failures")
+    hosts = {h for s in doc["subjects"] for h in s["hosts"]}
+    for i, s in enumerate(doc["subjects"]):
+        label = s["label"] + (f"\n{', '.join(s['hosts'])}" if len(hosts) > 1 else "")
+        if s["repeats"] > 1:
+            label += f" (n={s['repeats']})"
+        cells = []
+        for m in doc["metrics"]:
+            spread = s["metrics"][m["key"]]
+            text = _value(m["key"], spread["median"])
+            if spread["n"] > 1 and spread["low"] is not None and spread["high"] != spread["low"]:
+                text += f"\n{_value(m['key'], spread['low'])}..{_value(m['key'], spread['high'])}"
+            if i:
+                c = s["changes"][m["key"]]
+                if c["relative"] is not None:
+                    text += f"\n{c['relative'] * 100:+.1f}% {_MARK[c['significant']]}"
+                elif c["delta"] is not None and c["delta"] != 0:
+                    text += f"\n{c['delta']:+,.3g} {_MARK[c['significant']]}"
+            cells.append(text)
+        mix = ", ".join(f"{k} {v:.1f}%" for k, v in s["failure_mix_pct"].items()) or "none"
+        t.add_row(label, *cells, mix)
+    console.print(t)
+    console.print(
+        "change against the first row: * beyond the spread of repeats, ~ within it "
+        "(not significant), ? cannot tell (a single run; use --repeat)"
+    )

@@ -1,0 +1,242 @@
+"""A sweep as data: factors, the cell matrix, presets, and the ``sweep.json`` format.
+
+Containing no processes and no files beyond JSON text: engine/sweep.py runs the cells.
+
+A *factor* is one thing varied: a run option (close, bind, rate, concurrency, sandbox), a
+client sysctl (``tcp_tw_reuse``), or a server sysctl of the pair sandbox
+(``server:tcp_tw_reuse``). The cells are the cartesian product of the factors' values, in
+the order given (the last factor varies fastest); each cell runs ``repeat`` times.
+
+Format history (keep old versions loading):
+- ``portstorm.sweep/1`` (2026-11): first version.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from portstorm.core.errors import UsageError
+from portstorm.core.tuning import lookup
+
+FORMAT = "portstorm.sweep/1"
+FORMAT_NAME, _, _v = FORMAT.partition("/")
+FORMAT_VERSION = int(_v)
+
+RUN_FACTORS: dict[str, str] = {
+    "close": "--close",
+    "bind": "--bind",
+    "rate": "--rate",
+    "concurrency": "--concurrency",
+    "sandbox": "--sandbox",
+}
+SERVER_PREFIX = "server:"
+MAX_CELLS = 1000
+MAX_REPEAT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    """``name``: a run factor, a full sysctl name, or ``server:`` + a full sysctl name."""
+
+    name: str
+    values: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        if self.name in RUN_FACTORS:
+            return "run"
+        return "server" if self.name.startswith(SERVER_PREFIX) else "client"
+
+    @property
+    def label(self) -> str:
+        """The short name people read: tcp_tw_reuse, server:tcp_tw_reuse, close."""
+        if self.kind == "run":
+            return self.name
+        prefix = SERVER_PREFIX if self.kind == "server" else ""
+        return prefix + self.name.removeprefix(SERVER_PREFIX).removeprefix("net.ipv4.")
+
+    def argv(self, value: str) -> list[str]:
+        """The ``portstorm run`` options that set this factor to ``value``."""
+        if self.kind == "run":
+            return [RUN_FACTORS[self.name], value]
+        if self.kind == "server":
+            return ["--server-set", f"{self.name.removeprefix(SERVER_PREFIX)}={value}"]
+        return ["--set", f"{self.name}={value}"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "kind": self.kind,
+                "values": list(self.values)}  # fmt: skip
+
+
+def parse_vary(text: str) -> Factor:
+    """``--vary NAME=V1,V2,...`` -> Factor. ip_local_reserved_ports, whose values hold
+    commas, separates its values with ';'."""
+    name, sep, rest = text.partition("=")
+    name = name.strip()
+    hint = "expected NAME=V1,V2,..., e.g. tcp_tw_reuse=0,1,2 or close=client,rst"
+    if not sep or not name or not rest.strip():
+        raise UsageError(f"--vary {text!r} is malformed: {hint}")
+    if name in RUN_FACTORS:
+        canonical = name
+    else:
+        server = name.startswith(SERVER_PREFIX)
+        try:
+            sysctl = lookup(name.removeprefix(SERVER_PREFIX))
+        except UsageError as e:
+            raise UsageError(
+                f"--vary {text!r}: {e}; or a run factor: {', '.join(RUN_FACTORS)}"
+            ) from None
+        canonical = (SERVER_PREFIX if server else "") + sysctl.name
+    splitter = ";" if canonical.endswith("ip_local_reserved_ports") else ","
+    values = tuple(v.strip() for v in rest.split(splitter))
+    if any(not v for v in values):
+        raise UsageError(f"--vary {text!r}: an empty value; {hint}")
+    if len(set(values)) != len(values):
+        raise UsageError(f"--vary {text!r}: a value is repeated")
+    return Factor(canonical, values)
+
+
+def check_factors(factors: Sequence[Factor], repeat: int) -> None:
+    names = [f.name for f in factors]
+    for n in names:
+        if names.count(n) > 1:
+            raise UsageError(f"--vary {Factor(n, ()).label} is given twice: list its values once")
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UsageError(f"--repeat {repeat} is out of range: allowed 1-{MAX_REPEAT}")
+    cells = 1
+    for f in factors:
+        cells *= len(f.values)
+    if cells * repeat > MAX_CELLS:
+        raise UsageError(
+            f"{cells} cells x {repeat} repeats = {cells * repeat} runs: allowed up to "
+            f"{MAX_CELLS}; vary fewer values"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    index: int
+    values: tuple[tuple[str, str], ...]  # (factor name, value), in factor order
+
+    @property
+    def id(self) -> str:
+        """A folder name: 03-sandbox=pair,tcp_tw_reuse=2 (safe characters only)."""
+        parts = ",".join(f"{_label(n)}={v}" for n, v in self.values) or "single"
+        return f"{self.index + 1:02d}-" + re.sub(r"[^A-Za-z0-9_.,=:+-]", "_", parts)
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{_label(n)}={v}" for n, v in self.values) or "(one cell)"
+
+
+def _label(name: str) -> str:
+    return Factor(name, ()).label
+
+
+def expand(factors: Sequence[Factor]) -> list[Cell]:
+    """The cartesian product, the last factor varying fastest."""
+    combos = itertools.product(*[[(f.name, v) for v in f.values] for f in factors])
+    return [Cell(i, tuple(c)) for i, c in enumerate(combos)]
+
+
+# -- presets --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    question: str  # one sentence for --list-presets
+    factors: tuple[Factor, ...]
+    defaults: Mapping[str, str]  # run options the user may override: --rate 1000 ...
+    sets: tuple[str, ...] = ()  # --set values every cell gets (a user --set overrides)
+    extra: tuple[str, ...] = field(default_factory=tuple)  # other fixed run options
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "tw-reuse",
+            "Does tcp_tw_reuse help? 0, 1 and 2 across the pair (veth) and loopback: 2 "
+            "reuses TIME_WAIT ports on loopback only, so pair/2 behaves like pair/0.",
+            (
+                Factor("sandbox", ("pair", "loopback")),
+                Factor("net.ipv4.tcp_tw_reuse", ("0", "1", "2")),
+            ),
+            {"rate": "1000", "duration": "90"},
+        ),
+        Preset(
+            "port-range",
+            "How much does ip_local_port_range buy? A narrow (1,000), the default (28,232) "
+            "and the widest (64,512) range at 2,000 conn/s, past 60 s so TIME_WAIT expires.",
+            (Factor("net.ipv4.ip_local_port_range", ("50000-50999", "32768-60999", "1024-65535")),),
+            {"rate": "2000", "duration": "90"},
+        ),
+        Preset(
+            "fin-timeout",
+            "Does tcp_fin_timeout shorten TIME_WAIT? No: 5, 30 and 60 s give the same "
+            "exhaustion and the same rate afterwards (TIME_WAIT is 60 s whatever it says).",
+            (Factor("net.ipv4.tcp_fin_timeout", ("5", "30", "60")),),
+            {"rate": "1000", "duration": "90"},
+            sets=("tcp_tw_reuse=0",),
+        ),
+        Preset(
+            "close",
+            "Who should close? client (TIME_WAIT on the client, which exhausts), server "
+            "(TIME_WAIT on the server) and rst (no TIME_WAIT anywhere).",
+            (Factor("close", ("client", "server", "rst")),),
+            {"rate": "1000", "duration": "90"},
+        ),
+        Preset(
+            "bind",
+            "Does bind() before connect() cost ports? connect, bind and no-port toward 3 "
+            "sink ports: bind takes a port per source address whatever the destination.",
+            (Factor("bind", ("connect", "bind", "no-port")),),
+            {"rate": "2000", "duration": "120"},
+            extra=("--sink-ports", "3"),
+        ),
+        Preset(
+            "reuse-delay",
+            "How fast does tcp_tw_reuse=1 recycle? tcp_tw_reuse_delay 100 ms to 5 s with "
+            "1,000 ports: about ports / delay connections per second (Linux 6.14+).",
+            (Factor("net.ipv4.tcp_tw_reuse_delay", ("100", "500", "1000", "5000")),),
+            {"rate": "2000", "duration": "30"},
+            sets=("tcp_tw_reuse=1", "ip_local_port_range=40000-40999"),
+        ),
+    )
+}
+
+
+def preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UsageError(
+            f"--preset {name!r} is unknown: allowed {', '.join(PRESETS)} "
+            "(portstorm sweep --list-presets explains each)"
+        ) from None
+
+
+# -- sweep.json -----------------------------------------------------------------------------
+
+
+def check_format(fmt: object, where: str) -> None:
+    expected = f"expected {FORMAT!r}"
+    if not isinstance(fmt, str) or "/" not in fmt:
+        raise UsageError(f"{where}: not a portstorm sweep: format is {fmt!r}, {expected}")
+    name, _, ver = fmt.partition("/")
+    if name != FORMAT_NAME or not ver.isdigit():
+        raise UsageError(f"{where}: not a portstorm sweep: format is {fmt!r}, {expected}")
+    if int(ver) > FORMAT_VERSION:
+        raise UsageError(
+            f"{where}: sweep format {fmt!r} is newer than this portstorm reads (up to "
+            f"{FORMAT!r}): upgrade portstorm"
+        )
+
+
+def factors_from_json(doc: Mapping[str, Any]) -> list[Factor]:
+    return [Factor(str(f["name"]), tuple(str(v) for v in f["values"])) for f in doc["factors"]]

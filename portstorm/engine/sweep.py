@@ -1,0 +1,405 @@
+"""Running a sweep: each cell's repeats as ``portstorm run`` child processes, sweep.json after each.
+
+Containing the order of runs, parallelism, the host-mode drain gate and the bookkeeping
+that makes a sweep resumable. What a cell is comes from core/sweep.py; what its command
+line means from runargs.py. Each run is a separate process: a run moves its process into
+its own network namespaces, so parallel cells cannot share one.
+
+- Sandboxed runs (pair, loopback) go first, ``parallel`` at a time: their namespaces are
+  their own, so they neither see nor leave each other's TIME_WAIT.
+- Host-mode runs go one at a time, after the others, each behind a drain gate: wait until
+  TIME_WAIT toward the targets is back to its level before the sweep (TIME_WAIT lasts
+  60 s and may expire up to a few seconds late, KERNEL.md), not a fixed sleep.
+- sweep.json is rewritten atomically after every run, so a sweep killed midway keeps every
+  finished run, and ``--resume`` runs only those without a complete result.json.
+- Children get PR_SET_PDEATHSIG and their own session: they die with the sweep even on
+  SIGKILL, and a Ctrl-C reaches the sweep, which stops them with SIGTERM (a run saves its
+  partial result on SIGTERM; such runs count as not done).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from portstorm import __version__
+from portstorm.core.compare import METRICS, Subject, run_metrics, spread
+from portstorm.core.errors import UsageError
+from portstorm.core.result import load_result, save_json_atomic
+from portstorm.core.sweep import FORMAT, Cell, Factor
+from portstorm.engine.sinkproc import die_with_parent
+from portstorm.engine.sockdiag import TCP_TIME_WAIT, SockDiag
+from portstorm.engine.sysinfo import host_info
+
+RUN_OVERHEAD_S = 1.5  # process start, namespaces, sink start: measured ~1 s on 2 cores
+DRAIN_TIMEOUT_S = 70.0  # TIME_WAIT is 60 s; expiry may come a few seconds late
+DRAIN_POLL_S = 0.5
+
+
+@dataclass
+class PlannedRun:
+    cell: Cell
+    repeat: int  # 1-based
+    argv: list[str]  # ``portstorm run`` arguments, without --out and --quiet
+    duration_s: float
+    host_mode: bool
+    drain_targets: list[tuple[str, int]] = field(default_factory=list)  # port -1: any
+
+    @property
+    def rel_dir(self) -> str:
+        return f"cells/{self.cell.id}/r{self.repeat}"
+
+    @property
+    def command(self) -> str:
+        return shlex.join(["portstorm", "run", *self.argv, "--out", self.rel_dir])
+
+
+@dataclass
+class SweepPlan:
+    factors: list[Factor]
+    cells: list[Cell]
+    repeat: int
+    base_args: list[str]
+    preset: str | None
+    runs: list[PlannedRun]
+    parallel: int
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for --resume to continue a sweep."""
+        return {
+            "factors": [f.to_json() for f in self.factors],
+            "repeat": self.repeat,
+            "base_args": self.base_args,
+        }
+
+
+@dataclass
+class RunRecord:
+    status: str = "pending"  # pending | running | done | interrupted | failed
+    exit_code: int | None = None
+    wall_s: float | None = None
+    error: str | None = None
+    metrics: dict[str, float | None] | None = None
+    tunings: dict[str, str] | None = None
+
+
+@dataclass
+class Progress:
+    done: int
+    running: int
+    remaining: int
+    failed: int
+    elapsed_s: float
+    eta_s: float | None
+    last: str | None = None  # what just finished
+
+
+class SweepRunner:
+    def __init__(
+        self,
+        plan: SweepPlan,
+        out_dir: Path,
+        on_progress: Callable[[Progress], None] | None = None,
+        resume_doc: dict[str, Any] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.out_dir = out_dir
+        self._on_progress = on_progress
+        self.records = {r.rel_dir: RunRecord() for r in plan.runs}
+        self.started_at = dt.datetime.now(dt.UTC)
+        self.interrupted = False
+        self._t0 = 0.0
+        self._walls: list[float] = []
+        self._running_since: dict[str, float] = {}
+        self._last: str | None = None
+        if resume_doc is not None:
+            self._take_over(resume_doc)
+
+    # -- resume --------------------------------------------------------------------------
+
+    def _take_over(self, doc: dict[str, Any]) -> None:
+        """Keep every run that finished with a complete result.json; the rest run again."""
+        self.started_at = dt.datetime.fromisoformat(str(doc["started_at"]).replace("Z", "+00:00"))
+        for cell in doc.get("cells", []):
+            for run in cell.get("runs", []):
+                rel = str(run["path"]).removesuffix("/result.json")
+                if rel not in self.records or run.get("status") != "done":
+                    continue
+                try:
+                    result = load_result(self.out_dir / run["path"])
+                except UsageError:
+                    continue
+                if result.complete:
+                    self.records[rel] = RunRecord(
+                        "done", run.get("exit_code", 0), run.get("wall_s"), None,
+                        run_metrics(result), dict(result.tunings),
+                    )  # fmt: skip
+
+    @property
+    def pending(self) -> list[PlannedRun]:
+        return [r for r in self.plan.runs if self.records[r.rel_dir].status != "done"]
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self) -> bool:
+        """Run what is pending; True when every run is done. Ctrl-C/SIGTERM stop it early."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.save()
+        trio.run(self._main)
+        self.save()
+        return all(r.status == "done" for r in self.records.values())
+
+    async def _main(self) -> None:
+        self._t0 = time.monotonic()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        self.interrupted = True
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                nursery.start_soon(self._ticker)
+                await self._all_runs()
+                nursery.cancel_scope.cancel()
+
+    async def _ticker(self) -> None:
+        while True:
+            self._progress()
+            await trio.sleep(1.0)
+
+    async def _all_runs(self) -> None:
+        pending = self.pending
+        limiter = trio.CapacityLimiter(self.plan.parallel)
+        async with trio.open_nursery() as nursery:
+            for r in pending:
+                if not r.host_mode:
+                    nursery.start_soon(self._limited, r, limiter)
+        baseline: int | None = None
+        for r in pending:
+            if r.host_mode:
+                if baseline is None:
+                    baseline = _time_wait_toward(r.drain_targets)
+                else:
+                    await self._drain(r, baseline)
+                await self._one(r)
+
+    async def _limited(self, r: PlannedRun, limiter: trio.CapacityLimiter) -> None:
+        async with limiter:
+            await self._one(r)
+
+    async def _drain(self, r: PlannedRun, baseline: int) -> None:
+        """Wait until TIME_WAIT toward the targets is back to where the sweep found it."""
+        slack = max(10, baseline // 100)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if (
+                await trio.to_thread.run_sync(_time_wait_toward, r.drain_targets)
+                <= baseline + slack
+            ):
+                return
+            self._last = f"draining TIME_WAIT before {r.cell.label}"
+            await trio.sleep(DRAIN_POLL_S)
+
+    async def _one(self, r: PlannedRun) -> None:
+        rec = self.records[r.rel_dir]
+        rec.status = "running"
+        run_dir = self.out_dir / r.rel_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "portstorm", "run", *r.argv, "--out", str(run_dir), "--quiet"]
+        started = time.monotonic()
+        self._running_since[r.rel_dir] = started
+        self._progress()
+        try:
+            proc = await trio.run_process(
+                cmd, check=False, capture_stdout=True, capture_stderr=True,
+                start_new_session=True, preexec_fn=die_with_parent,
+            )  # fmt: skip
+        except trio.Cancelled:
+            rec.status = "interrupted"
+            raise
+        finally:
+            self._running_since.pop(r.rel_dir, None)
+        wall = time.monotonic() - started
+        (run_dir / "run.log").write_bytes(proc.stdout + proc.stderr)
+        rec.exit_code, rec.wall_s = proc.returncode, round(wall, 3)
+        if proc.returncode == 0:
+            try:
+                result = load_result(run_dir / "result.json")
+            except UsageError as e:
+                rec.status, rec.error = "failed", str(e)
+            else:
+                rec.status = "done"
+                rec.metrics, rec.tunings = run_metrics(result), dict(result.tunings)
+                self._walls.append(wall)
+        else:
+            lines = proc.stderr.decode(errors="replace").strip().splitlines()
+            rec.status = "interrupted" if proc.returncode == 130 else "failed"
+            rec.error = lines[-1] if lines else f"exit status {proc.returncode}"
+        self._last = f"{r.cell.label} r{r.repeat}: {rec.status}"
+        self.save()
+        self._progress()
+
+    # -- progress and sweep.json ---------------------------------------------------------
+
+    def _progress(self) -> None:
+        if self._on_progress is None:
+            return
+        states = [r.status for r in self.records.values()]
+        done, running = states.count("done"), states.count("running")
+        failed = states.count("failed") + states.count("interrupted")
+        remaining = len(states) - done - running - failed
+        elapsed = time.monotonic() - self._t0 if self._t0 else 0.0
+        self._on_progress(
+            Progress(done, running, remaining, failed, elapsed, self._eta(remaining), self._last)
+        )
+
+    def _eta(self, remaining: int) -> float | None:
+        runs = self.pending
+        if not runs:
+            return 0.0
+        per_run = (
+            sum(self._walls) / len(self._walls)
+            if self._walls
+            else max(r.duration_s for r in runs) + RUN_OVERHEAD_S
+        )
+        now = time.monotonic()
+        left_running = [max(0.0, per_run - (now - t)) for t in self._running_since.values()]
+        waves = math.ceil(remaining / self.plan.parallel) if remaining else 0
+        return (max(left_running) if left_running else 0.0) + waves * per_run
+
+    def doc(self) -> dict[str, Any]:
+        cells = []
+        for cell in self.plan.cells:
+            runs = [r for r in self.plan.runs if r.cell == cell]
+            recs = [self.records[r.rel_dir] for r in runs]
+            done = [rec for rec in recs if rec.status == "done" and rec.metrics]
+            metrics = {
+                key: spread([rec.metrics[key] for rec in done if rec.metrics]).to_json()
+                for key, _label, _unit in METRICS
+            }
+            cells.append({
+                "id": cell.id,
+                "label": cell.label,
+                "factors": {Factor(n, ()).label: v for n, v in cell.values},
+                "tunings": next((rec.tunings for rec in done), None),
+                "metrics": metrics if done else None,
+                "runs": [
+                    {"repeat": r.repeat, "path": f"{r.rel_dir}/result.json",
+                     "status": rec.status if rec.status != "running" else "interrupted",
+                     "exit_code": rec.exit_code, "wall_s": rec.wall_s, "command": r.command,
+                     "error": rec.error, "metrics": rec.metrics}
+                    for r, rec in zip(runs, recs, strict=True)
+                ],
+            })  # fmt: skip
+        complete = all(r.status == "done" for r in self.records.values())
+        now = dt.datetime.now(dt.UTC)
+        return {
+            "format": FORMAT,
+            "tool": {"name": "portstorm", "version": __version__},
+            "host": host_info().to_json(),
+            "started_at": _iso(self.started_at),
+            "updated_at": _iso(now),
+            "complete": complete,
+            "preset": self.plan.preset,
+            "parallel": self.plan.parallel,
+            **self.plan.identity(),
+            "cells": cells,
+        }
+
+    def save(self) -> None:
+        save_json_atomic(self.out_dir / "sweep.json", self.doc())
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _time_wait_toward(targets: list[tuple[str, int]]) -> int:
+    """TIME_WAIT sockets in this namespace toward the targets (port -1: any port)."""
+    diag = SockDiag()
+    try:
+        return sum(
+            diag.count(host, port, (1, 65535), states=1 << TCP_TIME_WAIT) for host, port in targets
+        )
+    finally:
+        diag.close()
+
+
+def load_sweep_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
+    """A sweep.json -> one Subject per cell with at least one finished run."""
+    subjects = []
+    for cell in doc.get("cells", []):
+        runs, paths = [], []
+        for run in cell.get("runs", []):
+            if run.get("status") != "done":
+                continue
+            p = path.parent / str(run["path"])
+            runs.append(load_result(p))
+            paths.append(str(p))
+        if runs:
+            subjects.append(Subject(str(cell["label"]), tuple(runs), tuple(paths),
+                                    dict(cell.get("factors", {}))))  # fmt: skip
+    return subjects
+
+
+def load_subjects(path: Path) -> list[Subject]:
+    """A result.json, a sweep.json, or a folder holding one -> what to compare."""
+    from portstorm.core.sweep import check_format
+
+    if path.is_dir():
+        for name in ("sweep.json", "result.json"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise UsageError(f"{path}: a folder without sweep.json or result.json")
+    doc = _read_json(path)
+    fmt = doc.get("format")
+    if isinstance(fmt, str) and fmt.startswith("portstorm.sweep/"):
+        check_format(fmt, str(path))
+        try:
+            return load_sweep_subjects(path, doc)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UsageError(f"{path}: damaged sweep.json ({type(e).__name__}: {e})") from None
+    result = load_result(path)
+    return [Subject(str(path), (result,), (str(path),))]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read: {e}") from None
+    if not text.strip():
+        raise UsageError(f"{path}: file is empty, expected a portstorm result.json or sweep.json")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(
+            f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: not a portstorm file: top level is not an object")
+    return doc
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))

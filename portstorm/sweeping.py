@@ -1,0 +1,176 @@
+"""``portstorm sweep`` and ``portstorm compare`` end to end: options in, files and tables out.
+
+Containing the order of operations only: planning is sweepplan.py, running engine/sweep.py,
+metrics core/compare.py, printing ui.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from portstorm.core.compare import Subject, compare, distinguishing_labels
+from portstorm.core.errors import PortstormError, UsageError
+from portstorm.core.sweep import PRESETS, check_format, factors_from_json, parse_vary, preset
+from portstorm.engine.sweep import SweepPlan, SweepRunner, cpu_count, load_subjects
+from portstorm.sweepplan import plan_sweep
+
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
+
+
+class SweepIncomplete(PortstormError):
+    exit_code = 3
+
+
+def list_presets_text() -> str:
+    lines = []
+    for p in PRESETS.values():
+        factors = " x ".join(f"{f.label}={','.join(f.values)}" for f in p.factors)
+        load = " ".join(f"--{k} {v}" for k, v in p.defaults.items())
+        fixed = " ".join(f"--set {s}" for s in p.sets) + " ".join(p.extra)
+        lines.append(f"{p.name}")
+        lines += textwrap.wrap(p.question, 88, initial_indent="  ", subsequent_indent="  ")
+        lines.append(f"  varies {factors}; {load}{' ' + fixed if fixed else ''}")
+    lines.append("Run options given with --preset override its defaults, e.g. --duration 30.")
+    return "\n".join(lines)
+
+
+def _parse_count(option: str, text: str | None, top: int) -> int | None:
+    if text is None:
+        return None
+    if not text.strip().isdigit() or not 1 <= int(text) <= top:
+        raise UsageError(f"{option} {text!r} is not valid: allowed a whole number 1-{top}")
+    return int(text)
+
+
+def _plan(
+    vary: list[str],
+    preset_name: str | None,
+    repeat: str,
+    parallel: str | None,
+    run_args: list[str],
+) -> SweepPlan:
+    if preset_name is not None and vary:
+        raise UsageError("--preset and --vary: use one (a preset is a list of --vary)")
+    chosen = preset(preset_name) if preset_name is not None else None
+    factors = list(chosen.factors) if chosen else [parse_vary(v) for v in vary]
+    if not factors:
+        raise UsageError("nothing to sweep: give --vary NAME=V1,V2,... or --preset NAME")
+    return plan_sweep(
+        factors,
+        _parse_count("--repeat", repeat, 100) or 1,
+        run_args,
+        chosen,
+        _parse_count("--parallel", parallel, 64),
+        cpu_count(),
+    )
+
+
+def _read_sweep(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: cannot read the sweep to resume: {e}") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: not a portstorm sweep")
+    check_format(doc.get("format"), str(path))
+    return doc
+
+
+def run_sweep(
+    *,
+    vary: list[str],
+    preset_name: str | None,
+    repeat: str,
+    parallel: str | None,
+    resume: bool,
+    out: Path | None,
+    quiet: bool,
+    run_args: list[str],
+) -> int:
+    from portstorm.ui import SweepLine, print_compare
+
+    now = dt.datetime.now(dt.UTC)
+    name = preset_name or "vary"
+    out_dir = out or Path("reports") / f"{now.strftime('%Y%m%dT%H%M%SZ')}-sweep-{name}"
+    existing = out_dir / "sweep.json"
+    resume_doc: dict[str, Any] | None = None
+    if existing.exists():
+        if not resume:
+            raise UsageError(
+                f"--out {out_dir} already holds a sweep (sweep.json): add --resume to finish "
+                "it, or choose another --out"
+            )
+        resume_doc = _read_sweep(existing)
+        if not vary and preset_name is None and not run_args:
+            # Plain --resume: the sweep as it was planned.
+            plan = plan_sweep(
+                factors_from_json(resume_doc),
+                int(resume_doc["repeat"]),
+                list(resume_doc["base_args"]),
+                None,
+                _parse_count("--parallel", parallel, 64) or int(resume_doc.get("parallel", 1)),
+                cpu_count(),
+            )
+        else:
+            plan = _plan(vary, preset_name, repeat, parallel, run_args)
+            stored = {k: resume_doc.get(k) for k in ("factors", "repeat", "base_args")}
+            if plan.identity() != stored:
+                raise UsageError(
+                    f"--resume: {existing} was planned with other options; run "
+                    f"'portstorm sweep --resume --out {out_dir}' alone to finish it as planned"
+                )
+        plan.preset = resume_doc.get("preset")
+    else:
+        if resume:
+            raise UsageError(f"--resume: no sweep.json in {out_dir} to finish")
+        plan = _plan(vary, preset_name, repeat, parallel, run_args)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out {out_dir}: not a folder")
+    line = SweepLine(quiet=quiet)
+    runner = SweepRunner(plan, out_dir, on_progress=line.update, resume_doc=resume_doc)
+    line.start(plan, skipped=len(plan.runs) - len(runner.pending), out_dir=out_dir)
+    try:
+        complete = runner.run()
+    finally:
+        line.finish()
+    subjects = load_subjects(existing)
+    if subjects:
+        print_compare(compare(subjects), title=f"sweep: {out_dir}")
+    print(f"sweep: {existing}")
+    if runner.interrupted:
+        return EXIT_INTERRUPTED
+    if not complete:
+        failed = [
+            f"{r.cell.label} r{r.repeat}: {runner.records[r.rel_dir].error}"
+            for r in plan.runs
+            if runner.records[r.rel_dir].status != "done"
+        ]
+        raise SweepIncomplete(
+            f"{len(failed)} run(s) did not finish (first: {failed[0]}); fix the cause and "
+            f"run 'portstorm sweep --resume --out {out_dir}'"
+        )
+    return EXIT_OK
+
+
+def compare_paths(paths: list[Path]) -> dict[str, Any]:
+    subjects: list[Subject] = []
+    for p in paths:
+        subjects += load_subjects(p)
+    if len(subjects) < 2:
+        raise UsageError(
+            f"compare needs at least two things to compare; {', '.join(map(str, paths))} "
+            f"gave {len(subjects)}"
+        )
+    singles = [s for s in subjects if len(s.runs) == 1 and not s.factors]
+    if len(singles) == len(subjects):
+        labels = distinguishing_labels([s.runs[0] for s in subjects])
+        if labels is not None and len(set(labels)) == len(labels):
+            subjects = [
+                Subject(lab, s.runs, s.paths, s.factors)
+                for lab, s in zip(labels, subjects, strict=True)
+            ]
+    return compare(subjects)

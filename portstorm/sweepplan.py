@@ -1,0 +1,146 @@
+"""From ``portstorm sweep`` options to a plan: every run's command line, checked before any runs.
+
+Containing the merge of a preset's defaults, the user's run options and each cell's factor
+values, and the default parallelism. Every cell is validated by the code that validates
+``portstorm run`` (runargs.py), so a bad value in any cell stops the sweep before it starts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from portstorm.core.errors import UsageError
+from portstorm.core.scenario import SandboxKind, Scenario
+from portstorm.core.sweep import SERVER_PREFIX, Factor, Preset, check_factors, expand
+from portstorm.core.tuning import lookup
+from portstorm.engine.run import resolve
+from portstorm.engine.sweep import PlannedRun, SweepPlan
+from portstorm.runargs import parse_run_args, run_argv, scenario_from_options
+
+# Attempts per second one core can drive and sink together (a Trio driver reaches ~14,000/s
+# against the built-in sink on loopback with both processes busy, issue 2): room to spare.
+RATE_PER_CORE = 5000.0
+_NOT_PASSED = ("out", "quiet")
+
+
+def _sysctl_name(setting: str) -> str:
+    name = setting.partition("=")[0]
+    try:
+        return lookup(name).name
+    except UsageError:
+        return name  # left for the run's own validation to name
+
+
+def _merge_sets(first: Sequence[str], then: Sequence[str]) -> list[str]:
+    """--set lists, a later value replacing an earlier one of the same sysctl."""
+    out: dict[str, str] = {}
+    for s in [*first, *then]:
+        out[_sysctl_name(s)] = s
+    return list(out.values())
+
+
+def base_params(
+    user_args: Sequence[str], preset: Preset | None, factors: Sequence[Factor]
+) -> dict[str, Any]:
+    """The preset's defaults, overridden by what the user gave; factors may not be both."""
+    params, given = parse_run_args(user_args)
+    for f in factors:
+        if f.kind == "run" and f.name in given:
+            raise UsageError(
+                f"--{f.name} is also varied by --vary {f.name}: give it in one place only"
+            )
+        if f.kind != "run":
+            key = "server_set" if f.kind == "server" else "set_"
+            name = f.name.removeprefix(SERVER_PREFIX)
+            if any(_sysctl_name(s) == name for s in params.get(key) or ()):
+                option = "--server-set" if f.kind == "server" else "--set"
+                raise UsageError(
+                    f"{option} {f.label.removeprefix(SERVER_PREFIX)} is also varied by --vary "
+                    f"{f.label}: give it in one place only"
+                )
+    if preset is not None:
+        defaults, _ = parse_run_args(
+            [*(a for k, v in preset.defaults.items() for a in (f"--{k}", v)), *preset.extra]
+        )
+        for name, value in defaults.items():
+            if name not in given and value != params.get(name):
+                params[name] = value
+        varied = {f.name for f in factors}
+        preset_sets = [s for s in preset.sets if _sysctl_name(s) not in varied]
+        params["set_"] = _merge_sets(preset_sets, params.get("set_") or ())
+    for name in _NOT_PASSED:
+        params.pop(name, None)
+    return params
+
+
+def cell_params(base: dict[str, Any], values: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    params = dict(base)
+    for name, value in values:
+        f = Factor(name, (value,))
+        if f.kind == "run":
+            params[name] = value
+        else:
+            key = "server_set" if f.kind == "server" else "set_"
+            params[key] = _merge_sets(params.get(key) or (), [f"{f.argv(value)[1]}"])
+    return params
+
+
+def default_parallel(scenarios: Sequence[Scenario], cpus: int) -> int:
+    """As many sandboxed cells at once as the cores can drive at the chosen rates: closed
+    loops saturate a core for the driver and one for the sink; open loops are budgeted at
+    RATE_PER_CORE attempts per second per core."""
+    sandboxed = [s for s in scenarios if s.sandbox is not SandboxKind.HOST]
+    if not sandboxed:
+        return 1
+    if any(s.rate is None for s in sandboxed):
+        return max(1, cpus // 2)
+    top = max(s.rate or 0.0 for s in sandboxed)
+    return max(1, min(len(sandboxed), math.floor(cpus * RATE_PER_CORE / top)))
+
+
+def plan_sweep(
+    factors: Sequence[Factor],
+    repeat: int,
+    user_args: Sequence[str],
+    preset: Preset | None,
+    parallel: int | None,
+    cpus: int,
+) -> SweepPlan:
+    check_factors(factors, repeat)
+    base = base_params(user_args, preset, factors)
+    cells = expand(factors)
+    runs: list[PlannedRun] = []
+    scenarios: list[Scenario] = []
+    for cell in cells:
+        params = cell_params(base, cell.values)
+        argv = run_argv(params)
+        try:
+            checked, _ = parse_run_args(argv)
+            scenario = scenario_from_options(**checked)
+        except UsageError as e:
+            where = f"cell {cell.label}: " if cell.values else ""
+            raise UsageError(f"{where}{e}") from None
+        scenarios += [scenario] * repeat  # one per run: parallelism counts runs
+        targets = [("127.0.0.1", -1)]  # host mode's built-in sink: any port on 127.0.0.1
+        if scenario.targets and scenario.sandbox is SandboxKind.HOST:
+            targets = [resolve(t).sockaddr[:2] for t in scenario.targets]
+        for k in range(1, repeat + 1):
+            runs.append(
+                PlannedRun(
+                    cell, k, argv, scenario.duration_s,
+                    host_mode=scenario.sandbox is SandboxKind.HOST, drain_targets=targets,
+                )
+            )  # fmt: skip
+    if parallel is None:
+        parallel = default_parallel(scenarios, cpus)
+    return SweepPlan(
+        factors=list(factors),
+        cells=cells,
+        repeat=repeat,
+        base_args=run_argv(base),
+        preset=preset.name if preset else None,
+        runs=runs,
+        parallel=parallel,
+    )

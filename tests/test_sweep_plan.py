@@ -1,0 +1,116 @@
+"""Sweeps as data: factors, cells, presets, plans and the significance rule (no runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from portstorm.core.compare import Spread, change, spread
+from portstorm.core.errors import UsageError
+from portstorm.core.scenario import SandboxKind, Scenario
+from portstorm.core.sweep import PRESETS, Factor, check_factors, expand, parse_vary, preset
+from portstorm.sweepplan import default_parallel, plan_sweep
+
+
+def test_vary_names_are_canonical_and_values_split_on_commas() -> None:
+    assert parse_vary("tcp_tw_reuse=0,1,2") == Factor("net.ipv4.tcp_tw_reuse", ("0", "1", "2"))
+    assert parse_vary("server:tcp_fin_timeout=5,60").label == "server:tcp_fin_timeout"
+    assert parse_vary("close=client,rst").kind == "run"
+    # reserved port lists hold commas: their values are separated by ';'
+    f = parse_vary("ip_local_reserved_ports=40000,40001;40050-40059")
+    assert f.values == ("40000,40001", "40050-40059")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("tcp_tw_reuse", "malformed"),
+        ("=1,2", "malformed"),
+        ("tcp_tw_reuse=0,,2", "empty value"),
+        ("tcp_tw_reuse=1,1", "repeated"),
+        ("nope=1,2", "unknown sysctl 'nope'"),
+    ],
+)
+def test_bad_vary_values_are_one_line_errors(text: str, fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment) as e:
+        parse_vary(text)
+    assert "\n" not in str(e.value)
+
+
+def test_cells_are_the_cartesian_product_last_factor_fastest() -> None:
+    cells = expand([Factor("sandbox", ("pair", "loopback")),
+                    Factor("net.ipv4.tcp_tw_reuse", ("0", "2"))])  # fmt: skip
+    assert [c.label for c in cells] == [
+        "sandbox=pair tcp_tw_reuse=0", "sandbox=pair tcp_tw_reuse=2",
+        "sandbox=loopback tcp_tw_reuse=0", "sandbox=loopback tcp_tw_reuse=2",
+    ]  # fmt: skip
+    assert cells[3].id == "04-sandbox=loopback,tcp_tw_reuse=2"
+    assert expand([Factor("net.ipv4.ip_local_port_range", ("1024 2000",))])[0].id == (
+        "01-ip_local_port_range=1024_2000"
+    )
+
+
+def test_factor_limits() -> None:
+    with pytest.raises(UsageError, match="given twice"):
+        check_factors([Factor("close", ("rst",)), Factor("close", ("client",))], 1)
+    with pytest.raises(UsageError, match="--repeat 0"):
+        check_factors([Factor("close", ("rst",))], 0)
+    big = [Factor("rate", tuple(str(i) for i in range(1, 41))),
+           Factor("concurrency", tuple(str(i) for i in range(1, 41)))]  # fmt: skip
+    with pytest.raises(UsageError, match="1600 runs"):
+        check_factors(big, 1)
+
+
+def test_every_preset_has_a_question_and_a_duration_past_time_wait_where_it_expires() -> None:
+    assert set(PRESETS) == {"tw-reuse", "port-range", "fin-timeout", "close", "bind",
+                            "reuse-delay"}  # fmt: skip
+    for p in PRESETS.values():
+        assert p.question.endswith(".") and p.factors
+        if p.name != "reuse-delay":  # reuse frees ports within the delay; no 60 s needed
+            assert float(p.defaults["duration"]) > 65
+    with pytest.raises(UsageError, match="--list-presets"):
+        preset("nope")
+
+
+def test_a_plan_takes_preset_defaults_user_options_win_and_factors_set_each_cell() -> None:
+    plan = plan_sweep(list(PRESETS["fin-timeout"].factors), 2,
+                      ["--duration", "3", "--set", "ip_local_port_range=40000-40099"],
+                      PRESETS["fin-timeout"], None, cpus=2)  # fmt: skip
+    assert len(plan.cells) == 3 and len(plan.runs) == 6
+    argv = plan.runs[0].argv
+    assert argv[argv.index("--duration") + 1] == "3"  # the user's, not the preset's 90
+    assert argv[argv.index("--rate") + 1] == "1000"  # the preset's
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    assert "net.ipv4.tcp_tw_reuse=0" in sets or "tcp_tw_reuse=0" in sets
+    assert "net.ipv4.tcp_fin_timeout=5" in sets
+    assert plan.runs[0].rel_dir == "cells/01-tcp_fin_timeout=5/r1"
+    assert plan.runs[1].rel_dir == "cells/01-tcp_fin_timeout=5/r2"
+    assert plan.parallel == 6  # 2 cores x 5000/s at 1000/s: room for all six
+
+
+def test_a_plan_refuses_an_option_given_and_varied_and_a_bad_cell_before_anything_runs() -> None:
+    with pytest.raises(UsageError, match="--set tcp_tw_reuse is also varied"):
+        plan_sweep([parse_vary("tcp_tw_reuse=0,1")], 1, ["--set", "tcp_tw_reuse=2"], None, None, 2)
+    with pytest.raises(UsageError, match="cell concurrency=0: --concurrency 0"):
+        plan_sweep([parse_vary("concurrency=1,0")], 1, [], None, None, 2)
+
+
+def test_default_parallelism_follows_cores_and_rates() -> None:
+    pair = SandboxKind.PAIR
+    assert default_parallel([Scenario(sandbox=pair, rate=100)] * 8, cpus=2) == 8
+    assert default_parallel([Scenario(sandbox=pair, rate=5000)] * 8, cpus=2) == 2
+    assert default_parallel([Scenario(sandbox=pair)] * 8, cpus=2) == 1  # closed loops
+    assert default_parallel([Scenario(sandbox=SandboxKind.HOST, rate=10)] * 3, cpus=8) == 1
+
+
+def test_a_change_is_significant_only_beyond_the_spread_of_repeats() -> None:
+    a = spread([100.0, 104.0, 102.0])
+    assert (a.median, a.low, a.high, a.n) == (102.0, 100.0, 104.0, 3)
+    assert change(a, spread([103.0, 105.0, 101.0])).significant is False  # within spread
+    assert change(a, spread([150.0, 152.0, 151.0])).significant is True
+    one = spread([150.0])
+    assert change(a, one).significant is None  # a single run: cannot tell
+    # beyond a spread of zero but under 2 % of the baseline: not significant
+    assert change(spread([1.0, 1.0]), spread([1.001, 1.001])).significant is False
+    # most repeats never failed: the typical first failure is "none"
+    assert spread([None, None, 2.0]).median is None
+    assert change(Spread(None, None, None, 0, 2), a).delta is None
