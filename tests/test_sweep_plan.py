@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import trio
 
 from portstorm.core.compare import Spread, change, spread
 from portstorm.core.errors import UsageError
@@ -114,3 +117,25 @@ def test_a_change_is_significant_only_beyond_the_spread_of_repeats() -> None:
     # most repeats never failed: the typical first failure is "none"
     assert spread([None, None, 2.0]).median is None
     assert change(Spread(None, None, None, 0, 2), a).delta is None
+
+
+def test_host_mode_runs_wait_for_time_wait_to_drain_back_to_the_sweeps_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portstorm.engine import sweep as engine
+
+    readings = iter([500, 400, 40, 12])  # baseline 10 (+10 slack): the third reading passes
+    seen: list[int] = []
+
+    def fake_count(targets: list[tuple[str, int]]) -> int:
+        assert targets == [("127.0.0.1", -1)]
+        seen.append(next(readings))
+        return seen[-1]
+
+    monkeypatch.setattr(engine, "_time_wait_toward", fake_count)
+    monkeypatch.setattr(engine, "DRAIN_POLL_S", 0.001)
+    plan = plan_sweep([parse_vary("rate=10,20")], 1, ["--sandbox", "host"], None, None, 2)
+    assert all(r.host_mode for r in plan.runs) and plan.parallel == 1
+    runner = engine.SweepRunner(plan, tmp_path)
+    trio.run(runner._drain, plan.runs[1], 10)
+    assert seen == [500, 400, 40, 12]  # polled until back within the slack, then went on

@@ -44,6 +44,7 @@ from portstorm.core.outcome import FAILURES, Outcome, Phase, classify, errno_nam
 from portstorm.core.result import Interval
 from portstorm.core.scenario import BindMode, CloseMode, Scenario
 from portstorm.engine.sampler import Sample
+from portstorm.engine.timer import PreciseTimer
 
 _LINGER_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST (tcp_disconnect)
 _FAILURE_INDEX = {o: i for i, o in enumerate(FAILURES)}
@@ -263,24 +264,25 @@ class Driver:
     ) -> None:
         period_ns = 1e9 / rate
         i = 0
-        while True:
-            intended = self._t0 + int(i * period_ns)
-            if intended >= deadline_ns:
-                # The schedule covers the whole duration, even the gap after the last start.
-                wait = deadline_ns - perf_counter_ns()
-                if wait > 0:
-                    await trio.sleep(wait / 1e9)
-                return
-            wait = intended - perf_counter_ns()
-            if wait > 0:
-                await trio.sleep(wait / 1e9)
-            elif i % _OPEN_LOOP_YIELD_EVERY == 0:
-                await trio.lowlevel.checkpoint()
-            if limiter is None:
-                nursery.start_soon(self._attempt, self._flow(), intended)
-            else:
-                nursery.start_soon(self._limited_attempt, self._flow(), intended, limiter)
-            i += 1
+        async with PreciseTimer() as timer:
+            while True:
+                intended = self._t0 + int(i * period_ns)
+                if intended >= deadline_ns:
+                    # The schedule covers the whole duration, even the gap after the last start.
+                    now = perf_counter_ns()
+                    if deadline_ns > now:
+                        await timer.sleep_until(deadline_ns, now)
+                    return
+                now = perf_counter_ns()
+                if intended > now:
+                    await timer.sleep_until(intended, now)
+                elif i % _OPEN_LOOP_YIELD_EVERY == 0:
+                    await trio.lowlevel.checkpoint()
+                if limiter is None:
+                    nursery.start_soon(self._attempt, self._flow(), intended)
+                else:
+                    nursery.start_soon(self._limited_attempt, self._flow(), intended, limiter)
+                i += 1
 
     async def _limited_attempt(
         self, flow: int, intended_ns: int, limiter: trio.CapacityLimiter
