@@ -206,12 +206,14 @@ class SweepRunner:
         slack = max(10, baseline // 100)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while time.monotonic() < deadline:
-            if (
-                await trio.to_thread.run_sync(_time_wait_toward, r.drain_targets)
-                <= baseline + slack
-            ):
+            now = await trio.to_thread.run_sync(_time_wait_toward, r.drain_targets)
+            if now <= baseline + slack:
                 return
-            self._last = f"draining TIME_WAIT before {r.cell.label}"
+            self._last = (
+                f"waiting for TIME_WAIT to drain before {r.cell.label}: {now:,} left, "
+                f"{baseline:,} before the sweep"
+            )
+            self._progress()
             await trio.sleep(DRAIN_POLL_S)
 
     async def _one(self, r: PlannedRun) -> None:
