@@ -131,7 +131,11 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
         )
     worst = result.worst_tuple()
     if worst is not None:
-        first = f", first failure {worst.first_failure_s:.3f} s" if worst.first_failure_s else ""
+        first = (
+            f", first failure {worst.first_failure_s:.3f} s"
+            if worst.first_failure_s is not None
+            else ""
+        )
         t.add_row(
             "worst tuple",
             f"{worst.source} -> {worst.destination}: {worst.succeeded:,} ok, "
