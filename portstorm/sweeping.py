@@ -7,13 +7,13 @@ metrics core/compare.py, printing ui.py.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from portstorm.core.compare import Subject, compare, distinguishing_labels
 from portstorm.core.errors import PortstormError, UsageError
+from portstorm.core.result import read_json_object
 from portstorm.core.sweep import PRESETS, check_format, factors_from_json, parse_vary, preset
 from portstorm.engine.sweep import SweepPlan, SweepRunner, cpu_count, load_subjects
 from portstorm.sweepplan import plan_sweep
@@ -70,12 +70,7 @@ def _plan(
 
 
 def _read_sweep(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"{path}: cannot read the sweep to resume: {e}") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"{path}: not a portstorm sweep")
+    doc = read_json_object(path, "a portstorm sweep.json")
     check_format(doc.get("format"), str(path))
     return doc
 

@@ -312,7 +312,7 @@ class RunResult:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> RunResult:
-        _check_format(d.get("format"))
+        check_format(d.get("format"))
         host = d["host"]
         events = d.get("events") or {}
         return cls(
@@ -341,17 +341,43 @@ def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return dict(total.most_common())
 
 
-def _check_format(fmt: object) -> None:
+def check_format(fmt: object, expected: str = FORMAT, kind: str = "result") -> None:
+    """``fmt`` must be ``expected``'s name at a version this portstorm reads (or older)."""
+    exp_name, _, exp_ver = expected.partition("/")
     if not isinstance(fmt, str) or "/" not in fmt:
-        raise UsageError(f"not a portstorm result: format is {fmt!r}, expected {FORMAT!r}")
+        raise UsageError(f"not a portstorm {kind}: format is {fmt!r}, expected {expected!r}")
     name, _, ver = fmt.partition("/")
-    if name != FORMAT_NAME or not ver.isdigit():
-        raise UsageError(f"not a portstorm result: format is {fmt!r}, expected {FORMAT!r}")
-    if int(ver) > FORMAT_VERSION:
+    if name != exp_name or not ver.isdigit():
+        raise UsageError(f"not a portstorm {kind}: format is {fmt!r}, expected {expected!r}")
+    if int(ver) > int(exp_ver):
         raise UsageError(
-            f"result format {fmt!r} is newer than this portstorm reads (up to {FORMAT!r}): "
+            f"{kind} format {fmt!r} is newer than this portstorm reads (up to {expected!r}): "
             "upgrade portstorm"
         )
+
+
+def read_json_object(path: Path, expected: str) -> dict[str, Any]:
+    """A JSON file whose top level is an object; every way it can be wrong is one
+    UsageError line naming the file (``expected`` says what it should have been)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, expected {expected}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read: {e}") from None
+    if not text.strip():
+        raise UsageError(f"{path}: file is empty, expected {expected}")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(
+            f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: not {expected}: top level is not an object")
+    return doc
 
 
 def save_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
@@ -378,26 +404,12 @@ def save_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
 
 def load_result(path: Path) -> RunResult:
     """Read a result.json; every way it can be wrong is one UsageError line."""
+    return result_from_doc(path, read_json_object(path, "a portstorm result.json"))
+
+
+def result_from_doc(path: Path, doc: Mapping[str, Any]) -> RunResult:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, expected a result.json file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read: {e}") from None
-    if not text.strip():
-        raise UsageError(f"{path}: file is empty, expected a portstorm result.json")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(
-            f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno}"
-        ) from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"{path}: not a portstorm result: top level is not an object")
-    try:
-        _check_format(doc.get("format"))
+        check_format(doc.get("format"))
     except UsageError as e:
         raise UsageError(f"{path}: {e}") from None
     try:

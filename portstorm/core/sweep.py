@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portstorm.core.errors import UsageError
+from portstorm.core.result import check_format as result_check_format
 from portstorm.core.tuning import lookup
 
 FORMAT = "portstorm.sweep/1"
@@ -225,17 +226,10 @@ def preset(name: str) -> Preset:
 
 
 def check_format(fmt: object, where: str) -> None:
-    expected = f"expected {FORMAT!r}"
-    if not isinstance(fmt, str) or "/" not in fmt:
-        raise UsageError(f"{where}: not a portstorm sweep: format is {fmt!r}, {expected}")
-    name, _, ver = fmt.partition("/")
-    if name != FORMAT_NAME or not ver.isdigit():
-        raise UsageError(f"{where}: not a portstorm sweep: format is {fmt!r}, {expected}")
-    if int(ver) > FORMAT_VERSION:
-        raise UsageError(
-            f"{where}: sweep format {fmt!r} is newer than this portstorm reads (up to "
-            f"{FORMAT!r}): upgrade portstorm"
-        )
+    try:
+        result_check_format(fmt, FORMAT, "sweep")
+    except UsageError as e:
+        raise UsageError(f"{where}: {e}") from None
 
 
 def factors_from_json(doc: Mapping[str, Any]) -> list[Factor]:

@@ -36,7 +36,12 @@ import trio
 from portstorm import __version__
 from portstorm.core.compare import METRICS, Subject, run_metrics, spread
 from portstorm.core.errors import UsageError
-from portstorm.core.result import load_result, save_json_atomic
+from portstorm.core.result import (
+    load_result,
+    read_json_object,
+    result_from_doc,
+    save_json_atomic,
+)
 from portstorm.core.sweep import FORMAT, Cell, Factor
 from portstorm.engine.sinkproc import die_with_parent
 from portstorm.engine.sockdiag import TCP_TIME_WAIT, SockDiag
@@ -369,7 +374,7 @@ def load_subjects(path: Path) -> list[Subject]:
                 break
         else:
             raise UsageError(f"{path}: a folder without sweep.json or result.json")
-    doc = _read_json(path)
+    doc = read_json_object(path, "a portstorm result.json or sweep.json")
     fmt = doc.get("format")
     if isinstance(fmt, str) and fmt.startswith("portstorm.sweep/"):
         check_format(fmt, str(path))
@@ -377,30 +382,7 @@ def load_subjects(path: Path) -> list[Subject]:
             return load_sweep_subjects(path, doc)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"{path}: damaged sweep.json ({type(e).__name__}: {e})") from None
-    result = load_result(path)
-    return [Subject(str(path), (result,), (str(path),))]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read: {e}") from None
-    if not text.strip():
-        raise UsageError(f"{path}: file is empty, expected a portstorm result.json or sweep.json")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(
-            f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno}"
-        ) from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"{path}: not a portstorm file: top level is not an object")
-    return doc
+    return [Subject(str(path), (result_from_doc(path, doc),), (str(path),))]
 
 
 def cpu_count() -> int:
