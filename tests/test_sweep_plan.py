@@ -87,7 +87,7 @@ def test_a_plan_takes_preset_defaults_user_options_win_and_factors_set_each_cell
     assert "net.ipv4.tcp_fin_timeout=5" in sets
     assert plan.runs[0].rel_dir == "cells/01-tcp_fin_timeout=5/r1"
     assert plan.runs[1].rel_dir == "cells/01-tcp_fin_timeout=5/r2"
-    assert plan.parallel == 6  # 2 cores x 5000/s at 1000/s: room for all six
+    assert plan.parallel == 2  # 2 cores x 1,000/s each at 1,000/s per cell
 
 
 def test_a_plan_refuses_an_option_given_and_varied_and_a_bad_cell_before_anything_runs() -> None:
@@ -100,7 +100,8 @@ def test_a_plan_refuses_an_option_given_and_varied_and_a_bad_cell_before_anythin
 def test_default_parallelism_follows_cores_and_rates() -> None:
     pair = SandboxKind.PAIR
     assert default_parallel([Scenario(sandbox=pair, rate=100)] * 8, cpus=2) == 8
-    assert default_parallel([Scenario(sandbox=pair, rate=5000)] * 8, cpus=2) == 2
+    assert default_parallel([Scenario(sandbox=pair, rate=500)] * 8, cpus=2) == 4
+    assert default_parallel([Scenario(sandbox=pair, rate=5000)] * 8, cpus=2) == 1
     assert default_parallel([Scenario(sandbox=pair)] * 8, cpus=2) == 1  # closed loops
     assert default_parallel([Scenario(sandbox=SandboxKind.HOST, rate=10)] * 3, cpus=8) == 1
 
