@@ -14,6 +14,7 @@ from typing import Any
 from portstorm.core.compare import Subject, compare, distinguishing_labels
 from portstorm.core.errors import PortstormError, UsageError
 from portstorm.core.result import read_json_object
+from portstorm.core.scenario import parse_number
 from portstorm.core.sweep import PRESETS, check_format, factors_from_json, parse_vary, preset
 from portstorm.engine.sweep import SweepPlan, SweepRunner, cpu_count, load_subjects
 from portstorm.sweepplan import plan_sweep
@@ -30,7 +31,7 @@ def list_presets_text() -> str:
     for p in PRESETS.values():
         factors = " x ".join(f"{f.label}={','.join(f.values)}" for f in p.factors)
         load = " ".join(f"--{k} {v}" for k, v in p.defaults.items())
-        fixed = " ".join(f"--set {s}" for s in p.sets) + " ".join(p.extra)
+        fixed = " ".join([*(f"--set {s}" for s in p.sets), *p.extra])
         lines.append(f"{p.name}")
         lines += textwrap.wrap(p.question, 88, initial_indent="  ", subsequent_indent="  ")
         lines.append(f"  varies {factors}; {load}{' ' + fixed if fixed else ''}")
@@ -38,12 +39,8 @@ def list_presets_text() -> str:
     return "\n".join(lines)
 
 
-def _parse_count(option: str, text: str | None, top: int) -> int | None:
-    if text is None:
-        return None
-    if not text.strip().isdigit() or not 1 <= int(text) <= top:
-        raise UsageError(f"{option} {text!r} is not valid: allowed a whole number 1-{top}")
-    return int(text)
+def _parallel(text: str | None) -> int | None:
+    return None if text is None else int(parse_number("--parallel", text))
 
 
 def _plan(
@@ -61,10 +58,10 @@ def _plan(
         raise UsageError("nothing to sweep: give --vary NAME=V1,V2,... or --preset NAME")
     return plan_sweep(
         factors,
-        _parse_count("--repeat", repeat, 100) or 1,
+        int(parse_number("--repeat", repeat)),
         run_args,
         chosen,
-        _parse_count("--parallel", parallel, 64),
+        _parallel(parallel),
         cpu_count(),
     )
 
@@ -107,7 +104,7 @@ def run_sweep(
                 int(resume_doc["repeat"]),
                 list(resume_doc["base_args"]),
                 None,
-                _parse_count("--parallel", parallel, 64) or int(resume_doc.get("parallel", 1)),
+                _parallel(parallel) or int(resume_doc.get("parallel", 1)),
                 cpu_count(),
             )
         else:

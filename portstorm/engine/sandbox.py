@@ -33,7 +33,7 @@ from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.scenario import CloseMode, SandboxKind
 from portstorm.core.tuning import STUDIED
 from portstorm.engine import journal, netns
-from portstorm.engine.driver import Endpoint
+from portstorm.engine.driver import IP_BIND_ADDRESS_NO_PORT, Endpoint
 from portstorm.engine.sinkproc import SinkProcess
 from portstorm.engine.sysinfo import apply_sysctls, read_sysctls
 
@@ -76,7 +76,7 @@ def missing_local_addresses(addresses: list[str]) -> list[str]:
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             with contextlib.suppress(OSError):
-                probe.setsockopt(socket.SOL_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
+                probe.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             try:
                 probe.bind((addr, 0))
             except OSError:

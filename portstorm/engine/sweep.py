@@ -42,7 +42,7 @@ from portstorm.core.result import (
     result_from_doc,
     save_json_atomic,
 )
-from portstorm.core.sweep import FORMAT, Cell, Factor
+from portstorm.core.sweep import FORMAT, Cell, Factor, check_format
 from portstorm.engine.sinkproc import die_with_parent
 from portstorm.engine.sockdiag import TCP_TIME_WAIT, SockDiag
 from portstorm.engine.sysinfo import host_info
@@ -365,8 +365,6 @@ def load_sweep_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
 
 def load_subjects(path: Path) -> list[Subject]:
     """A result.json, a sweep.json, or a folder holding one -> what to compare."""
-    from portstorm.core.sweep import check_format
-
     if path.is_dir():
         for name in ("sweep.json", "result.json"):
             if (path / name).is_file():
