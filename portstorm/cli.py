@@ -154,8 +154,15 @@ def run(
         typer.Option(help="Folder for result.json. Default: reports/<UTC timestamp>-run/."),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No live line, only the summary.")] = False,
+    no_report: Annotated[
+        bool,
+        typer.Option(
+            "--no-report", help="Save result.json only: no report.html, charts or exports."
+        ),
+    ] = False,
 ) -> int:
-    """Churn TCP connections against targets (or the built-in sink) and save result.json."""
+    """Churn TCP connections against targets (or the built-in sink) and save result.json,
+    then report.html with its charts (PNG), intervals.csv and latency.hlog beside it."""
     from portstorm.engine.run import run as do_run
     from portstorm.runargs import scenario_from_options
     from portstorm.ui import LiveLine, print_summary
@@ -181,6 +188,11 @@ def run(
     finally:
         live.finish()
     print_summary(output.result, str(output.path))
+    if not no_report:
+        from portstorm.report import DEFAULT_NAME, write_run_report
+
+        files = write_run_report(output.result, output.path.parent / DEFAULT_NAME, output.path)
+        print(f"report: {files.html}")
     return EXIT_OK if output.result.complete else EXIT_INTERRUPTED
 
 
@@ -223,8 +235,12 @@ def sweep(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress line, only the table.")] = False,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="No report.html for the sweep.")
+    ] = False,
 ) -> int:
-    """Run a matrix of experiments; any 'portstorm run' option applies to every cell."""
+    """Run a matrix of experiments; any 'portstorm run' option applies to every cell.
+    Writes sweep.json, cells/, and report.html comparing the cells."""
     from portstorm.sweeping import list_presets_text, run_sweep
 
     if list_presets:
@@ -232,7 +248,7 @@ def sweep(
         return EXIT_OK
     return run_sweep(
         vary=vary or [], preset_name=preset, repeat=repeat, parallel=parallel,
-        resume=resume, out=out, quiet=quiet, run_args=list(ctx.args),
+        resume=resume, out=out, quiet=quiet, report=not no_report, run_args=list(ctx.args),
     )  # fmt: skip
 
 
@@ -248,6 +264,12 @@ def compare(
         ),
     ],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", metavar="FILE.html", help="Also write the comparison report (and its PNGs)."
+        ),
+    ] = None,
 ) -> int:
     """Key metrics side by side, each one's change against the first, and whether it is
     beyond the spread of repeats."""
@@ -256,11 +278,51 @@ def compare(
     from portstorm.sweeping import compare_paths
     from portstorm.ui import print_compare
 
-    doc = compare_paths(paths)
+    doc, subjects = compare_paths(paths)
     if json_out:
         print(json.dumps(doc, indent=1))
     else:
         print_compare(doc)
+    if html is not None:
+        from portstorm.report import write_many_report
+
+        files = write_many_report(subjects, html, "Comparison", inputs=paths)
+        print(f"report: {files.html}", file=sys.stderr if json_out else sys.stdout)
+    return EXIT_OK
+
+
+@app.command()
+def report(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...",
+            help="A result.json (run report), a sweep.json (sweep report), several of "
+            "them or a saved 'compare --json' (comparison report); folders stand for "
+            "the file inside.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--out",
+            metavar="FILE.html",
+            help="Where to write it; PNGs go beside it. Default: report.html beside a single "
+            "input, reports/<UTC time>-compare/report.html for several.",
+        ),
+    ] = None,
+) -> int:
+    """Rebuild a report from saved files only: HTML with embedded charts, PNGs beside it."""
+    from portstorm.report import build_report
+
+    files = build_report(paths, out)
+    print(f"report: {files.html}")
+    for p in files.charts:
+        print(f"chart: {p}")
+    for p in files.exports.values():
+        print(f"export: {p}")
     return EXIT_OK
 
 

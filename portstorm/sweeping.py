@@ -11,12 +11,13 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from portstorm.core.compare import Subject, compare, distinguishing_labels
+from portstorm.core.compare import Subject, compare
 from portstorm.core.errors import PortstormError, UsageError
+from portstorm.core.inputs import load_subjects, subjects_of
 from portstorm.core.result import read_json_object
 from portstorm.core.scenario import parse_number
 from portstorm.core.sweep import PRESETS, check_format, factors_from_json, parse_vary, preset
-from portstorm.engine.sweep import SweepPlan, SweepRunner, cpu_count, load_subjects
+from portstorm.engine.sweep import SweepPlan, SweepRunner, cpu_count
 from portstorm.sweepplan import plan_sweep
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
@@ -82,6 +83,7 @@ def run_sweep(
     out: Path | None,
     quiet: bool,
     run_args: list[str],
+    report: bool = True,
 ) -> int:
     from portstorm.ui import SweepLine, print_compare
 
@@ -133,6 +135,10 @@ def run_sweep(
     if subjects:
         print_compare(compare(subjects), title=f"sweep: {out_dir}")
     print(f"sweep: {existing}")
+    if report and subjects:
+        from portstorm.report import write_sweep_report
+
+        print(f"report: {write_sweep_report(existing).html}")
     if runner.interrupted:
         return EXIT_INTERRUPTED
     if not complete:
@@ -148,21 +154,12 @@ def run_sweep(
     return EXIT_OK
 
 
-def compare_paths(paths: list[Path]) -> dict[str, Any]:
-    subjects: list[Subject] = []
-    for p in paths:
-        subjects += load_subjects(p)
+def compare_paths(paths: list[Path]) -> tuple[dict[str, Any], list[Subject]]:
+    """The comparison document, and the subjects it was made from (for a report)."""
+    subjects = subjects_of(paths)
     if len(subjects) < 2:
         raise UsageError(
             f"compare needs at least two things to compare; {', '.join(map(str, paths))} "
             f"gave {len(subjects)}"
         )
-    singles = [s for s in subjects if len(s.runs) == 1 and not s.factors]
-    if len(singles) == len(subjects):
-        labels = distinguishing_labels([s.runs[0] for s in subjects])
-        if labels is not None and len(set(labels)) == len(labels):
-            subjects = [
-                Subject(lab, s.runs, s.paths, s.factors)
-                for lab, s in zip(labels, subjects, strict=True)
-            ]
-    return compare(subjects)
+    return compare(subjects), subjects

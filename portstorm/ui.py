@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from portstorm.core.findings import SANDBOX_WORDS, describe_load
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.scenario import Scenario
 from portstorm.engine.driver import Endpoint
@@ -98,22 +99,9 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
     )
     if sc.get("sources"):
         t.add_row("sources", _listed(list(sc["sources"])))
-    shape = (
-        f"open loop, {sc['rate']:g}/s"
-        if sc.get("rate")
-        else f"closed loop, {sc.get('concurrency')} in flight"
-    )
-    bind = sc.get("bind", "connect")
-    if sc.get("port_range"):
-        bind += f" {sc['port_range']}"
-    t.add_row("load", f"{shape}, close={sc.get('close')}, bind={bind}, {result.duration_s:.2f} s")
+    t.add_row("load", describe_load(sc, result.duration_s))
     sandbox = sc.get("sandbox", "host")
-    where = {
-        "pair": "pair: client and sink namespaces joined by a veth",
-        "loopback": "LOOPBACK: one namespace, 127.0.0.1 (flatters capacity, see notes)",
-        "host": "host: this host's own network stack and settings",
-    }.get(sandbox, sandbox)
-    t.add_row("sandbox", where)
+    t.add_row("sandbox", SANDBOX_WORDS.get(sandbox, sandbox))
     t.add_row("attempts", f"{result.attempts:,}")
     t.add_row("succeeded", f"{result.succeeded:,}  ({result.rate:,.1f} conn/s)")
     if result.failed:

@@ -59,6 +59,27 @@ class LatencyHistogram:
         out["max"] = self.max
         return out
 
+    def count_at_or_above(self, value_us: int) -> int:
+        """Recorded values at or above ``value_us`` (to the histogram's precision)."""
+        return sum(
+            int(item.count_at_value_iterated_to)
+            for item in self._h.get_recorded_iterator()
+            if item.value_iterated_to >= value_us
+        )
+
+    def spectrum(self, nines: float = 4.0, step: float = 0.05) -> list[tuple[float, int]]:
+        """(percentile, value) from 0 out to ``nines`` nines (4: 99.99 %), evenly spaced on
+        HdrHistogram's 1/(1-p) axis, plus the maximum at 100 %. Empty for no values."""
+        if self.count == 0:
+            return []
+        out: list[tuple[float, int]] = []
+        n = round(nines / step)
+        for k in range(n + 1):
+            p = 100.0 * (1.0 - 10.0 ** (-k * step))
+            out.append((p, int(self._h.get_value_at_percentile(p))))
+        out.append((100.0, int(self._h.get_max_value())))
+        return out
+
     def encode(self) -> str:
         return str(self._h.encode().decode("ascii"))
 

@@ -8,7 +8,9 @@ Format history (keep old versions loading, as pyperf's _bench.py does):
   fields (``time_wait``, ``server_time_wait``, ``ports_in_use``, ``kernel``) may be null when
   the run did not measure them; they are never filled with invented values. ``tuples`` (per
   source/destination accounting) was added within version 1 and is absent from the first
-  files: they load with an empty table.
+  files: they load with an empty table. Each interval's own latency histogram (``hdr``,
+  HdrHistogram's compressed encoding, for the interval log export) was added within version
+  1 too; files without it load, and their exports hold the whole run as one interval.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Interval:
     server_kernel: Mapping[str, int] | None = None  # pair sandbox: the sink's namespace
     ports_by_destination: Mapping[str, int] | None = None
     fds: int | None = None  # open file descriptors of the driver at the sample
+    hdr: str | None = None  # this interval's latency histogram, encoded; None when empty
 
     def __post_init__(self) -> None:
         _check_failed(self.failed)
@@ -93,6 +96,7 @@ class Interval:
             "server_kernel": _opt(self.server_kernel),
             "ports_by_destination": _opt(self.ports_by_destination),
             "fds": self.fds,
+            "hdr": self.hdr,
         }
 
     @classmethod
@@ -112,6 +116,7 @@ class Interval:
             server_kernel=d.get("server_kernel"),
             ports_by_destination=d.get("ports_by_destination"),
             fds=d.get("fds"),
+            hdr=d.get("hdr"),
         )
 
 

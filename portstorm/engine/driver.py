@@ -436,6 +436,7 @@ class Driver:
             kernel=sample.kernel if sample else None,
             server_kernel=sample.server_kernel if sample else None,
             fds=sample.fds if sample else None,
+            hdr=hist.encode() if hist.count else None,
         )
         if sample is not None and sample.ports_by_flow is not None:
             last, peak = self._flow_ports_last, self._flow_ports_peak

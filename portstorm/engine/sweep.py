@@ -34,15 +34,13 @@ from typing import Any
 import trio
 
 from portstorm import __version__
-from portstorm.core.compare import METRICS, Subject, run_metrics, spread
+from portstorm.core.compare import METRICS, run_metrics, spread
 from portstorm.core.errors import UsageError
 from portstorm.core.result import (
     load_result,
-    read_json_object,
-    result_from_doc,
     save_json_atomic,
 )
-from portstorm.core.sweep import FORMAT, Cell, Factor, check_format
+from portstorm.core.sweep import FORMAT, Cell, Factor
 from portstorm.engine.sinkproc import die_with_parent
 from portstorm.engine.sockdiag import TCP_TIME_WAIT, SockDiag
 from portstorm.engine.sysinfo import host_info
@@ -56,7 +54,7 @@ DRAIN_POLL_S = 0.5
 class PlannedRun:
     cell: Cell
     repeat: int  # 1-based
-    argv: list[str]  # ``portstorm run`` arguments, without --out and --quiet
+    argv: list[str]  # ``portstorm run`` arguments, without --out, --quiet, --no-report
     duration_s: float
     host_mode: bool
     drain_targets: list[tuple[str, int]] = field(default_factory=list)  # port -1: any
@@ -226,7 +224,8 @@ class SweepRunner:
         rec.status = "running"
         run_dir = self.out_dir / r.rel_dir
         run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "portstorm", "run", *r.argv, "--out", str(run_dir), "--quiet"]
+        cmd = [sys.executable, "-m", "portstorm", "run", *r.argv, "--out", str(run_dir), "--quiet",
+               "--no-report"]  # fmt: skip
         started = time.monotonic()
         self._running_since[r.rel_dir] = started
         self._progress()
@@ -344,43 +343,6 @@ def _time_wait_toward(targets: list[tuple[str, int]]) -> int:
         )
     finally:
         diag.close()
-
-
-def load_sweep_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
-    """A sweep.json -> one Subject per cell with at least one finished run."""
-    subjects = []
-    for cell in doc.get("cells", []):
-        runs, paths = [], []
-        for run in cell.get("runs", []):
-            if run.get("status") != "done":
-                continue
-            p = path.parent / str(run["path"])
-            runs.append(load_result(p))
-            paths.append(str(p))
-        if runs:
-            subjects.append(Subject(str(cell["label"]), tuple(runs), tuple(paths),
-                                    dict(cell.get("factors", {}))))  # fmt: skip
-    return subjects
-
-
-def load_subjects(path: Path) -> list[Subject]:
-    """A result.json, a sweep.json, or a folder holding one -> what to compare."""
-    if path.is_dir():
-        for name in ("sweep.json", "result.json"):
-            if (path / name).is_file():
-                path = path / name
-                break
-        else:
-            raise UsageError(f"{path}: a folder without sweep.json or result.json")
-    doc = read_json_object(path, "a portstorm result.json or sweep.json")
-    fmt = doc.get("format")
-    if isinstance(fmt, str) and fmt.startswith("portstorm.sweep/"):
-        check_format(fmt, str(path))
-        try:
-            return load_sweep_subjects(path, doc)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise UsageError(f"{path}: damaged sweep.json ({type(e).__name__}: {e})") from None
-    return [Subject(str(path), (result_from_doc(path, doc),), (str(path),))]
 
 
 def cpu_count() -> int:

@@ -1,0 +1,129 @@
+"""Saved files in, subjects out: what ``compare`` and ``report`` read.
+
+Containing only file reading and labelling, no printing and no measuring. Accepted inputs:
+a result.json (``portstorm.run/1``), a sweep.json (``portstorm.sweep/1``: one subject per
+cell with a finished run), the JSON of ``portstorm compare --json`` (``portstorm.compare/1``:
+its subjects are re-read from the result files it names), or a folder holding a sweep.json
+or result.json. Every way a file can be wrong is one UsageError line naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from portstorm.core.compare import Subject, distinguishing_labels
+from portstorm.core.errors import UsageError
+from portstorm.core.result import load_result, read_json_object, result_from_doc
+from portstorm.core.sweep import check_format as sweep_check_format
+
+COMPARE_FORMAT = "portstorm.compare/1"
+_EXPECTED = "a portstorm result.json, sweep.json or compare JSON"
+
+Kind = Literal["run", "sweep", "compare"]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One input file: what it was, its subjects, and the sweep.json itself for a sweep."""
+
+    path: Path
+    kind: Kind
+    subjects: list[Subject]
+    sweep: dict[str, Any] | None = None
+
+
+def resolve(path: Path) -> Path:
+    """A folder stands for the sweep.json or result.json inside it."""
+    if path.is_dir():
+        for name in ("sweep.json", "result.json"):
+            if (path / name).is_file():
+                return path / name
+        raise UsageError(f"{path}: a folder without sweep.json or result.json")
+    return path
+
+
+def load(path: Path) -> Loaded:
+    path = resolve(path)
+    doc = read_json_object(path, _EXPECTED)
+    fmt = doc.get("format")
+    if isinstance(fmt, str) and fmt.startswith("portstorm.sweep/"):
+        sweep_check_format(fmt, str(path))
+        try:
+            return Loaded(path, "sweep", load_sweep_subjects(path, doc), doc)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UsageError(f"{path}: damaged sweep.json ({type(e).__name__}: {e})") from None
+    if isinstance(fmt, str) and fmt.startswith("portstorm.compare/"):
+        from portstorm.core.result import check_format
+
+        try:
+            check_format(fmt, COMPARE_FORMAT, "comparison")
+        except UsageError as e:
+            raise UsageError(f"{path}: {e}") from None
+        try:
+            return Loaded(path, "compare", _compare_subjects(path, doc))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UsageError(f"{path}: damaged comparison ({type(e).__name__}: {e})") from None
+    return Loaded(path, "run", [Subject(str(path), (result_from_doc(path, doc),), (str(path),))])
+
+
+def load_sweep_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
+    """A sweep.json -> one Subject per cell with at least one finished run."""
+    subjects = []
+    for cell in doc.get("cells", []):
+        runs, paths = [], []
+        for run in cell.get("runs", []):
+            if run.get("status") != "done":
+                continue
+            p = path.parent / str(run["path"])
+            runs.append(load_result(p))
+            paths.append(str(p))
+        if runs:
+            subjects.append(Subject(str(cell["label"]), tuple(runs), tuple(paths),
+                                    dict(cell.get("factors", {}))))  # fmt: skip
+    return subjects
+
+
+def _compare_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
+    """A saved comparison names its result files; read them again (paths as written, else
+    relative to the comparison's folder), keeping its labels and factors."""
+    subjects = []
+    for row in doc["subjects"]:
+        files = []
+        for p in row["paths"]:
+            f = Path(str(p))
+            if not f.is_file() and not f.is_absolute() and (path.parent / f).is_file():
+                f = path.parent / f
+            if not f.is_file():
+                raise UsageError(f"{path}: names {p}, which is not there any more")
+            files.append(f)
+        runs = tuple(load_result(f) for f in files)
+        subjects.append(Subject(str(row["label"]), runs, tuple(map(str, files)),
+                                dict(row.get("factors", {}))))  # fmt: skip
+    if not subjects:
+        raise UsageError(f"{path}: a comparison of nothing")
+    return subjects
+
+
+def load_subjects(path: Path) -> list[Subject]:
+    """A result.json, a sweep.json, a comparison, or a folder holding one -> subjects."""
+    return load(path).subjects
+
+
+def subjects_of(paths: Sequence[Path]) -> list[Subject]:
+    """Every input's subjects in order; single runs are labelled by what differs between
+    them (tunings, load, host) rather than by their paths, when that tells them apart."""
+    subjects: list[Subject] = []
+    for p in paths:
+        subjects += load(p).subjects
+    singles = [s for s in subjects if len(s.runs) == 1 and not s.factors]
+    if len(subjects) > 1 and len(singles) == len(subjects):
+        labels = distinguishing_labels([s.runs[0] for s in subjects])
+        if labels is not None and len(set(labels)) == len(labels):
+            subjects = [
+                Subject(lab, s.runs, s.paths, s.factors)
+                for lab, s in zip(labels, subjects, strict=True)
+            ]
+    return subjects

@@ -1,0 +1,97 @@
+"""Exports beside a report: the interval series as CSV, latency as an HdrHistogram log.
+
+Containing file writing only. The .hlog is HdrHistogram's interval log format (version
+1.2, the one HistogramLogProcessor and hdrh.log.HistogramLogReader read): one compressed
+histogram per interval, values in microseconds. Its Interval_Max column is in milliseconds
+(max / 1000); HistogramLogProcessor's default output ratio assumes nanoseconds, so pass
+``-outputValueUnitRatio 1000`` to it for milliseconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from pathlib import Path
+
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogWriter
+
+from portstorm.core.outcome import FAILURES
+from portstorm.core.result import RunResult
+from portstorm.report.runcharts import KERNEL_COUNTERS
+
+MAX_VALUE_UNIT_RATIO = 1000.0  # microseconds -> the Interval_Max column in milliseconds
+
+
+def intervals_csv(r: RunResult) -> str:
+    """One row per interval: counts, each outcome, latency, the sampled port space and the
+    kernel counter deltas (client, then ``server_`` for the pair sandbox's sink)."""
+    outcomes = [str(o) for o in FAILURES if any(str(o) in i.failed for i in r.intervals)]
+    counters = [name for name, _ in KERNEL_COUNTERS]
+    extra = sorted({k for i in r.intervals for k in (i.kernel or {})} - set(counters))
+    counters += extra
+    has_server = any(i.server_kernel is not None for i in r.intervals)
+    header = ["t_s", "dt_s", "attempts", "succeeded"] + [f"failed_{o}" for o in outcomes]
+    header += ["p50_us", "p99_us", "ports_in_use", "time_wait", "server_time_wait", "fds"]
+    header += counters + ([f"server_{c}" for c in counters] if has_server else [])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for i in r.intervals:
+        row: list[object] = [f"{i.t:.6f}", f"{i.dt:.6f}", i.attempts, i.succeeded]
+        row += [i.failed.get(o, 0) for o in outcomes]
+        row += [_blank(i.latency_us.get("p50")), _blank(i.latency_us.get("p99"))]
+        row += [_blank(v) for v in (i.ports_in_use, i.time_wait, i.server_time_wait, i.fds)]
+        row += [_blank((i.kernel or {}).get(c)) if i.kernel is not None else "" for c in counters]
+        if has_server:
+            row += [
+                _blank((i.server_kernel or {}).get(c)) if i.server_kernel is not None else ""
+                for c in counters
+            ]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def _blank(v: object) -> object:
+    return "" if v is None else v
+
+
+def _epoch(started_at: str) -> float:
+    try:
+        return dt.datetime.fromisoformat(started_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def hlog(r: RunResult) -> str:
+    """The run's latency as an HdrHistogram interval log. Files saved before per-interval
+    histograms were kept give one interval: the whole run."""
+    start = _epoch(r.started_at)
+    buf = io.StringIO()
+    w = HistogramLogWriter(buf)
+    w.output_comment(f"[Logged with portstorm {r.tool_version}: connect latency, microseconds]")
+    w.output_log_format_version()
+    when = dt.datetime.fromtimestamp(start, dt.UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
+    # hdrh's output_start_time() mishandles its argument; this is the same line.
+    w.output_comment(f"[StartTime: {start:.3f} (seconds since epoch), {when}]")
+    w.output_base_time(int(start * 1000))
+    w.output_legend()
+    per_interval = [i for i in r.intervals if i.hdr is not None]
+    if per_interval or not r.histogram.count:
+        for i in per_interval:
+            assert i.hdr is not None
+            h = HdrHistogram.decode(i.hdr.encode("ascii"))
+            w.output_interval_histogram(h, i.t, i.t + i.dt, MAX_VALUE_UNIT_RATIO)
+    else:
+        h = HdrHistogram.decode(r.histogram.encode().encode("ascii"))
+        w.output_interval_histogram(h, 0.0, r.duration_s or 1e-6, MAX_VALUE_UNIT_RATIO)
+    return buf.getvalue()
+
+
+def write_exports(r: RunResult, folder: Path, stem: str) -> dict[str, Path]:
+    """``<stem>intervals.csv`` and ``<stem>latency.hlog`` in ``folder``."""
+    out = {"csv": folder / f"{stem}intervals.csv", "hlog": folder / f"{stem}latency.hlog"}
+    out["csv"].write_text(intervals_csv(r), encoding="utf-8")
+    out["hlog"].write_text(hlog(r), encoding="utf-8")
+    return out

@@ -1,0 +1,226 @@
+"""The charts of a sweep or comparison report: one category or line per subject (a sweep
+cell, or a compared run), labelled by the factors that changed.
+
+Containing drawing only; medians and spreads come from core/compare.py.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from portstorm.core.compare import Spread, Subject
+from portstorm.core.findings import fmt_rate
+from portstorm.core.histogram import LatencyHistogram
+from portstorm.report.runcharts import TIME_LABEL, draw_spectrum, mark_syn_tails, style_spectrum
+from portstorm.report.style import BLUE, GREY, ORANGE, VERMILLION, new_figure, styles
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+def tick_label(s: Subject) -> str:
+    """A subject's name on an axis: one factor per line."""
+    if s.factors:
+        return "\n".join(f"{k}={v}" for k, v in s.factors.items())
+    return "\n".join(textwrap.wrap(s.label, 22)) or "?"
+
+
+def legend_label(s: Subject) -> str:
+    return ", ".join(f"{k}={v}" for k, v in s.factors.items()) if s.factors else s.label
+
+
+def _axis_title(subjects: Sequence[Subject]) -> str:
+    names = list(dict.fromkeys(k for s in subjects for k in s.factors))
+    return ("cell: " + ", ".join(names)) if names else "run"
+
+
+def _bars(
+    ax: Axes,
+    xs: list[float],
+    spreads: list[Spread],
+    width: float,
+    colour: str,
+    label: str,
+    hatch: str | None = None,
+) -> None:
+    heights = [s.median or 0.0 for s in spreads]
+    lo = [(s.median or 0.0) - (s.low if s.low is not None else s.median or 0.0) for s in spreads]
+    hi = [(s.high if s.high is not None else s.median or 0.0) - (s.median or 0.0) for s in spreads]
+    has_spread = any(s.n > 1 for s in spreads)
+    ax.bar(
+        xs,
+        heights,
+        width=width,
+        color=colour,
+        label=label,
+        hatch=hatch,
+        edgecolor="white" if hatch is None else "black",
+        linewidth=0.5,
+        yerr=[lo, hi] if has_spread else None,
+        capsize=4 if has_spread else 0,
+    )
+    for x, s in zip(xs, spreads, strict=True):
+        if s.median:
+            ax.annotate(
+                fmt_rate(s.median),
+                (x, s.median),
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+        else:  # zero or not measured: written at the foot of the axis (a log axis has no 0)
+            ax.annotate(
+                "0" if s.median == 0 else "n/a",
+                (x, 0.0),
+                xycoords=("data", "axes fraction"),
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                color=GREY,
+            )
+
+
+def rates(subjects: Sequence[Subject]) -> Figure:
+    """Measured against predicted sustained rate, grouped per subject."""
+    fig = new_figure(4.8)
+    ax = fig.subplots()
+    metrics = [s.metrics for s in subjects]
+    groups = [
+        ("rate", "measured, whole run", BLUE, None),
+        ("after_exhaustion", "measured, after the ports ran out", ORANGE, None),
+        ("model_rate", "model: sustainable", "#DDDDDD", "//"),
+    ]
+    shown = [g for g in groups if any(m[g[0]].median is not None for m in metrics)]
+    values = [v for m in metrics for g in shown if (v := m[g[0]].median)]
+    if values and max(values) / min(values) > 50:
+        ax.set_yscale("log")
+        ax.set_ylabel("connections per second (log)")
+    else:
+        ax.set_ylabel("connections per second")
+    width = 0.8 / max(1, len(shown))
+    for k, (key, label, colour, hatch) in enumerate(shown):
+        xs = [i + (k - (len(shown) - 1) / 2) * width for i in range(len(subjects))]
+        _bars(ax, xs, [m[key] for m in metrics], width, colour, label, hatch)
+    ax.set_xticks(range(len(subjects)), [tick_label(s) for s in subjects])
+    ax.set_xlabel(_axis_title(subjects))
+    ax.set_title(
+        "Sustained rate: measured against the port-space model"
+        + (
+            "  (bars: median; whiskers: lowest to highest repeat)"
+            if any(len(s.runs) > 1 for s in subjects)
+            else ""
+        )
+    )
+    fig.legend(loc="outside upper center", ncols=len(shown), frameon=False)
+    return fig
+
+
+def first_failure(subjects: Sequence[Subject]) -> Figure:
+    """Time to the first failure per subject, with the model's prediction."""
+    fig = new_figure(1.0 + 0.55 * max(3, len(subjects)))
+    ax = fig.subplots()
+    ys = list(range(len(subjects)))[::-1]
+    longest = max((r.duration_s for s in subjects for r in s.runs), default=1.0)
+    for y, s in zip(ys, subjects, strict=True):
+        m = s.metrics["first_failure_s"]
+        if m.median is None:
+            dur = max(r.duration_s for r in s.runs)
+            ax.barh(y, dur, color="white", edgecolor=GREY, hatch="..", height=0.6)
+            ax.annotate(
+                f" no failure in {dur:,.0f} s", (dur, y), va="center", fontsize=10, color=GREY
+            )
+            continue
+        err = None
+        if m.n > 1 and m.low is not None and m.high is not None:
+            err = [[m.median - m.low], [m.high - m.median]]
+        ax.barh(y, m.median, color=VERMILLION, height=0.6, xerr=err, capsize=4)
+        ax.annotate(f" {m.median:,.2f} s", (m.median, y), va="center", fontsize=10)
+        predicted = [
+            p for r in s.runs if (p := (r.capacity or {}).get("predicted_exhaustion_s")) is not None
+        ]
+        if predicted:
+            ax.plot(
+                [float(predicted[0])],
+                [y],
+                marker="D",
+                color="black",
+                ms=7,
+                ls="none",
+                label=None if ax.lines else "model's prediction",
+            )
+    ax.set_yticks(ys, [legend_label(s) for s in subjects])
+    ax.set_xlim(0, longest * 1.25)
+    ax.set_xlabel("seconds from the start of the load to the first failed attempt")
+    ax.set_ylabel(_axis_title(subjects))
+    ax.set_title("Time to first failure (hatched: never failed)")
+    if ax.lines:
+        ax.legend(loc="lower right", framealpha=0.9)
+    return fig
+
+
+def time_wait(subjects: Sequence[Subject]) -> Figure:
+    """Client TIME_WAIT over time, the first run of each subject overlaid."""
+    fig = new_figure(4.6)
+    ax = fig.subplots()
+    any_data = False
+    for s, (colour, dash) in zip(subjects, styles(), strict=False):
+        r = s.runs[0]
+        pts = [(i.t + i.dt, i.time_wait) for i in r.intervals if i.time_wait is not None]
+        if not pts:
+            continue
+        any_data = True
+        ax.plot(
+            [t for t, _ in pts],
+            [v for _, v in pts],
+            color=colour,
+            ls=dash,
+            lw=2,
+            label=legend_label(s),
+        )
+    if not any_data:
+        ax.text(0.5, 0.5, "not sampled", transform=ax.transAxes, ha="center", color=GREY)
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.set_xlabel(TIME_LABEL)
+    ax.set_ylabel("client sockets in TIME_WAIT")
+    many = any(len(s.runs) > 1 for s in subjects)
+    ax.set_title("TIME_WAIT on the client" + (" (first repeat of each)" if many else ""))
+    if any_data:
+        ax.legend(loc="best", framealpha=0.9, title=_axis_title(subjects))
+    return fig
+
+
+def latency_spectra(subjects: Sequence[Subject]) -> Figure:
+    """Connect-latency percentile spectra overlaid, all repeats of a subject merged."""
+    fig = new_figure(4.8)
+    ax = fig.subplots()
+    highest, lowest = 0.0, float("inf")
+    for s, (colour, dash) in zip(subjects, styles(), strict=False):
+        merged = LatencyHistogram()
+        for r in s.runs:
+            merged.add(r.histogram)
+        if merged.count:
+            draw_spectrum(ax, merged, colour, dash, f"{legend_label(s)} ({merged.count:,})")
+            highest = max(highest, float(merged.max or 0))
+            lowest = min(lowest, float(merged.percentile(0.0) or 1))
+    if highest:
+        style_spectrum(ax, lowest, highest)
+        mark_syn_tails(ax, highest)
+        ax.legend(loc="upper left", framealpha=0.9, title=_axis_title(subjects))
+    else:
+        ax.text(0.5, 0.5, "no successful connect", transform=ax.transAxes, ha="center")
+    ax.set_title("Connect latency spectra (repeats merged)")
+    return fig
+
+
+MANY_CHARTS = (
+    ("rates", "Measured and predicted sustained rate per case", rates),
+    ("first-failure", "Time to first failure per case", first_failure),
+    ("time-wait", "Client TIME_WAIT over time, one line per case", time_wait),
+    ("latency", "Connect latency percentile spectra, one line per case", latency_spectra),
+)

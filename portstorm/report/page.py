@@ -1,0 +1,245 @@
+"""The HTML page: values shaped for the jinja2 template, and the rendering.
+
+Containing text formatting only; charts arrive as data URIs, findings as sentences.
+Autoescaping is on: labels and paths come from files and command lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from portstorm import __version__
+from portstorm.core.compare import Subject
+from portstorm.core.findings import SANDBOX_WORDS, Finding, describe_load, fmt_us
+from portstorm.core.result import RunResult
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from portstorm.report import Chart
+
+MAX_TUPLE_ROWS = 50
+NONE = "\N{EN DASH}"  # a value not measured
+TUNING_ORDER = (
+    "ip_local_port_range",
+    "ip_local_reserved_ports",
+    "tcp_tw_reuse",
+    "tcp_tw_reuse_delay",
+    "tcp_timestamps",
+    "tcp_fin_timeout",
+    "tcp_max_tw_buckets",
+    "tcp_rfc1337",
+    "somaxconn",
+    "tcp_max_syn_backlog",
+)
+
+
+def _env() -> Environment:
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("portstorm.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    return env
+
+
+def _num(v: object, digits: int = 2) -> str:
+    if v is None:
+        return NONE
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) >= 100:
+            return f"{int(v):,}"
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+def _short(name: str) -> str:
+    return name.removeprefix("net.ipv4.").removeprefix("net.core.")
+
+
+def tunings_table(r: RunResult) -> list[dict[str, Any]]:
+    """Rows of name, client value, server value (pair), and whether the run set it."""
+    given = {_short(k) for k in (r.scenario.get("set") or {})}
+    given |= {_short(k) for k in (r.scenario.get("server_set") or {})}
+    client = {_short(k): v for k, v in r.tunings.items()}
+    server = {_short(k): v for k, v in (r.server_tunings or {}).items()}
+    names = [n for n in TUNING_ORDER if n in client or n in server]
+    names += sorted((set(client) | set(server)) - set(names))
+    return [
+        {"name": n, "client": client.get(n, NONE), "server": server.get(n, NONE), "set": n in given}
+        for n in names
+    ]
+
+
+def _header(r: RunResult) -> list[tuple[str, str]]:
+    sc = r.scenario
+    targets = ", ".join(sc.get("targets") or []) or NONE
+    if sc.get("sink"):
+        targets += " (built-in sink)"
+    rows = [
+        ("host", f"{r.host.hostname}: Linux {r.host.kernel}, {r.host.cpus} CPUs"),
+        (
+            "started",
+            f"{r.started_at}, {r.duration_s:.2f} s of load"
+            + ("" if r.complete else " (INTERRUPTED: partial results)"),
+        ),
+        ("topology", SANDBOX_WORDS.get(str(sc.get("sandbox")), str(sc.get("sandbox")))),
+        ("targets", targets),
+        ("load", describe_load(sc, r.duration_s)),
+    ]
+    sources = list(sc.get("sources") or [])
+    if sources:
+        shown = ", ".join(sources[:8]) + (
+            f" and {len(sources) - 8} more" if len(sources) > 8 else ""
+        )
+        rows.append(("sources", shown))
+    return rows
+
+
+def _totals(r: RunResult) -> list[tuple[str, str]]:
+    lat = r.histogram.summary()
+    rows = [
+        ("attempts", f"{r.attempts:,}"),
+        ("succeeded", f"{r.succeeded:,} ({r.rate:,.1f} conn/s)"),
+    ]
+    for name, n in r.failed.items():
+        extra = ""
+        if name == "other" and r.other_errnos:
+            extra = " (" + ", ".join(f"{k} {v:,}" for k, v in r.other_errnos.items()) + ")"
+        rows.append((f"failed: {name}", f"{n:,} ({100 * n / r.attempts:.1f} %){extra}"))
+    if r.first_failure_s is not None:
+        rows.append(("first failure", f"{r.first_failure_s:.3f} s ({r.first_failure_outcome})"))
+    rows.append(
+        (
+            "connect latency",
+            "   ".join(
+                f"{k} {NONE if lat[k] is None else fmt_us(float(lat[k] or 0))}"
+                for k in ("p50", "p90", "p99", "p999", "max")
+            ),
+        )
+    )
+    return rows
+
+
+def _tuples(r: RunResult) -> list[dict[str, Any]]:
+    rows = sorted(r.tuples, key=lambda t: (-t.failure_ratio, t.first_failure_s or 1e18))
+    return [
+        {
+            "source": t.source,
+            "destination": t.destination,
+            "attempts": t.attempts,
+            "succeeded": t.succeeded,
+            "failed": ", ".join(f"{k} {v:,}" for k, v in t.failed.items()) or "0",
+            "first_failure_s": t.first_failure_s,
+            "ports": t.ports_in_use,
+            "peak": t.ports_in_use_peak,
+        }
+        for t in rows[:MAX_TUPLE_ROWS]
+    ]
+
+
+def render_run(
+    r: RunResult,
+    *,
+    findings: Sequence[Finding],
+    charts: Sequence[Chart],
+    exports: Mapping[str, str],
+    source: str | None,
+    generated: str,
+) -> str:
+    sc = r.scenario
+    title = f"portstorm run: {', '.join(sc.get('targets') or ['?'])} ({sc.get('sandbox')})"
+    return (
+        _env()
+        .get_template("run.html.j2")
+        .render(
+            title=title,
+            header=_header(r),
+            findings=findings,
+            charts=charts,
+            tunings=tunings_table(r),
+            has_server=r.server_tunings is not None,
+            totals=_totals(r),
+            capacity=r.capacity,
+            tuples=_tuples(r) if len(r.tuples) > 1 else [],
+            n_tuples=len(r.tuples),
+            notes=list(r.notes),
+            exports=exports,
+            source=source,
+            generated=generated,
+            version=__version__,
+            complete=r.complete,
+        )
+    )
+
+
+def render_many(
+    *,
+    title: str,
+    doc: Mapping[str, Any],
+    subjects: Sequence[Subject],
+    metrics: Sequence[tuple[str, str, str]],
+    findings: Sequence[Finding],
+    charts: Sequence[Chart],
+    sweep: Mapping[str, Any] | None,
+    links: Sequence[Sequence[str]],
+    inputs: Sequence[str],
+    generated: str,
+) -> str:
+    factor_names = list(dict.fromkeys(k for s in subjects for k in s.factors))
+    rows = []
+    for s, row, files in zip(subjects, doc["subjects"], links, strict=True):
+        r0 = s.runs[0]
+        rows.append(
+            {
+                "label": row["label"],
+                "factors": [s.factors.get(k, NONE) for k in factor_names],
+                "repeats": row["repeats"],
+                "hosts": ", ".join(s.hosts),
+                "sandbox": r0.scenario.get("sandbox"),
+                "tunings": _key_tunings(r0),
+                "metrics": row["metrics"],
+                "changes": row.get("changes"),
+                "mix": row["failure_mix_pct"],
+                "files": files,
+            }
+        )
+    hosts = sorted({h for s in subjects for h in s.hosts})
+    return (
+        _env()
+        .get_template("many.html.j2")
+        .render(
+            title=title,
+            hosts=hosts,
+            factor_names=factor_names,
+            rows=rows,
+            metrics=metrics,
+            baseline=doc.get("baseline"),
+            findings=findings,
+            charts=charts,
+            sweep=sweep,
+            inputs=inputs,
+            generated=generated,
+            version=__version__,
+        )
+    )
+
+
+def _key_tunings(r: RunResult) -> str:
+    keep = (
+        "ip_local_port_range",
+        "tcp_tw_reuse",
+        "tcp_tw_reuse_delay",
+        "tcp_fin_timeout",
+        "tcp_timestamps",
+    )
+    t = {_short(k): v for k, v in r.tunings.items()}
+    return ", ".join(f"{k}={t[k]}" for k in keep if k in t)

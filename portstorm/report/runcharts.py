@@ -1,0 +1,383 @@
+"""The four charts of a run report, each a matplotlib Figure drawn from a saved RunResult.
+
+Containing drawing only: what the numbers mean (the knee, SYN tails, ceilings) comes from
+core/findings.py, so the charts and the sentences above them cannot disagree.
+Samples are taken at the end of each interval, so sampled series are plotted at t + dt;
+per-interval counts are drawn as bars over [t, t + dt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from portstorm.core.findings import SYN_RTO_US, ceiling, fmt_s, fmt_us, knee
+from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.outcome import FAILURES
+from portstorm.core.result import Interval, RunResult
+from portstorm.report.style import (
+    BLACK,
+    BLUE,
+    GREEN,
+    GREY,
+    ORANGE,
+    OUTCOME_COLOURS,
+    PURPLE,
+    VERMILLION,
+    new_figure,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+KERNEL_COUNTERS = (
+    ("TcpExtTW", "TIME_WAIT entered (TW)"),
+    ("TcpExtTWRecycled", "TIME_WAIT reused by connect() (TWRecycled)"),
+    ("TcpExtTCPTimeWaitOverflow", "TIME_WAIT skipped: max_tw_buckets (TCPTimeWaitOverflow)"),
+    ("TcpExtListenDrops", "SYNs dropped by a listener (ListenDrops)"),
+    ("TcpOutRsts", "RSTs sent (OutRsts)"),
+)
+NINES_TICKS = ((1.0, "0%"), (10.0, "90%"), (100.0, "99%"), (1e3, "99.9%"), (1e4, "99.99%"))
+TIME_LABEL = "time since the load started (s)"
+
+
+def failure_spans(
+    intervals: Sequence[Interval], first_failure_s: float | None = None
+) -> list[tuple[float, float]]:
+    """[start, end) stretches of consecutive intervals in which some attempt failed; none
+    starts before the first failure (the interval holding it began earlier)."""
+    spans: list[tuple[float, float]] = []
+    for i in intervals:
+        if not i.n_failed:
+            continue
+        if spans and abs(spans[-1][1] - i.t) < 1e-3:
+            spans[-1] = (spans[-1][0], i.t + i.dt)
+        else:
+            spans.append((i.t, i.t + i.dt))
+    if spans and first_failure_s is not None and spans[0][0] < first_failure_s < spans[0][1]:
+        spans[0] = (first_failure_s, spans[0][1])
+    return spans
+
+
+def nice_bounds(lo: float, hi: float) -> tuple[float, float]:
+    """The 1-2-5 steps just below ``lo`` and just above ``hi`` (for a log axis)."""
+    steps = [m * 10.0**e for e in range(0, 11) for m in (1.0, 2.0, 5.0)]
+    below = max((v for v in steps if v <= lo), default=1.0)
+    above = min((v for v in steps if v >= hi), default=steps[-1])
+    return below, above
+
+
+def latency_axis(ax: Axes, lo: float, hi: float) -> None:
+    """A log axis of microseconds with 1-2-5 ticks labelled in us, ms or s."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.set_ylim(*nice_bounds(max(lo, 1.0), max(hi, 1.0)))
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_us(v)))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _mark_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
+    for k, (a, b) in enumerate(failure_spans(r.intervals, r.first_failure_s)):
+        ax.axvspan(
+            a,
+            b,
+            color=VERMILLION,
+            alpha=0.10,
+            lw=0,
+            label="intervals with failures" if label and k == 0 else None,
+        )
+    if r.first_failure_s is not None:
+        ax.axvline(
+            r.first_failure_s,
+            color=VERMILLION,
+            lw=1.5,
+            ls="--",
+            label=f"first failure {fmt_s(r.first_failure_s)} ({r.first_failure_outcome})"
+            if label
+            else None,
+        )
+
+
+def _sample_times(r: RunResult) -> list[float]:
+    return [i.t + i.dt for i in r.intervals]
+
+
+def _no_data(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=GREY)
+
+
+def port_space(r: RunResult) -> Figure:
+    """Ports in use toward the target and TIME_WAIT, under the port-space ceiling."""
+    fig = new_figure(4.6)
+    ax = fig.subplots()
+    x = _sample_times(r)
+    series = [
+        ("ports in use toward the target(s)", [i.ports_in_use for i in r.intervals], BLUE, "-"),
+        ("TIME_WAIT, client", [i.time_wait for i in r.intervals], ORANGE, "--"),
+        ("TIME_WAIT, server", [i.server_time_wait for i in r.intervals], GREEN, ":"),
+    ]
+    top = 0
+    for label, ys, colour, dash in series:
+        pts = [(t, y) for t, y in zip(x, ys, strict=True) if y is not None]
+        if not pts:
+            continue
+        top = max(top, max(y for _t, y in pts))
+        ax.plot(
+            [t for t, _ in pts],
+            [y for _, y in pts],
+            color=colour,
+            ls=dash,
+            lw=2,
+            marker="o",
+            ms=3,
+            label=label,
+            zorder=3,
+        )
+    cap = r.capacity or {}
+    ceil = ceiling(r)
+    if ceil is not None:
+        tuples = int(cap.get("tuples") or 1)
+        what = f"{int(cap['usable_ports']):,} usable ports" + (
+            f" x {tuples} tuples" if tuples > 1 else ""
+        )
+        ax.axhline(ceil, color=GREY, lw=5, alpha=0.5, zorder=1,
+                   label=f"ceiling: {what} = {ceil:,}")  # fmt: skip
+        if top and ceil > 20 * top:
+            ax.set_yscale("symlog", linthresh=max(10.0, top / 10))
+    _mark_failures(ax, r)
+    if not top and ceil is None:
+        _no_data(ax, "not sampled in this run")
+    ax.set_xlim(0, max(r.duration_s, x[-1] if x else 0.0))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(TIME_LABEL)
+    ax.set_ylabel("sockets (ports)")
+    ax.set_title("Port space: ports held toward the target, against the ceiling")
+    ax.legend(loc="best", framealpha=0.9)
+    return fig
+
+
+def connection_rate(r: RunResult) -> Figure:
+    """Successes and failures per second by outcome, stacked, with the model's rate."""
+    fig = new_figure(4.2)
+    ax = fig.subplots()
+    ivs = [i for i in r.intervals if i.dt > 0]
+    lefts = [i.t for i in ivs]
+    widths = [i.dt for i in ivs]
+    bottom = [0.0] * len(ivs)
+    outcomes = ["succeeded"] + [str(o) for o in FAILURES if any(str(o) in i.failed for i in ivs)]
+    for name in outcomes:
+        ys = [(i.succeeded if name == "succeeded" else i.failed.get(name, 0)) / i.dt for i in ivs]
+        if not any(ys) and name != "succeeded":
+            continue
+        ax.bar(
+            lefts,
+            ys,
+            width=widths,
+            bottom=bottom,
+            align="edge",
+            color=OUTCOME_COLOURS[name],
+            edgecolor="white",
+            linewidth=0.4,
+            label=name.replace("_", " "),
+        )
+        bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
+    model = (r.capacity or {}).get("sustainable_rate")
+    if model is not None:
+        ax.axhline(
+            float(model),
+            color=BLACK,
+            ls="--",
+            lw=1.8,
+            label=f"model: sustainable {float(model):,.2f} conn/s",
+        )
+    if r.first_failure_s is not None:
+        ax.axvline(
+            r.first_failure_s,
+            color=VERMILLION,
+            lw=1.5,
+            ls="--",
+            label=f"first failure {fmt_s(r.first_failure_s)}",
+        )
+    if not ivs:
+        _no_data(ax, "no intervals recorded")
+    ax.set_xlim(0, max([r.duration_s] + [a + w for a, w in zip(lefts, widths, strict=True)]))
+    ax.set_xlabel(TIME_LABEL)
+    ax.set_ylabel("connections per second")
+    ax.set_title("Connection rate: outcomes per second, stacked")
+    fig.legend(loc="outside lower center", ncols=4, frameon=False)
+    return fig
+
+
+def _nines(p: float) -> float:
+    return 1.0 / (1.0 - p / 100.0)
+
+
+def draw_spectrum(ax: Axes, h: LatencyHistogram, colour: str, dash: str, label: str) -> None:
+    """HdrHistogram's percentile plot: x = 1/(1-p) on a log axis out to 99.99 %; the
+    maximum is drawn as a marker at the right edge."""
+    pts = [(p, v) for p, v in h.spectrum() if p < 100.0]
+    if not pts:
+        return
+    ax.plot(
+        [_nines(p) for p, _ in pts],
+        [max(v, 1) for _, v in pts],
+        color=colour,
+        ls=dash,
+        lw=2,
+        label=label,
+    )
+    mx = h.max
+    if mx is not None:
+        ax.plot([NINES_TICKS[-1][0]], [mx], marker="v", color=colour, ms=7, ls="none")
+
+
+def style_spectrum(ax: Axes, lo_us: float, hi_us: float) -> None:
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xscale("log")
+    ax.set_xlim(1, NINES_TICKS[-1][0] * 1.2)
+    ax.set_xticks([t for t, _ in NINES_TICKS], [lab for _, lab in NINES_TICKS])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("percentile, on a 1/(1-p) scale  (▼ maximum)")
+    latency_axis(ax, lo_us, hi_us)
+    ax.set_ylabel("connect latency (log scale)")
+
+
+def mark_syn_tails(ax: Axes, highest_us: float, horizontal: bool = True) -> None:
+    """Name the 1 s and 3 s SYN-retransmit levels where the data reaches them."""
+    for level, text in (
+        (SYN_RTO_US, "1 s: one SYN retransmitted"),
+        (3 * SYN_RTO_US, "3 s: two SYNs retransmitted"),
+    ):
+        if highest_us >= 0.9 * level:
+            ax.axhline(level, color=PURPLE, lw=1, ls=":")
+            ax.annotate(
+                text,
+                (0.01, level),
+                xycoords=("axes fraction", "data"),
+                va="bottom",
+                color=PURPLE,
+                fontsize=10,
+            )
+
+
+def latency(r: RunResult) -> Figure:
+    """The percentile spectrum, and p50/p99 per interval over time."""
+    fig = new_figure(4.6)
+    spec, over_time = fig.subplots(1, 2, width_ratios=[1, 1.3])
+    h = r.histogram
+    if h.count:
+        draw_spectrum(spec, h, BLUE, "-", f"{h.count:,} successful connects")
+        style_spectrum(spec, float(h.percentile(0.0) or 1), float(h.max or 1))
+        mark_syn_tails(spec, float(h.max or 0))
+        spec.legend(loc="upper left", framealpha=0.9)
+    else:
+        _no_data(spec, "no successful connect")
+    spec.set_title("Connect latency: percentile spectrum")
+
+    x = _sample_times(r)
+    top, bottom = 0.0, float("inf")
+    for key, colour, dash in (("p50", BLUE, "-"), ("p99", ORANGE, "--")):
+        pts = [
+            (t, float(v))
+            for t, i in zip(x, r.intervals, strict=True)
+            if (v := i.latency_us.get(key)) is not None
+        ]
+        if pts:
+            top = max(top, max(v for _, v in pts))
+            bottom = min(bottom, min(v for _, v in pts))
+            over_time.plot(
+                [t for t, _ in pts],
+                [v for _, v in pts],
+                color=colour,
+                ls=dash,
+                lw=2,
+                marker="o",
+                ms=3,
+                label=f"{key} per interval",
+            )
+    k = knee(r)
+    if k is not None:
+        over_time.axvline(
+            k.t,
+            color=GREEN,
+            lw=1.5,
+            ls="-.",
+            label=f"port-search knee: p50 {fmt_us(k.before_us)} → "
+            f"{fmt_us(k.after_us)} at {k.ports_in_use:,} of {k.ceiling:,} ports",
+        )
+    _mark_failures(over_time, r, label=False)
+    if top:
+        latency_axis(over_time, bottom, top)
+        mark_syn_tails(over_time, top)
+        over_time.legend(loc="best", framealpha=0.9)
+    else:
+        _no_data(over_time, "no successful connect")
+    over_time.set_xlim(0, max(r.duration_s, x[-1] if x else 0.0))
+    over_time.set_xlabel(TIME_LABEL)
+    over_time.set_ylabel("connect latency (log scale)")
+    over_time.set_title("p50 and p99 per interval (failures shaded)")
+    return fig
+
+
+def kernel_counters(r: RunResult) -> Figure:
+    """The TCP counters that explain port exhaustion, per second, client and server."""
+    fig = new_figure(1.45 * len(KERNEL_COUNTERS) + 0.6)
+    axes = fig.subplots(len(KERNEL_COUNTERS), 1, sharex=True)
+    x = _sample_times(r)
+    has_server = any(i.server_kernel is not None for i in r.intervals)
+    for ax, (name, what) in zip(axes, KERNEL_COUNTERS, strict=True):
+        totals = []
+        for side, colour, dash in (("client", BLUE, "-"), ("server", ORANGE, "--")):
+            pts = []
+            for t, i in zip(x, r.intervals, strict=True):
+                counters = i.kernel if side == "client" else i.server_kernel
+                if counters is not None and i.dt > 0:
+                    pts.append((t, counters.get(name, 0) / i.dt))
+            if not pts:
+                continue
+            total = sum(
+                c.get(name, 0)
+                for i in r.intervals
+                if (c := i.kernel if side == "client" else i.server_kernel) is not None
+            )
+            totals.append(f"{side} +{total:,}")
+            ax.plot(
+                [t for t, _ in pts], [v for _, v in pts], color=colour, ls=dash, lw=2, label=side
+            )
+        ax.set_title(f"{what}: {', '.join(totals) or 'not sampled'}", loc="left", fontsize=11)
+        ax.set_ylabel("per s")
+        if totals and all(t.endswith(" +0") for t in totals):
+            ax.set_ylim(0, 1)
+            ax.set_yticks([0, 1])
+            _no_data(ax, "0 throughout")
+        else:
+            ax.set_ylim(bottom=0)
+            ax.margins(y=0.15)
+        _mark_failures(ax, r, label=False)
+        if has_server and ax is axes[0]:
+            ax.legend(loc="upper right", framealpha=0.9, ncols=2)
+    axes[-1].set_xlabel(TIME_LABEL)
+    axes[-1].set_xlim(0, max(r.duration_s, x[-1] if x else 0.0))
+    fig.suptitle("Kernel counters per second (/proc/net/netstat, /proc/net/snmp)")
+    return fig
+
+
+# file stem, what it shows (the alt text), the drawing function
+RUN_CHARTS = (
+    (
+        "port-space",
+        "Ports in use and TIME_WAIT over time against the port-space ceiling",
+        port_space,
+    ),
+    (
+        "rate",
+        "Connections per second by outcome, stacked, with the model's sustainable rate",
+        connection_rate,
+    ),
+    ("latency", "Connect latency percentile spectrum, and p50/p99 per interval", latency),
+    ("kernel", "Kernel TCP counters per second over time", kernel_counters),
+)

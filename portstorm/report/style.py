@@ -1,0 +1,93 @@
+"""How every chart looks: one colour-blind-safe palette, sizes legible at 100 % zoom, and
+the PNG writer. Containing no data handling.
+
+Colours are Okabe and Ito's palette (distinguishable with the common colour-vision
+deficiencies); lines also differ by dash pattern, so no chart relies on colour alone.
+matplotlib is imported here only, and only when a report is made (DESIGN.md: lazy import).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+BLUE = "#0072B2"
+ORANGE = "#E69F00"
+GREEN = "#009E73"
+VERMILLION = "#D55E00"
+PURPLE = "#CC79A7"
+SKY = "#56B4E9"
+YELLOW = "#F0E442"
+BLACK = "#000000"
+GREY = "#777777"
+
+SERIES = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, BLACK)
+DASHES = ("-", "--", "-.", ":")
+
+# outcome -> colour, so a failure has the same colour in every chart
+OUTCOME_COLOURS = {
+    "succeeded": GREEN,
+    "port_exhausted": VERMILLION,
+    "bind_in_use": ORANGE,
+    "refused": PURPLE,
+    "timeout": BLACK,
+    "reset": SKY,
+    "fd_limit": YELLOW,
+    "no_buffers": BLUE,
+    "unreachable": GREY,
+    "other": "#AAAAAA",
+}
+
+WIDTH_IN = 10.0
+DPI = 100  # 1,000 px wide: sharp at 100 % zoom, scaled down by CSS on narrow screens
+RC: dict[str, Any] = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 10,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.fonttype": "none",
+}
+
+
+def charting() -> AbstractContextManager[None]:
+    """The chart style, for the time charts are drawn and saved (rcParams are read when
+    artists are made and when they are drawn); restored afterwards."""
+    import matplotlib
+
+    return matplotlib.rc_context(RC)  # type: ignore[arg-type]
+
+
+def new_figure(height_in: float, width_in: float = WIDTH_IN) -> Figure:
+    """A figure on the Agg canvas (no pyplot, no display): draw inside ``charting()``."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+
+
+def save_png(fig: Figure, path: Path) -> bytes:
+    """Write the PNG and return its bytes (the HTML embeds the same image)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    data = buf.getvalue()
+    path.write_bytes(data)
+    return data
+
+
+def styles() -> Iterator[tuple[str, str]]:
+    """(colour, dash) pairs for overlaid series: both change from one series to the next,
+    so neighbours differ in dash pattern as well as colour (28 distinct pairs)."""
+    for i in itertools.count():
+        yield SERIES[i % len(SERIES)], DASHES[i % len(DASHES)]
