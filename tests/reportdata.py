@@ -40,6 +40,8 @@ def simulate(
     tunings: Mapping[str, str] | None = None,
     complete: bool = True,
     capacity: bool = True,
+    planned_s: float | None = None,
+    slow_us: tuple[int, ...] = (),
 ) -> RunResult:
     held: list[float] = []  # release times
     intervals: list[Interval] = []
@@ -64,6 +66,9 @@ def simulate(
             if keeps:
                 heapq.heappush(held, t + hold_s)
         if sec == 0:
+            for v in slow_us:
+                h.record(v)
+                ok += 1
             for _ in range(syn_tail):
                 h.record(1_000_400)
                 ok += 1
@@ -122,6 +127,7 @@ def simulate(
             "sink": "builtin",
             "sandbox": sandbox,
             "rate": float(rate),
+            "duration_s": planned_s or float(duration),
             "concurrency": None,
             "close": close,
             "bind": "connect",

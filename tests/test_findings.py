@@ -106,6 +106,23 @@ def test_one_second_connects_are_named_syn_retransmissions_with_listen_drops() -
     assert "the listener dropped 4 SYNs (ListenDrops)" in text
 
 
+def test_a_smear_of_slow_connects_is_not_called_syn_retransmission() -> None:
+    # between 1.5 and 10 s, none near 1 s or 3 s, no listen drops: a queue, not lost SYNs
+    r = simulate(
+        ports=1000, rate=50, duration=3, slow_us=tuple(range(1_500_000, 10_000_000, 250_000))
+    )
+    assert "syn-retransmit" not in _kinds(run_findings(r))
+
+
+def test_an_open_loop_that_took_longer_than_planned_is_said_to_have_fallen_behind() -> None:
+    r = simulate(ports=20_000, rate=50, duration=30, planned_s=12.0)
+    text = _kinds(run_findings(r))["behind"]
+    assert text.startswith(
+        "The driver fell behind its schedule: 1,500 attempts planned over 12.0 s took 30.0 s"
+    )
+    assert "behind" not in _kinds(run_findings(simulate(ports=20_000, rate=50, duration=30)))
+
+
 def test_interrupted_run_says_so_first() -> None:
     r = simulate(duration=3, complete=False)
     assert run_findings(r)[0].kind == "interrupted"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,19 @@ def test_host_mode_runs_wait_for_time_wait_to_drain_back_to_the_sweeps_level(
     runner = engine.SweepRunner(plan, tmp_path)
     trio.run(runner._drain, plan.runs[1], 10)
     assert seen == [500, 400, 40, 12]  # polled until back within the slack, then went on
+
+
+def test_a_sweep_child_outlives_trios_idle_worker_threads(tmp_path: Path) -> None:
+    # PR_SET_PDEATHSIG follows the thread that forked the child; trio retires idle worker
+    # threads after 10 s, so a child forked from one was SIGKILLed 10 s in (every preset run).
+    from portstorm.engine.sweep import run_child
+
+    log = tmp_path / "run.log"
+    script = "import time; time.sleep(11); print('slept')"
+
+    async def main() -> int:
+        await trio.to_thread.run_sync(lambda: None)  # a worker thread exists, as in a sweep
+        return await run_child([sys.executable, "-c", script], log)
+
+    assert trio.run(main) == 0
+    assert log.read_text() == "slept\n"

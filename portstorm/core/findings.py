@@ -18,7 +18,11 @@ from portstorm.core.result import Interval, RunResult
 
 EXHAUSTION = ("port_exhausted", "bind_in_use")
 SYN_RTO_US = 1_000_000  # the first SYN retransmission waits 1 s (TCP_TIMEOUT_INIT, RFC 6298)
-SYN_TAIL_FROM_US = 900_000  # a connect this slow needed a retransmitted SYN
+# A connect that needed retransmitted SYNs lands just after 1 s (one), 3 s (two: 1 + 2) or
+# 7 s (three); a smear of slow connects between them is something else (a driver behind
+# its schedule, a slow port search).
+SYN_BANDS_US = ((950_000, 1_300_000), (2_900_000, 3_400_000), (6_900_000, 7_500_000))
+BEHIND_SLACK = 1.05  # an open loop taking 5 % (and 0.5 s) longer than planned fell behind
 KNEE_FACTOR = 3.0  # p50 this many times the early p50 ...
 KNEE_MIN_US = 50  # ... and at least this much higher
 KNEE_OCCUPANCY = 0.45  # ... once this share of the port space was in use
@@ -109,7 +113,18 @@ def knee(r: RunResult) -> Knee | None:
 
 
 def syn_retransmits(r: RunResult) -> int:
-    return r.histogram.count_at_or_above(SYN_TAIL_FROM_US)
+    """Connects whose latency sits in a SYN-retransmission band (just after 1, 3 or 7 s)."""
+    return sum(r.histogram.count_between(lo, hi) for lo, hi in SYN_BANDS_US)
+
+
+def fell_behind(r: RunResult) -> bool:
+    """An open loop that took longer than planned: its attempts waited for the driver."""
+    planned = r.scenario.get("duration_s")
+    return (
+        r.scenario.get("rate") is not None
+        and planned is not None
+        and r.duration_s > float(planned) * BEHIND_SLACK + 0.5
+    )
 
 
 def counter_total(intervals: Sequence[Interval], name: str, server: bool = False) -> int | None:
@@ -230,6 +245,12 @@ def _no_failure(r: RunResult) -> Finding:
     predicted = cap.get("predicted_exhaustion_s")
     if model is None and cap:
         text += " No port limit applies to this load (nothing holds a client port after close)."
+    elif model is not None and predicted is not None and r.duration_s >= float(predicted):
+        text += (
+            f" The model predicted the ports would run out after {fmt_s(float(predicted))} at "
+            f"the planned rate; they lasted because only {r.succeeded:,} connections were made "
+            f"in {fmt_s(r.duration_s)}, fewer than the {top or 0:,} ports."
+        )
     elif model is not None and predicted is not None:
         text += (
             f" The rate is above the model's sustainable {fmt_rate(float(model))} conn/s: the "
@@ -340,13 +361,26 @@ def _knee_finding(r: RunResult) -> Finding | None:
     )
 
 
-def _syn_finding(r: RunResult) -> Finding | None:
+def listen_drops(r: RunResult) -> int:
+    """SYNs dropped by the listener: the sink's namespace in the pair sandbox, else ours."""
+    drops = counter_total(r.intervals, "TcpExtListenDrops", server=True)
+    return drops or counter_total(r.intervals, "TcpExtListenDrops") or 0
+
+
+def syn_tail(r: RunResult) -> int:
+    """Connects to call SYN retransmissions: those in the bands, when the listener dropped
+    SYNs or when they are at least half of all connects over 0.95 s (else the slow ones
+    are a smear, e.g. a driver behind its schedule, and naming them SYN losses would lie)."""
     n = syn_retransmits(r)
+    slow = r.histogram.count_between(SYN_BANDS_US[0][0], 2**62)
+    return n if n and (listen_drops(r) or n * 2 >= slow) else 0
+
+
+def _syn_finding(r: RunResult) -> Finding | None:
+    n = syn_tail(r)
     if not n:
         return None
-    drops = counter_total(r.intervals, "TcpExtListenDrops", server=True)
-    if drops is None or drops == 0:
-        drops = counter_total(r.intervals, "TcpExtListenDrops")
+    drops = listen_drops(r)
     why = (
         f"; the listener dropped {drops:,} SYNs (ListenDrops): its accept queue overflowed"
         if drops
@@ -354,8 +388,23 @@ def _syn_finding(r: RunResult) -> Finding | None:
     )
     return Finding(
         "syn-retransmit",
-        f"{n:,} connects ({100 * n / max(1, r.succeeded):.2f} %) took 0.9 s or more: SYN "
-        f"retransmissions, the first of which waits 1 s{why}.",
+        f"{n:,} connects ({100 * n / max(1, r.succeeded):.2f} %) took just over 1 s (or 3 s): "
+        f"SYN retransmissions, the first of which waits 1 s{why}.",
+        "warn",
+    )
+
+
+def _behind(r: RunResult) -> Finding | None:
+    if not fell_behind(r):
+        return None
+    planned = float(r.scenario["duration_s"])
+    return Finding(
+        "behind",
+        f"The driver fell behind its schedule: {r.attempts:,} attempts planned over "
+        f"{fmt_s(planned)} took {fmt_s(r.duration_s)}. Latency counts from each attempt's "
+        "planned start (no coordinated omission), so the percentiles include that wait "
+        f"(p99 {fmt_us(float(r.histogram.percentile(99.0) or 0))}); the achieved rate was "
+        f"{fmt_rate(r.rate)} conn/s.",
         "warn",
     )
 
@@ -402,6 +451,7 @@ def run_findings(r: RunResult) -> list[Finding]:
         out.append(_no_failure(r))
     for rule in (
         _other_failures,
+        _behind,
         _reuse,
         _fin_timeout,
         _close_mode,

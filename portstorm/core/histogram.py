@@ -59,12 +59,12 @@ class LatencyHistogram:
         out["max"] = self.max
         return out
 
-    def count_at_or_above(self, value_us: int) -> int:
-        """Recorded values at or above ``value_us`` (to the histogram's precision)."""
+    def count_between(self, low_us: int, high_us: int) -> int:
+        """Recorded values in [low_us, high_us] (to the histogram's precision)."""
         return sum(
             int(item.count_at_value_iterated_to)
             for item in self._h.get_recorded_iterator()
-            if item.value_iterated_to >= value_us
+            if low_us <= item.value_iterated_to <= high_us
         )
 
     def spectrum(self, nines: float = 4.0, step: float = 0.05) -> list[tuple[float, int]]:

@@ -24,6 +24,7 @@ import math
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from portstorm.engine.sysinfo import host_info
 RUN_OVERHEAD_S = 1.5  # process start, namespaces, sink start: measured ~1 s on 2 cores
 DRAIN_TIMEOUT_S = 70.0  # TIME_WAIT is 60 s; expiry may come a few seconds late
 DRAIN_POLL_S = 0.5
+CHILD_STOP_S = 10.0  # after SIGTERM, a run saves its partial result within ~2 s
 
 
 @dataclass
@@ -145,9 +147,13 @@ class SweepRunner:
                     continue
                 if result.complete:
                     self.records[rel] = RunRecord(
-                        "done", run.get("exit_code", 0), run.get("wall_s"), None,
-                        run_metrics(result), dict(result.tunings),
-                    )  # fmt: skip
+                        "done",
+                        run.get("exit_code", 0),
+                        run.get("wall_s"),
+                        None,
+                        run_metrics(result),
+                        dict(result.tunings),
+                    )
 
     @property
     def pending(self) -> list[PlannedRun]:
@@ -224,25 +230,31 @@ class SweepRunner:
         rec.status = "running"
         run_dir = self.out_dir / r.rel_dir
         run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "portstorm", "run", *r.argv, "--out", str(run_dir), "--quiet",
-               "--no-report"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "portstorm",
+            "run",
+            *r.argv,
+            "--out",
+            str(run_dir),
+            "--quiet",
+            "--no-report",
+        ]
         started = time.monotonic()
         self._running_since[r.rel_dir] = started
         self._progress()
+        log = run_dir / "run.log"
         try:
-            proc = await trio.run_process(
-                cmd, check=False, capture_stdout=True, capture_stderr=True,
-                start_new_session=True, preexec_fn=die_with_parent,
-            )  # fmt: skip
+            returncode = await run_child(cmd, log)
         except trio.Cancelled:
             rec.status = "interrupted"
             raise
         finally:
             self._running_since.pop(r.rel_dir, None)
         wall = time.monotonic() - started
-        (run_dir / "run.log").write_bytes(proc.stdout + proc.stderr)
-        rec.exit_code, rec.wall_s = proc.returncode, round(wall, 3)
-        if proc.returncode == 0:
+        rec.exit_code, rec.wall_s = returncode, round(wall, 3)
+        if returncode == 0:
             try:
                 result = load_result(run_dir / "result.json")
             except UsageError as e:
@@ -252,9 +264,8 @@ class SweepRunner:
                 rec.metrics, rec.tunings = run_metrics(result), dict(result.tunings)
                 self._walls.append(wall)
         else:
-            lines = proc.stderr.decode(errors="replace").strip().splitlines()
-            rec.status = "interrupted" if proc.returncode == 130 else "failed"
-            rec.error = lines[-1] if lines else f"exit status {proc.returncode}"
+            rec.status = "interrupted" if returncode == 130 else "failed"
+            rec.error = _last_error(log) or f"exit status {returncode}"
         self._last = f"{r.cell.label} r{r.repeat}: {rec.status}"
         self.save()
         self._progress()
@@ -297,20 +308,28 @@ class SweepRunner:
                 key: spread([rec.metrics[key] for rec in done if rec.metrics]).to_json()
                 for key, _label, _unit in METRICS
             }
-            cells.append({
-                "id": cell.id,
-                "label": cell.label,
-                "factors": {Factor(n, ()).label: v for n, v in cell.values},
-                "tunings": next((rec.tunings for rec in done), None),
-                "metrics": metrics if done else None,
-                "runs": [
-                    {"repeat": r.repeat, "path": f"{r.rel_dir}/result.json",
-                     "status": rec.status if rec.status != "running" else "interrupted",
-                     "exit_code": rec.exit_code, "wall_s": rec.wall_s, "command": r.command,
-                     "error": rec.error, "metrics": rec.metrics}
-                    for r, rec in zip(runs, recs, strict=True)
-                ],
-            })  # fmt: skip
+            cells.append(
+                {
+                    "id": cell.id,
+                    "label": cell.label,
+                    "factors": {Factor(n, ()).label: v for n, v in cell.values},
+                    "tunings": next((rec.tunings for rec in done), None),
+                    "metrics": metrics if done else None,
+                    "runs": [
+                        {
+                            "repeat": r.repeat,
+                            "path": f"{r.rel_dir}/result.json",
+                            "status": rec.status if rec.status != "running" else "interrupted",
+                            "exit_code": rec.exit_code,
+                            "wall_s": rec.wall_s,
+                            "command": r.command,
+                            "error": rec.error,
+                            "metrics": rec.metrics,
+                        }
+                        for r, rec in zip(runs, recs, strict=True)
+                    ],
+                }
+            )
         complete = all(r.status == "done" for r in self.records.values())
         now = dt.datetime.now(dt.UTC)
         return {
@@ -328,6 +347,53 @@ class SweepRunner:
 
     def save(self) -> None:
         save_json_atomic(self.out_dir / "sweep.json", self.doc())
+
+
+async def run_child(cmd: list[str], log: Path) -> int:
+    """Run ``cmd`` with its output in ``log``; its exit status (negative: killed by signal).
+
+    Started from this (the event loop's) thread on purpose: PR_SET_PDEATHSIG fires when
+    the *thread* that forked the child exits, and trio.run_process forks from a worker
+    thread that trio retires after 10 s idle, which SIGKILLed every run longer than that.
+    Its end is awaited on a pidfd. Cancelled (Ctrl-C): SIGTERM, so the run saves its partial
+    result; SIGKILL if it has not ended 10 s later.
+    """
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        except trio.Cancelled:
+            proc.terminate()
+            with trio.move_on_after(CHILD_STOP_S) as scope:
+                scope.shield = True
+                await trio.lowlevel.wait_readable(pidfd)
+            if scope.cancelled_caught:
+                proc.kill()
+            proc.wait()
+            raise
+        return proc.wait()
+    finally:
+        os.close(pidfd)
+
+
+def _last_error(log: Path) -> str | None:
+    """The run's own one-line error, or its last line of output."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    errors = [ln for ln in lines if ln.startswith("portstorm:")]
+    chosen = errors or lines
+    return chosen[-1] if chosen else None
 
 
 def _iso(t: dt.datetime) -> str:

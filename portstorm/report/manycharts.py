@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from portstorm.core.compare import Spread, Subject
-from portstorm.core.findings import fmt_rate
+from portstorm.core.findings import fmt_rate, syn_tail
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.report.runcharts import TIME_LABEL, draw_spectrum, mark_syn_tails, style_spectrum
 from portstorm.report.style import BLUE, GREY, ORANGE, VERMILLION, new_figure, styles
@@ -210,7 +210,8 @@ def latency_spectra(subjects: Sequence[Subject]) -> Figure:
             lowest = min(lowest, float(merged.percentile(0.0) or 1))
     if highest:
         style_spectrum(ax, lowest, highest)
-        mark_syn_tails(ax, highest)
+        if any(syn_tail(r) for s in subjects for r in s.runs):
+            mark_syn_tails(ax, highest)
         ax.legend(loc="upper left", framealpha=0.9, title=_axis_title(subjects))
     else:
         ax.text(0.5, 0.5, "no successful connect", transform=ax.transAxes, ha="center")

@@ -94,6 +94,7 @@ def _header(r: RunResult) -> list[tuple[str, str]]:
         ("topology", SANDBOX_WORDS.get(str(sc.get("sandbox")), str(sc.get("sandbox")))),
         ("targets", targets),
         ("load", describe_load(sc, r.duration_s)),
+        ("tunings", _key_tunings(r) or NONE),
     ]
     sources = list(sc.get("sources") or [])
     if sources:

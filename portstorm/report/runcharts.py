@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from portstorm.core.findings import SYN_RTO_US, ceiling, fmt_s, fmt_us, knee
+from portstorm.core.findings import SYN_RTO_US, ceiling, fmt_s, knee, syn_tail
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
@@ -69,14 +69,23 @@ def nice_bounds(lo: float, hi: float) -> tuple[float, float]:
 
 
 def latency_axis(ax: Axes, lo: float, hi: float) -> None:
-    """A log axis of microseconds with 1-2-5 ticks labelled in us, ms or s."""
+    """A log axis of microseconds, ticks labelled in us, ms or s: 1-2-5 steps over up to
+    three decades, powers of ten beyond."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    low, high = nice_bounds(max(lo, 1.0), max(hi, 1.0))
     ax.set_yscale("log")
-    ax.set_ylim(*nice_bounds(max(lo, 1.0), max(hi, 1.0)))
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_us(v)))
+    ax.set_ylim(low, high)
+    subs = (1.0, 2.0, 5.0) if high / low <= 1e3 else (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: tick_us(v)))
     ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def tick_us(v: float) -> str:
+    if v >= 1e6:
+        return f"{v / 1e6:g} s"
+    return f"{v / 1e3:g} ms" if v >= 1e3 else f"{v:g} us"
 
 
 def _mark_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
@@ -246,8 +255,9 @@ def style_spectrum(ax: Axes, lo_us: float, hi_us: float) -> None:
     ax.set_ylabel("connect latency (log scale)")
 
 
-def mark_syn_tails(ax: Axes, highest_us: float, horizontal: bool = True) -> None:
-    """Name the 1 s and 3 s SYN-retransmit levels where the data reaches them."""
+def mark_syn_tails(ax: Axes, highest_us: float) -> None:
+    """Name the 1 s and 3 s SYN-retransmit levels (call only when findings.syn_tail found
+    connects there: a slow smear crossing 1 s is not a retransmission)."""
     for level, text in (
         (SYN_RTO_US, "1 s: one SYN retransmitted"),
         (3 * SYN_RTO_US, "3 s: two SYNs retransmitted"),
@@ -272,8 +282,8 @@ def latency(r: RunResult) -> Figure:
     if h.count:
         draw_spectrum(spec, h, BLUE, "-", f"{h.count:,} successful connects")
         style_spectrum(spec, float(h.percentile(0.0) or 1), float(h.max or 1))
-        mark_syn_tails(spec, float(h.max or 0))
-        spec.legend(loc="upper left", framealpha=0.9)
+        if syn_tail(r):
+            mark_syn_tails(spec, float(h.max or 0))
     else:
         _no_data(spec, "no successful connect")
     spec.set_title("Connect latency: percentile spectrum")
@@ -306,14 +316,14 @@ def latency(r: RunResult) -> Figure:
             color=GREEN,
             lw=1.5,
             ls="-.",
-            label=f"port-search knee: p50 {fmt_us(k.before_us)} → "
-            f"{fmt_us(k.after_us)} at {k.ports_in_use:,} of {k.ceiling:,} ports",
+            label=f"port-search knee ({k.ports_in_use:,} of {k.ceiling:,} ports in use)",
         )
     _mark_failures(over_time, r, label=False)
     if top:
         latency_axis(over_time, bottom, top)
-        mark_syn_tails(over_time, top)
-        over_time.legend(loc="best", framealpha=0.9)
+        if syn_tail(r):
+            mark_syn_tails(over_time, top)
+        fig.legend(loc="outside lower center", ncols=2, frameon=False)
     else:
         _no_data(over_time, "no successful connect")
     over_time.set_xlim(0, max(r.duration_s, x[-1] if x else 0.0))
