@@ -497,15 +497,15 @@ def compare_findings(doc: Mapping[str, Any]) -> list[Finding]:
             )
         )
     elif exhausted:
-        firsts = [(r["label"], _median(r, "first_failure_s")) for r in exhausted]
-        out.append(
-            Finding(
-                "exhaustion",
-                "Ports ran out in every case, first after: "
-                + ", ".join(f"{lab} {fmt_s(t or 0)}" for lab, t in firsts)
-                + ".",
+        firsts = [(r["label"], _median(r, "first_failure_s") or 0.0) for r in exhausted]
+        times = [t for _lab, t in firsts]
+        if max(times) - min(times) <= 0.1 * max(times):
+            when = f"after {fmt_s(statistics.median(times))}" + (
+                " in each" if len(times) > 1 else ""
             )
-        )
+        else:
+            when = "first after: " + ", ".join(f"{lab} {fmt_s(t)}" for lab, t in firsts)
+        out.append(Finding("exhaustion", f"Ports ran out in every case, {when}."))
     long_enough = [r for r in exhausted if r.get("steady_state") and _median(r, "model_rate")]
     agree = [
         r

@@ -121,46 +121,63 @@ def rates(subjects: Sequence[Subject]) -> Figure:
 
 
 def first_failure(subjects: Sequence[Subject]) -> Figure:
-    """Time to the first failure per subject, with the model's prediction."""
+    """Time to the first failure per subject, with the model's prediction. The axis spans
+    the failures and predictions; a case that never failed is a hatched bar to the edge."""
     fig = new_figure(1.0 + 0.55 * max(3, len(subjects)))
     ax = fig.subplots()
     ys = list(range(len(subjects)))[::-1]
-    longest = max((r.duration_s for s in subjects for r in s.runs), default=1.0)
-    for y, s in zip(ys, subjects, strict=True):
-        m = s.metrics["first_failure_s"]
+    medians = [s.metrics["first_failure_s"] for s in subjects]
+    predicted = [_predicted(s) for s in subjects]
+    seen = [v for m in medians for v in (m.median, m.high) if v is not None]
+    seen += [p for p in predicted if p is not None]
+    edge = max(seen) * 1.35 if seen else max(r.duration_s for s in subjects for r in s.runs)
+    labelled = False
+    for y, s, m, p in zip(ys, subjects, medians, predicted, strict=True):
         if m.median is None:
             dur = max(r.duration_s for r in s.runs)
-            ax.barh(y, dur, color="white", edgecolor=GREY, hatch="..", height=0.6)
+            ax.barh(y, edge, color="white", edgecolor=GREY, hatch="..", height=0.6)
+            ax.annotate(f" no failure in {dur:,.0f} s", (0, y), va="center", fontsize=10)
+        else:
+            err = None
+            if m.n > 1 and m.low is not None and m.high is not None:
+                err = [[m.median - m.low], [m.high - m.median]]
+            ax.barh(y, m.median, color=VERMILLION, height=0.6, xerr=err, capsize=4)
             ax.annotate(
-                f" no failure in {dur:,.0f} s", (dur, y), va="center", fontsize=10, color=GREY
+                f" {m.median:,.2f} s",
+                (m.median, y),
+                va="center",
+                fontsize=10,
+                xytext=(4, 0),
+                textcoords="offset points",
             )
-            continue
-        err = None
-        if m.n > 1 and m.low is not None and m.high is not None:
-            err = [[m.median - m.low], [m.high - m.median]]
-        ax.barh(y, m.median, color=VERMILLION, height=0.6, xerr=err, capsize=4)
-        ax.annotate(f" {m.median:,.2f} s", (m.median, y), va="center", fontsize=10)
-        predicted = [
-            p for r in s.runs if (p := (r.capacity or {}).get("predicted_exhaustion_s")) is not None
-        ]
-        if predicted:
+        if p is not None:
             ax.plot(
-                [float(predicted[0])],
+                [p],
                 [y],
                 marker="D",
-                color="black",
-                ms=7,
+                color=BLUE,
+                ms=8,
                 ls="none",
-                label=None if ax.lines else "model's prediction",
+                mec="white",
+                label=None if labelled else "model's prediction",
             )
+            labelled = True
     ax.set_yticks(ys, [legend_label(s) for s in subjects])
-    ax.set_xlim(0, longest * 1.25)
+    ax.set_xlim(0, edge)
     ax.set_xlabel("seconds from the start of the load to the first failed attempt")
     ax.set_ylabel(_axis_title(subjects))
     ax.set_title("Time to first failure (hatched: never failed)")
-    if ax.lines:
-        ax.legend(loc="lower right", framealpha=0.9)
+    if labelled:
+        fig.legend(loc="outside lower center", frameon=False)
     return fig
+
+
+def _predicted(s: Subject) -> float | None:
+    for r in s.runs:
+        p = (r.capacity or {}).get("predicted_exhaustion_s")
+        if p is not None:
+            return float(p)
+    return None
 
 
 def time_wait(subjects: Sequence[Subject]) -> Figure:
@@ -191,7 +208,12 @@ def time_wait(subjects: Sequence[Subject]) -> Figure:
     many = any(len(s.runs) > 1 for s in subjects)
     ax.set_title("TIME_WAIT on the client" + (" (first repeat of each)" if many else ""))
     if any_data:
-        ax.legend(loc="best", framealpha=0.9, title=_axis_title(subjects))
+        fig.legend(
+            loc="outside lower center",
+            ncols=min(3, len(subjects)),
+            frameon=False,
+            title=_axis_title(subjects),
+        )
     return fig
 
 
@@ -212,7 +234,12 @@ def latency_spectra(subjects: Sequence[Subject]) -> Figure:
         style_spectrum(ax, lowest, highest)
         if any(syn_tail(r) for s in subjects for r in s.runs):
             mark_syn_tails(ax, highest)
-        ax.legend(loc="upper left", framealpha=0.9, title=_axis_title(subjects))
+        fig.legend(
+            loc="outside lower center",
+            ncols=min(2, len(subjects)),
+            frameon=False,
+            title=_axis_title(subjects),
+        )
     else:
         ax.text(0.5, 0.5, "no successful connect", transform=ax.transAxes, ha="center")
     ax.set_title("Connect latency spectra (repeats merged)")
