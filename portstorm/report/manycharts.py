@@ -14,7 +14,7 @@ from portstorm.core.compare import Spread, Subject
 from portstorm.core.findings import fmt_rate, syn_tail
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.report.runcharts import TIME_LABEL, draw_spectrum, mark_syn_tails, style_spectrum
-from portstorm.report.style import BLUE, GREY, ORANGE, VERMILLION, new_figure, styles
+from portstorm.report.style import BLUE, GREY, ORANGE, VERMILLION, line, new_figure, styles
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -191,14 +191,7 @@ def time_wait(subjects: Sequence[Subject]) -> Figure:
         if not pts:
             continue
         any_data = True
-        ax.plot(
-            [t for t, _ in pts],
-            [v for _, v in pts],
-            color=colour,
-            ls=dash,
-            lw=2,
-            label=legend_label(s),
-        )
+        line(ax, pts, colour, dash, legend_label(s), markers=False)
     if not any_data:
         ax.text(0.5, 0.5, "not sampled", transform=ax.transAxes, ha="center", color=GREY)
     ax.set_ylim(bottom=0)

@@ -24,6 +24,7 @@ from portstorm.report.style import (
     OUTCOME_COLOURS,
     PURPLE,
     VERMILLION,
+    line,
     new_figure,
 )
 
@@ -134,17 +135,7 @@ def port_space(r: RunResult) -> Figure:
         if not pts:
             continue
         top = max(top, max(y for _t, y in pts))
-        ax.plot(
-            [t for t, _ in pts],
-            [y for _, y in pts],
-            color=colour,
-            ls=dash,
-            lw=2,
-            marker="o",
-            ms=3,
-            label=label,
-            zorder=3,
-        )
+        line(ax, pts, colour, dash, label)
     cap = r.capacity or {}
     ceil = ceiling(r)
     if ceil is not None:
@@ -299,16 +290,7 @@ def latency(r: RunResult) -> Figure:
         if pts:
             top = max(top, max(v for _, v in pts))
             bottom = min(bottom, min(v for _, v in pts))
-            over_time.plot(
-                [t for t, _ in pts],
-                [v for _, v in pts],
-                color=colour,
-                ls=dash,
-                lw=2,
-                marker="o",
-                ms=3,
-                label=f"{key} per interval",
-            )
+            line(over_time, pts, colour, dash, f"{key} per interval")
     k = knee(r)
     if k is not None:
         over_time.axvline(
@@ -355,9 +337,7 @@ def kernel_counters(r: RunResult) -> Figure:
                 if (c := i.kernel if side == "client" else i.server_kernel) is not None
             )
             totals.append(f"{side} +{total:,}")
-            ax.plot(
-                [t for t, _ in pts], [v for _, v in pts], color=colour, ls=dash, lw=2, label=side
-            )
+            line(ax, pts, colour, dash, side, markers=False)
         ax.set_title(f"{what}: {', '.join(totals) or 'not sampled'}", loc="left", fontsize=11)
         ax.set_ylabel("per s")
         if totals and all(t.endswith(" +0") for t in totals):

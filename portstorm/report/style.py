@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 BLUE = "#0072B2"
@@ -84,6 +85,28 @@ def save_png(fig: Figure, path: Path) -> bytes:
     data = buf.getvalue()
     path.write_bytes(data)
     return data
+
+
+def line(
+    ax: Axes,
+    pts: Sequence[tuple[float, float]],
+    colour: str,
+    dash: str,
+    label: str,
+    markers: bool = True,
+) -> None:
+    """One time series as a line (dots on the samples), above shading and the ceiling."""
+    ax.plot(
+        [t for t, _ in pts],
+        [v for _, v in pts],
+        color=colour,
+        ls=dash,
+        lw=2,
+        marker="o" if markers else None,
+        ms=3,
+        label=label,
+        zorder=3,
+    )
 
 
 def styles() -> Iterator[tuple[str, str]]:
