@@ -160,6 +160,9 @@ def run(
             "--no-report", help="Save result.json only: no report.html, charts or exports."
         ),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a result already in --out.")
+    ] = False,
 ) -> int:
     """Churn TCP connections against targets (or the built-in sink) and save result.json,
     then report.html with its charts (PNG), intervals.csv and latency.hlog beside it."""
@@ -184,6 +187,7 @@ def run(
             out,
             on_start=lambda eps: live.start(scenario, eps),
             on_interval=live.on_interval,
+            force=force,
         )
     finally:
         live.finish()

@@ -23,7 +23,7 @@ from portstorm.runargs import parse_run_args, run_argv, scenario_from_options
 # other's latency. Measured on 2 cores: two cells at 1,000/s each kept p50/p99 at 116/325 us
 # (one cell alone: 117/326 us); four cells at 2,000/s each pushed p99 from ~0.2 ms to 14-91 ms.
 RATE_PER_CORE = 1000.0
-_NOT_PASSED = ("out", "quiet", "no_report")
+_NOT_PASSED = ("out", "quiet", "no_report", "force")
 
 
 def _sysctl_name(setting: str) -> str:

@@ -70,6 +70,20 @@ def test_an_out_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert_one_line_error(portstorm("run", "--duration", "1", "--out", str(f)), 2, str(f))
 
 
+def test_an_out_folder_holding_a_result_is_refused_without_force(tmp_path: Path) -> None:
+    (tmp_path / "result.json").write_text('{"earlier": "measurements"}')
+    proc = portstorm("run", "--duration", "1", "--out", str(tmp_path))
+    assert_one_line_error(proc, 2, f"--out {tmp_path}: already holds a result", "--force")
+    assert (tmp_path / "result.json").read_text() == '{"earlier": "measurements"}'
+
+
+def test_force_replaces_the_result_in_out(tmp_path: Path) -> None:
+    (tmp_path / "result.json").write_text('{"earlier": "measurements"}')
+    proc = run_in_netns(f'$PORTSTORM run --duration 1 --rate 20 --out "{tmp_path}" --force --quiet')
+    check(proc)
+    assert load(tmp_path / "result.json")["totals"]["succeeded"] == 20
+
+
 def test_an_unresolvable_target_is_exit_3(tmp_path: Path) -> None:
     # inside a namespace with only loopback, so no name query leaves the machine
     proc = run_in_netns(
@@ -127,6 +141,8 @@ wait $pid || echo "rc=$?"
     assert 300 <= doc["totals"]["succeeded"] <= 700
     assert doc["duration_s"] < 5
     assert "INTERRUPTED" in (tmp_path / "stdout").read_text()
+    # the report of what was measured is written too, and says the run was cut short
+    assert "interrupted after" in (tmp_path / "report.html").read_text()
 
 
 @pytest.mark.netns

@@ -73,8 +73,23 @@ def route_source(ep: Endpoint) -> str:
         return "*"
 
 
-def prepare_out_dir(out: Path | None, started: dt.datetime) -> Path:
-    out_dir = out if out is not None else default_out_dir(started)
+def prepare_out_dir(out: Path | None, started: dt.datetime, force: bool = False) -> Path:
+    """The run's folder. One that already holds a result is refused unless ``force``: a
+    new run must not silently replace what an earlier one measured. The default folder is
+    named by the second, so a second run within it gets a suffix (-2, -3, ...)."""
+    if out is None:
+        out_dir = base = default_out_dir(started)
+        n = 1
+        while (out_dir / "result.json").exists():
+            n += 1
+            out_dir = base.with_name(f"{base.name}-{n}")
+    else:
+        out_dir = out
+        if (out_dir / "result.json").exists() and not force:
+            raise UsageError(
+                f"--out {out_dir}: already holds a result (result.json); choose another "
+                "folder, or add --force to replace it"
+            )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -125,9 +140,10 @@ def run(
     out: Path | None,
     on_start: Callable[[list[Endpoint]], None] | None = None,
     on_interval: Callable[[Interval], None] | None = None,
+    force: bool = False,
 ) -> RunOutput:
     started = dt.datetime.now(dt.UTC)
-    out_dir = prepare_out_dir(out, started)
+    out_dir = prepare_out_dir(out, started, force)
     in_flight, exact = scenario.max_in_flight()
     ensure_nofile(in_flight + FD_HEADROOM, required=exact, option=f"--concurrency {in_flight}")
     check_socket_options(*socket_options(scenario), kernel=host_info().kernel)

@@ -240,6 +240,7 @@ class SweepRunner:
             str(run_dir),
             "--quiet",
             "--no-report",
+            "--force",  # a rerun (--resume) replaces the partial result of an interrupted run
         ]
         started = time.monotonic()
         self._running_since[r.rel_dir] = started
