@@ -145,6 +145,27 @@ wait $pid || echo "rc=$?"
     assert "interrupted after" in (tmp_path / "report.html").read_text()
 
 
+def test_a_killed_run_leaves_intervals_that_portstorm_report_reads(tmp_path: Path) -> None:
+    script = f"""
+$PORTSTORM run --duration 30 --rate 200 --out "{tmp_path}" > /dev/null 2>&1 &
+pid=$!
+sleep 3
+kill -KILL $pid
+wait $pid || true
+"""
+    check(run_in_netns(script))
+    assert not (tmp_path / "result.json").exists()  # SIGKILL: no chance to write it
+    proc = portstorm("report", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "report.html").read_text()
+    assert "recovered from intervals.jsonl" in html
+    assert "This run was interrupted after" in html
+    lines = (tmp_path / "intervals.jsonl").read_text().splitlines()
+    assert 2 <= len(lines) - 1 <= 4  # the header, then one line per interval so far
+    # a killed run's folder holds a measurement too: refused without --force
+    assert_one_line_error(portstorm("run", "--out", str(tmp_path)), 2, "intervals.jsonl", "--force")
+
+
 @pytest.mark.netns
 def test_the_sink_dies_with_a_killed_run(tmp_path: Path) -> None:
     # SIGKILL of portstorm must not leave the sink process behind (PR_SET_PDEATHSIG)

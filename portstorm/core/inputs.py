@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from portstorm.core import intervallog
 from portstorm.core.compare import Subject, distinguishing_labels
 from portstorm.core.errors import UsageError
 from portstorm.core.result import load_result, read_json_object, result_from_doc
@@ -36,17 +37,20 @@ class Loaded:
 
 
 def resolve(path: Path) -> Path:
-    """A folder stands for the sweep.json or result.json inside it."""
+    """A folder stands for the sweep.json or result.json inside it, or for the interval
+    log of a run that was killed before it wrote result.json."""
     if path.is_dir():
-        for name in ("sweep.json", "result.json"):
+        for name in ("sweep.json", "result.json", intervallog.NAME):
             if (path / name).is_file():
                 return path / name
-        raise UsageError(f"{path}: a folder without sweep.json or result.json")
+        raise UsageError(f"{path}: a folder without sweep.json, result.json or {intervallog.NAME}")
     return path
 
 
 def load(path: Path) -> Loaded:
     path = resolve(path)
+    if path.name.endswith(".jsonl"):
+        return Loaded(path, "run", [Subject(str(path), (intervallog.read(path),), (str(path),))])
     doc = read_json_object(path, _EXPECTED)
     fmt = doc.get("format")
     if isinstance(fmt, str) and fmt.startswith("portstorm.sweep/"):

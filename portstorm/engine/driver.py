@@ -196,6 +196,14 @@ class Driver:
 
     # -- control -----------------------------------------------------------------------
 
+    @property
+    def first_failure(self) -> tuple[float, str] | None:
+        """(seconds into the load, outcome) of the first failed attempt so far."""
+        r = self._report
+        if r.first_failure_s is None or r.first_failure_outcome is None:
+            return None
+        return r.first_failure_s, r.first_failure_outcome
+
     def stop(self) -> None:
         """End the run now (Ctrl-C, SIGTERM): in-flight attempts are abandoned, not counted."""
         self._report.interrupted = True

@@ -20,6 +20,8 @@ from portstorm import __version__
 from portstorm.core.addressing import plan_tuples
 from portstorm.core.capacity import CapacityInput, effective_range, model
 from portstorm.core.errors import EnvironmentProblem, UsageError
+from portstorm.core.intervallog import NAME as INTERVAL_LOG
+from portstorm.core.intervallog import IntervalLog
 from portstorm.core.ports import parse_port_range
 from portstorm.core.result import Interval, RunResult, TupleStats, save_json_atomic
 from portstorm.core.scenario import BindMode, SandboxKind, Scenario, Target
@@ -80,15 +82,15 @@ def prepare_out_dir(out: Path | None, started: dt.datetime, force: bool = False)
     if out is None:
         out_dir = base = default_out_dir(started)
         n = 1
-        while (out_dir / "result.json").exists():
+        while _holds_result(out_dir):
             n += 1
             out_dir = base.with_name(f"{base.name}-{n}")
     else:
         out_dir = out
-        if (out_dir / "result.json").exists() and not force:
+        if _holds_result(out_dir) and not force:
             raise UsageError(
-                f"--out {out_dir}: already holds a result (result.json); choose another "
-                "folder, or add --force to replace it"
+                f"--out {out_dir}: already holds a result ({_holds_result(out_dir)}); choose "
+                "another folder, or add --force to replace it"
             )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,14 @@ def prepare_out_dir(out: Path | None, started: dt.datetime, force: bool = False)
     if not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: not a folder")
     return out_dir
+
+
+def _holds_result(folder: Path) -> str | None:
+    """The measurement file in ``folder``: result.json, or the interval log a killed run left."""
+    for name in ("result.json", INTERVAL_LOG):
+        if (folder / name).exists():
+            return name
+    return None
 
 
 def capacity_input(
@@ -170,15 +180,42 @@ def run(
             port_range,
             server_pid=sandbox.sink.pid if sandbox.sink and sandbox.sink.own_netns else None,
         )
+        cap_in = capacity_input(scenario, sandbox.tunings, endpoints)
+        capacity = model(cap_in)
+        sc = scenario.to_json()
+        sc["targets"] = [ep.label for ep in endpoints]
+        sc["user_namespace"] = sandbox.userns
+        log = IntervalLog(
+            out_dir / INTERVAL_LOG,
+            {
+                "tool": {"name": "portstorm", "version": __version__},
+                "host": host_info().to_json(),
+                "started_at": _iso(started),
+                "scenario": sc,
+                "tunings": sandbox.tunings,
+                "server_tunings": sandbox.server_tunings,
+                "capacity": capacity.to_json(),
+            },
+        )
+        logged_failure = False
+
+        def logged(interval: Interval) -> None:
+            nonlocal logged_failure
+            log.interval(interval)
+            if not logged_failure and (ff := driver.first_failure) is not None:
+                log.first_failure(*ff)
+                logged_failure = True
+            if on_interval is not None:
+                on_interval(interval)
+
         if on_start is not None:
             on_start(endpoints)
         try:
-            driver = Driver(scenario, flows, on_interval, sample=sampler.sample)
+            driver = Driver(scenario, flows, logged, sample=sampler.sample)
             report = trio.run(_drive, driver)
         finally:
             sampler.close()
-    cap_in = capacity_input(scenario, sandbox.tunings, endpoints)
-    capacity = model(cap_in)
+            log.close()
     # the sink has stopped here, so its final counts are known
     notes = list(sandbox.notes)
     notes += bind_notes(scenario, cap_in)
@@ -190,15 +227,12 @@ def run(
             f"sampling failed {len(report.sample_errors)} time(s); those intervals have no "
             f"port-space readings (first: {report.sample_errors[0]})"
         )
-    sc = scenario.to_json()
-    sc["targets"] = [ep.label for ep in endpoints]
-    sc["user_namespace"] = sandbox.userns
     if sandbox.sink is not None:
         sc["sink_stats"] = sandbox.sink.stats
     result = RunResult(
         tool_version=__version__,
         host=host_info(),
-        started_at=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        started_at=_iso(started),
         duration_s=report.elapsed_s,
         complete=not report.interrupted,
         scenario=sc,
@@ -215,6 +249,10 @@ def run(
     path = out_dir / "result.json"
     save_json_atomic(path, result.to_json())
     return RunOutput(result, path)
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def tuple_stats(flows: list[Flow], report: DriverReport) -> tuple[TupleStats, ...]:

@@ -1,0 +1,114 @@
+"""``intervals.jsonl``: each interval appended as it happens, so a killed run keeps its data.
+
+Containing the file format and nothing that measures. result.json is written once, at the
+end; a run killed with SIGKILL (or a host that dies) never writes it. The interval log is
+written as the run goes: a header line with what result.json would say up front (host,
+scenario, tunings, the capacity model), then one line per interval and one line when the
+first failure happens. ``portstorm report`` reads it when result.json is missing: the
+RunResult it gives is marked incomplete and says where it came from.
+
+Format history:
+- ``portstorm.intervals/1`` (2026-11): first version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from portstorm.core.errors import UsageError
+from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.result import HostInfo, Interval, RunResult, check_format
+
+FORMAT = "portstorm.intervals/1"
+NAME = "intervals.jsonl"
+RECOVERED_NOTE = (
+    "recovered from intervals.jsonl: the run ended without writing result.json (killed, "
+    "or the host went down); totals cover the intervals logged before that"
+)
+
+
+class IntervalLog:
+    """The writer: one line per record, flushed at once (a killed process loses nothing
+    that was written; the kernel keeps the page cache)."""
+
+    def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
+        self.path = path
+        self._f: IO[str] | None = path.open("w", encoding="utf-8")
+        self._write({"format": FORMAT, **header})
+
+    def interval(self, interval: Interval) -> None:
+        self._write({"interval": interval.to_json()})
+
+    def first_failure(self, t: float, outcome: str) -> None:
+        self._write({"first_failure": {"t": round(t, 6), "outcome": outcome}})
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        if self._f is None:
+            return
+        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._f.flush()
+
+
+def read(path: Path) -> RunResult:
+    """An interval log -> an incomplete RunResult; every way it can be wrong is one
+    UsageError line naming the file. A last line cut short by the kill is skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read: {e}") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines):
+                break  # the write the kill interrupted
+            raise UsageError(f"{path}: line {n} is not JSON: the file is damaged") from None
+    if not records or not isinstance(records[0], dict):
+        raise UsageError(f"{path}: empty, expected a portstorm interval log")
+    head = records[0]
+    try:
+        check_format(head.get("format"), FORMAT, "interval log")
+    except UsageError as e:
+        raise UsageError(f"{path}: {e}") from None
+    try:
+        return _result(head, records[1:])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"{path}: damaged interval log ({type(e).__name__}: {e})") from None
+
+
+def _result(head: Mapping[str, Any], records: list[Any]) -> RunResult:
+    intervals = [Interval.from_json(r["interval"]) for r in records if "interval" in r]
+    failures = [r["first_failure"] for r in records if "first_failure" in r]
+    hist = LatencyHistogram()
+    for i in intervals:
+        if i.hdr is not None:
+            hist.add(LatencyHistogram.decode(i.hdr))
+    host = head["host"]
+    last = intervals[-1] if intervals else None
+    return RunResult(
+        tool_version=str(head["tool"]["version"]),
+        host=HostInfo(str(host["hostname"]), str(host["kernel"]), int(host["cpus"])),
+        started_at=str(head["started_at"]),
+        duration_s=(last.t + last.dt) if last else 0.0,
+        complete=False,
+        scenario=dict(head["scenario"]),
+        tunings={str(k): str(v) for k, v in head["tunings"].items()},
+        server_tunings=head.get("server_tunings"),
+        intervals=tuple(intervals),
+        histogram=hist,
+        first_failure_s=float(failures[0]["t"]) if failures else None,
+        first_failure_outcome=str(failures[0]["outcome"]) if failures else None,
+        capacity=head.get("capacity"),
+        notes=(*head.get("notes", ()), RECOVERED_NOTE),
+    )
