@@ -471,12 +471,18 @@ def main(argv: list[str] | None = None) -> NoReturn:
             print(message, file=sys.stderr)
         else:
             where = ctx.command_path if ctx is not None else "portstorm"
-            print(f"{where}: error: {message}", file=sys.stderr)
+            print(f"{where}: error: {_one_line(message)}", file=sys.stderr)
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         print("portstorm: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except PortstormError as e:
-        print(f"portstorm: error: {e}", file=sys.stderr)
+        print(f"portstorm: error: {_one_line(str(e))}", file=sys.stderr)
         sys.exit(e.exit_code)
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+def _one_line(message: str) -> str:
+    """Values from the user (paths, addresses) may hold line breaks or control characters:
+    escape them, so an error stays one line and cannot move the terminal's cursor."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
