@@ -247,3 +247,18 @@ def test_report_refuses_an_output_that_is_not_html(tmp_path: Path) -> None:
         f"portstorm: error: -o {tmp_path / 'r.png'}: the report is an HTML file; "
         "name it something.html"
     )
+
+
+def test_spectrum_matches_hdrhistograms_own_percentile_lookups() -> None:
+    import random
+
+    from portstorm.core.histogram import LatencyHistogram
+
+    rng = random.Random(7)
+    h = LatencyHistogram()
+    for _ in range(20_000):
+        h.record(int(rng.lognormvariate(5, 1.5)))
+    spectrum = h.spectrum()
+    assert [v for p, v in spectrum[:-1]] == [h.percentile(p) for p, _ in spectrum[:-1]]
+    assert spectrum[-1] == (100.0, h.max)
+    assert spectrum[0][0] == 0.0 and 99.989 < spectrum[-2][0] < 99.991

@@ -69,14 +69,31 @@ class LatencyHistogram:
 
     def spectrum(self, nines: float = 4.0, step: float = 0.05) -> list[tuple[float, int]]:
         """(percentile, value) from 0 out to ``nines`` nines (4: 99.99 %), evenly spaced on
-        HdrHistogram's 1/(1-p) axis, plus the maximum at 100 %. Empty for no values."""
-        if self.count == 0:
+        HdrHistogram's 1/(1-p) axis, plus the maximum at 100 %. Empty for no values.
+        One pass over the recorded values (a percentile lookup each would walk them all)."""
+        total = self.count
+        if total == 0:
             return []
-        out: list[tuple[float, int]] = []
         n = round(nines / step)
-        for k in range(n + 1):
-            p = 100.0 * (1.0 - 10.0 ** (-k * step))
-            out.append((p, int(self._h.get_value_at_percentile(p))))
+        targets = [100.0 * (1.0 - 10.0 ** (-k * step)) for k in range(n + 1)]
+        out: list[tuple[float, int]] = []
+        # the same rule as HdrHistogram's get_value_at_percentile(): the first value whose
+        # cumulative count reaches round(p % of all), reported as its highest equivalent
+        wanted = [max(1, int(p * total / 100.0 + 0.5)) for p in targets]
+        seen, k = 0, 0
+        for item in self._h.get_recorded_iterator():
+            seen += int(item.count_at_value_iterated_to)
+            while k < len(targets) and seen >= wanted[k]:
+                v = item.value_iterated_to
+                out.append(
+                    (
+                        targets[k],
+                        int(self._h.get_highest_equivalent_value(v))
+                        if k
+                        else int(self._h.get_lowest_equivalent_value(v)),
+                    )
+                )
+                k += 1
         out.append((100.0, int(self._h.get_max_value())))
         return out
 
