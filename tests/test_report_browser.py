@@ -116,5 +116,5 @@ def test_run_with_no_report_saves_only_the_result(tmp_path: Path) -> None:
         timeout=120,
     )
     check(proc)
-    assert sorted(p.name for p in out.iterdir()) == ["result.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["intervals.jsonl", "result.json"]
     assert "report:" not in proc.stdout
