@@ -112,9 +112,11 @@ def knee(r: RunResult) -> Knee | None:
     return None
 
 
-def syn_retransmits(r: RunResult) -> int:
-    """Connects whose latency sits in a SYN-retransmission band (just after 1, 3 or 7 s)."""
-    return sum(r.histogram.count_between(lo, hi) for lo, hi in SYN_BANDS_US)
+def syn_retransmits(r: RunResult) -> tuple[int, int]:
+    """(connects in a SYN-retransmission band, just after 1, 3 or 7 s; connects at or over
+    the first band's start)."""
+    *bands, slow = r.histogram.counts_in([*SYN_BANDS_US, (SYN_BANDS_US[0][0], 2**62)])
+    return sum(bands), slow
 
 
 def fell_behind(r: RunResult) -> bool:
@@ -371,8 +373,7 @@ def syn_tail(r: RunResult) -> int:
     """Connects to call SYN retransmissions: those in the bands, when the listener dropped
     SYNs or when they are at least half of all connects over 0.95 s (else the slow ones
     are a smear, e.g. a driver behind its schedule, and naming them SYN losses would lie)."""
-    n = syn_retransmits(r)
-    slow = r.histogram.count_between(SYN_BANDS_US[0][0], 2**62)
+    n, slow = syn_retransmits(r)
     return n if n and (listen_drops(r) or n * 2 >= slow) else 0
 
 

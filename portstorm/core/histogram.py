@@ -7,6 +7,7 @@ merged and compared later; percentiles are derived from it, never stored alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -59,13 +60,16 @@ class LatencyHistogram:
         out["max"] = self.max
         return out
 
-    def count_between(self, low_us: int, high_us: int) -> int:
-        """Recorded values in [low_us, high_us] (to the histogram's precision)."""
-        return sum(
-            int(item.count_at_value_iterated_to)
-            for item in self._h.get_recorded_iterator()
-            if low_us <= item.value_iterated_to <= high_us
-        )
+    def counts_in(self, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        """Recorded values in each [low_us, high_us] (to the histogram's precision), in one
+        pass over the recorded values."""
+        counts = [0] * len(ranges)
+        for item in self._h.get_recorded_iterator():
+            v = item.value_iterated_to
+            for k, (low, high) in enumerate(ranges):
+                if low <= v <= high:
+                    counts[k] += int(item.count_at_value_iterated_to)
+        return counts
 
     def spectrum(self, nines: float = 4.0, step: float = 0.05) -> list[tuple[float, int]]:
         """(percentile, value) from 0 out to ``nines`` nines (4: 99.99 %), evenly spaced on
