@@ -19,9 +19,14 @@ from portstorm.core.result import (
 def _interval(t: float, ok: int, failed: dict[str, int] | None = None) -> Interval:
     failed = failed or {}
     return Interval(
-        t=t, dt=1.0, attempts=ok + sum(failed.values()), succeeded=ok, failed=failed,
-        other_errnos={}, latency_us={"p50": 10 if ok else None, "p99": 20 if ok else None},
-    )  # fmt: skip
+        t=t,
+        dt=1.0,
+        attempts=ok + sum(failed.values()),
+        succeeded=ok,
+        failed=failed,
+        other_errnos={},
+        latency_us={"p50": 10 if ok else None, "p99": 20 if ok else None},
+    )
 
 
 def _result(complete: bool = True) -> RunResult:
@@ -72,17 +77,24 @@ def test_interval_refuses_counts_that_do_not_add_up() -> None:
 
 def test_interval_refuses_unknown_outcome_names() -> None:
     with pytest.raises(ValueError, match="unknown outcome"):
-        Interval(t=0, dt=1, attempts=1, succeeded=0, failed={"oops": 1}, other_errnos={},
-                 latency_us={})  # fmt: skip
+        Interval(
+            t=0, dt=1, attempts=1, succeeded=0, failed={"oops": 1}, other_errnos={}, latency_us={}
+        )
 
 
 def test_histogram_must_hold_exactly_the_successes() -> None:
     with pytest.raises(ValueError, match="histogram"):
         RunResult(
-            tool_version="0", host=HostInfo("h", "k", 1), started_at="x", duration_s=1,
-            complete=True, scenario={}, tunings={}, intervals=(_interval(0, 3),),
+            tool_version="0",
+            host=HostInfo("h", "k", 1),
+            started_at="x",
+            duration_s=1,
+            complete=True,
+            scenario={},
+            tunings={},
+            intervals=(_interval(0, 3),),
             histogram=LatencyHistogram(),
-        )  # fmt: skip
+        )
 
 
 @pytest.mark.parametrize(
@@ -140,10 +152,15 @@ def test_the_tuples_table_round_trips_and_must_add_up_to_the_totals(tmp_path: Pa
     save_json_atomic(path, r.to_json())
     doc = json.loads(path.read_text())
     assert doc["tuples"][0] == {
-        "source": "198.18.1.1", "destination": "198.18.0.2:9000", "attempts": 107,
-        "succeeded": 100, "failed": {"port_exhausted": 7}, "first_failure_s": 1.2,
-        "ports_in_use": 100, "ports_in_use_peak": 100,
-    }  # fmt: skip
+        "source": "198.18.1.1",
+        "destination": "198.18.0.2:9000",
+        "attempts": 107,
+        "succeeded": 100,
+        "failed": {"port_exhausted": 7},
+        "first_failure_s": 1.2,
+        "ports_in_use": 100,
+        "ports_in_use_peak": 100,
+    }
     assert load_result(path).tuples == (a, b)
     with pytest.raises(
         ValueError, match="tuples table counts 111 attempts and 104 successes, the intervals 112"
@@ -167,10 +184,56 @@ def test_the_worst_tuple_fails_most_often_and_first() -> None:
     for _ in range(105):
         h.record(10)
     r = RunResult(
-        tool_version="0", host=HostInfo("h", "k", 1), started_at="x", duration_s=1,
-        complete=True, scenario={}, tunings={},
-        intervals=(_interval(0, 105, {"bind_in_use": 100}),), histogram=h,
+        tool_version="0",
+        host=HostInfo("h", "k", 1),
+        started_at="x",
+        duration_s=1,
+        complete=True,
+        scenario={},
+        tunings={},
+        intervals=(_interval(0, 105, {"bind_in_use": 100}),),
+        histogram=h,
         tuples=(late, fine, early),
-    )  # fmt: skip
+    )
     assert r.worst_tuple() == early
     assert _with_tuples(TupleStats("a", "d:1", 105, {"port_exhausted": 7})).worst_tuple() is None
+
+
+def test_rate_after_exhaustion_counts_whole_hold_periods_within_whole_intervals() -> None:
+    # tcp_tw_reuse_delay=100 ms: 0.1 s periods in 1 s intervals, the last ending just short
+    # of a whole second; dividing by the periods up to the run's end, not by the time the
+    # counted intervals cover, gave 69 % of the rate
+    ivs = [_interval(0.0, 100, {"port_exhausted": 50})]
+    for k, dt in ((1, 1.0), (2, 1.0), (3, 0.9993)):
+        ivs.append(
+            Interval(
+                t=float(k),
+                dt=dt,
+                attempts=150,
+                succeeded=100,
+                failed={"port_exhausted": 50},
+                other_errnos={},
+                latency_us={"p50": 10, "p99": 20},
+            )
+        )
+    h = LatencyHistogram()
+    for _ in range(400):
+        h.record(10)
+    r = RunResult(
+        tool_version="0.1.0",
+        host=HostInfo("box", "6.18.0", 2),
+        started_at="2026-11-21T19:00:00Z",
+        duration_s=4.0,
+        complete=True,
+        scenario={},
+        tunings={},
+        intervals=tuple(ivs),
+        histogram=h,
+        first_failure_s=0.5,
+        first_failure_outcome="port_exhausted",
+        capacity={"hold_s": 0.1},
+    )
+    # 29 periods fit before the run's end (3.9 s); the intervals within them end at 3.0 s
+    n, span = r.turnover() or (0, 0.0)
+    assert (n, round(span, 6)) == (200, 2.0)
+    assert r.sustained_after_exhaustion() == pytest.approx(100.0)

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from portstorm.core.findings import after_exhaustion
 from portstorm.core.result import RunResult
 
 # key, label, unit
@@ -41,7 +40,7 @@ def run_metrics(r: RunResult) -> dict[str, float | None]:
     model = cap.get("sustainable_rate")
     return {
         "rate": r.rate,
-        "after_exhaustion": _after_exhaustion(r),
+        "after_exhaustion": r.sustained_after_exhaustion(),
         "first_failure_s": r.first_failure_s,
         "p50_us": _f(lat.get("p50")),
         "p99_us": _f(lat.get("p99")),
@@ -52,24 +51,9 @@ def run_metrics(r: RunResult) -> dict[str, float | None]:
     }
 
 
-def _turnover(r: RunResult) -> tuple[int, float] | None:
-    hold = (r.capacity or {}).get("hold_s")
-    if r.first_failure_s is None or not hold:
-        return None
-    return after_exhaustion(r, r.first_failure_s, float(hold))
-
-
-def _after_exhaustion(r: RunResult) -> float | None:
-    """Over whole hold periods when the run was long enough (findings.after_exhaustion:
-    ports come back in bursts, one hold time after they were taken), else the plain rate
-    after the first failure (a run shorter than the hold time sees no port come back)."""
-    turnover = _turnover(r)
-    return turnover[0] / turnover[1] if turnover else r.sustained_after_exhaustion()
-
-
 def steady_state_seen(r: RunResult) -> bool:
     """Did this run, having run out of ports, last a whole hold period longer?"""
-    return _turnover(r) is not None
+    return r.turnover() is not None
 
 
 def _f(v: object) -> float | None:
@@ -174,7 +158,7 @@ def compare(subjects: Sequence[Subject]) -> dict[str, Any]:
             "repeats": len(s.runs),
             "metrics": {k: v.to_json() for k, v in m.items()},
             "failure_mix_pct": {k: round(v, 4) for k, v in s.failure_mix.items()},
-            # every repeat that ran out lasted a whole hold time longer (see after_exhaustion)
+            # every repeat that ran out lasted a whole hold time longer (RunResult.turnover)
             "steady_state": all(steady_state_seen(r) for r in s.runs if r.first_failure_s),
         }
         if i:

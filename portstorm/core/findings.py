@@ -7,7 +7,6 @@ whose evidence is missing (no samples, too short a run) is left out, not guessed
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ BEHIND_SLACK = 1.05  # an open loop taking 5 % (and 0.5 s) longer than planned f
 KNEE_FACTOR = 3.0  # p50 this many times the early p50 ...
 KNEE_MIN_US = 50  # ... and at least this much higher
 KNEE_OCCUPANCY = 0.45  # ... once this share of the port space was in use
-TW_EXPIRY_SLACK_S = 5.0  # TIME_WAIT ends 60 to 65 s after it began (timer wheel, KERNEL.md)
 MODEL_AGREES = 0.10  # measured within 10 % (or 1 conn/s) of the model counts as agreeing
 
 
@@ -135,28 +133,6 @@ def counter_total(intervals: Sequence[Interval], name: str, server: bool = False
     return sum(known) if known else None
 
 
-def after_exhaustion(r: RunResult, ff: float, hold_s: float) -> tuple[int, float] | None:
-    """Successes over whole hold periods after the first failure: (count, seconds).
-
-    Once the ports have run out, an open loop gets each port back ``hold_s`` after it was
-    taken, all at once if they were all taken at once: the steady rate is a per-period
-    average (ports / hold), not what any one second shows. So count over k whole periods
-    from the first interval after the failure, plus a few seconds for TIME_WAIT's timer
-    (it fires late, never early: KERNEL.md). None when the run is shorter than one period.
-    """
-    slack = TW_EXPIRY_SLACK_S if hold_s >= TIME_WAIT_S else 0.0
-    after = [i for i in r.intervals if i.t >= ff - 1e-9]
-    if not after or hold_s <= 0:
-        return None
-    t0, end = after[0].t, after[-1].t + after[-1].dt
-    periods = math.floor((end - t0 - slack) / hold_s + 1e-9)
-    if periods < 1:
-        return None
-    stop = t0 + periods * hold_s + slack
-    n = sum(i.succeeded for i in after if i.t + i.dt <= stop + 1e-6)
-    return n, periods * hold_s
-
-
 def _rate_before(r: RunResult, t: float) -> float | None:
     """Attempts per second over the whole intervals that ended by ``t``."""
     before = [i for i in r.intervals if i.t + i.dt <= t + 1e-3]
@@ -204,7 +180,7 @@ def _exhaustion(r: RunResult, ff: float) -> Finding:
     if model is None or not hold:
         return Finding("exhaustion", text, "headline")
     space = f"{ports:,} ports" + (f" x {tuples} tuples" if tuples and tuples > 1 else "")
-    turnover = after_exhaustion(r, ff, float(hold))
+    turnover = r.turnover()
     if turnover is not None:
         n, span = turnover
         measured = n / span

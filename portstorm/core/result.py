@@ -11,11 +11,15 @@ Format history (keep old versions loading, as pyperf's _bench.py does):
   files: they load with an empty table. Each interval's own latency histogram (``hdr``,
   HdrHistogram's compressed encoding, for the interval log export) was added within version
   1 too; files without it load, and their exports hold the whole run as one interval.
+  ``events.sustained_after_exhaustion`` is counted over whole hold periods when the run
+  lasted one past its first failure (earlier files stored the plain rate after it; the
+  figure is derived, and readers recompute it from the intervals).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import math
 import os
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from portstorm.core.capacity import TIME_WAIT_S
 from portstorm.core.errors import UsageError
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES
@@ -34,6 +39,7 @@ FORMAT = "portstorm.run/1"
 FORMAT_NAME, _, _v = FORMAT.partition("/")
 FORMAT_VERSION = int(_v)
 _FAILURE_NAMES = frozenset(str(o) for o in FAILURES)
+TW_EXPIRY_SLACK_S = 5.0  # TIME_WAIT ends 60 to 65 s after it began (timer wheel, KERNEL.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +182,11 @@ class TupleStats:
         return stats
 
 
+def utc_iso(t: dt.datetime) -> str:
+    """``2026-11-21T20:37:46Z``: the timestamps in portstorm's files."""
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _round6(v: float | None) -> float | None:
     return None if v is None else round(v, 6)
 
@@ -270,11 +281,55 @@ class RunResult:
         """Successful connections per second over the whole run."""
         return self.succeeded / self.duration_s if self.duration_s > 0 else 0.0
 
+    def turnover(self) -> tuple[int, float] | None:
+        """Successes over at least one whole hold period after the first failure:
+        (count, seconds).
+
+        Once the ports have run out, an open loop gets each port back one hold time after
+        it was taken, all at once if they were all taken at once: the steady rate is a
+        per-period average (ports / hold), not what any one second shows. So count over k
+        whole periods from the first interval after the failure, plus a few seconds for
+        TIME_WAIT's timer (it fires late, never early: KERNEL.md). None without a failure,
+        without the model's hold time, or when the run ended within one period after it.
+        """
+        hold = (self.capacity or {}).get("hold_s")
+        ff = self.first_failure_s
+        if ff is None or not hold or hold <= 0:
+            return None
+        hold = float(hold)
+        slack = TW_EXPIRY_SLACK_S if hold >= TIME_WAIT_S else 0.0
+        after = [i for i in self.intervals if i.t >= ff - 1e-9]
+        if not after:
+            return None
+        t0, end = after[0].t, after[-1].t + after[-1].dt
+        periods = math.floor((end - t0 - slack) / hold + 1e-9)
+        if periods < 1:
+            return None
+        stop = t0 + periods * hold + slack
+        counted = [i for i in after if i.t + i.dt <= stop + 1e-6]
+        covered = counted[-1].t + counted[-1].dt - t0 if counted else 0.0
+        if slack:
+            # TIME_WAIT expiry: ports return in bursts, one hold time apart; the counted
+            # intervals hold whole bursts (the slack only lets late timers in), so the
+            # time base is the periods themselves. Interval ends wobble by milliseconds.
+            periods = round((covered - slack) / hold)
+            return (sum(i.succeeded for i in counted), periods * hold) if periods >= 1 else None
+        # reuse after a delay: ports return continuously; the counted intervals' own time
+        # (their ends need not fall on period boundaries: 0.1 s periods in 1 s intervals)
+        if covered < hold - 1e-9:
+            return None
+        return sum(i.succeeded for i in counted), covered
+
     def sustained_after_exhaustion(self) -> float | None:
-        """Successes per second once the ports had run out: over the whole intervals that
-        began at or after the first failure (the one holding it mixes before and after)."""
+        """Successes per second once the ports had run out: over whole hold periods
+        (``turnover()``) when the run lasted that long, else over the whole intervals that
+        began at or after the first failure (a run shorter than the hold time sees no port
+        come back, and says so)."""
         if self.first_failure_s is None:
             return None
+        turnover = self.turnover()
+        if turnover is not None:
+            return turnover[0] / turnover[1]
         after = [i for i in self.intervals if i.t >= self.first_failure_s]
         span = sum(i.dt for i in after)
         return sum(i.succeeded for i in after) / span if span > 0 else None

@@ -23,7 +23,7 @@ from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.intervallog import NAME as INTERVAL_LOG
 from portstorm.core.intervallog import IntervalLog
 from portstorm.core.ports import parse_port_range
-from portstorm.core.result import Interval, RunResult, TupleStats, save_json_atomic
+from portstorm.core.result import Interval, RunResult, TupleStats, save_json_atomic, utc_iso
 from portstorm.core.scenario import BindMode, SandboxKind, Scenario, Target
 from portstorm.core.tuning import reuse_notes
 from portstorm.engine.driver import (
@@ -190,7 +190,7 @@ def run(
             {
                 "tool": {"name": "portstorm", "version": __version__},
                 "host": host_info().to_json(),
-                "started_at": _iso(started),
+                "started_at": utc_iso(started),
                 "scenario": sc,
                 "tunings": sandbox.tunings,
                 "server_tunings": sandbox.server_tunings,
@@ -232,7 +232,7 @@ def run(
     result = RunResult(
         tool_version=__version__,
         host=host_info(),
-        started_at=_iso(started),
+        started_at=utc_iso(started),
         duration_s=report.elapsed_s,
         complete=not report.interrupted,
         scenario=sc,
@@ -249,10 +249,6 @@ def run(
     path = out_dir / "result.json"
     save_json_atomic(path, result.to_json())
     return RunOutput(result, path)
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def tuple_stats(flows: list[Flow], report: DriverReport) -> tuple[TupleStats, ...]:

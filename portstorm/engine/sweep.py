@@ -40,6 +40,7 @@ from portstorm.core.errors import UsageError
 from portstorm.core.result import (
     load_result,
     save_json_atomic,
+    utc_iso,
 )
 from portstorm.core.sweep import FORMAT, Cell, Factor
 from portstorm.engine.sinkproc import die_with_parent
@@ -337,8 +338,8 @@ class SweepRunner:
             "format": FORMAT,
             "tool": {"name": "portstorm", "version": __version__},
             "host": host_info().to_json(),
-            "started_at": _iso(self.started_at),
-            "updated_at": _iso(now),
+            "started_at": utc_iso(self.started_at),
+            "updated_at": utc_iso(now),
             "complete": complete,
             "preset": self.plan.preset,
             "parallel": self.plan.parallel,
@@ -395,10 +396,6 @@ def _last_error(log: Path) -> str | None:
     errors = [ln for ln in lines if ln.startswith("portstorm:")]
     chosen = errors or lines
     return chosen[-1] if chosen else None
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _time_wait_toward(targets: list[tuple[str, int]]) -> int:

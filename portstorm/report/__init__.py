@@ -22,7 +22,7 @@ from portstorm.core.compare import METRICS, Subject, compare
 from portstorm.core.errors import UsageError
 from portstorm.core.findings import compare_findings, run_findings
 from portstorm.core.inputs import Loaded, load, subjects_of
-from portstorm.core.result import RunResult
+from portstorm.core.result import RunResult, utc_iso
 from portstorm.core.sweep import Factor
 
 DEFAULT_NAME = "report.html"
@@ -183,7 +183,7 @@ def _relative(p: Path, html: Path) -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_iso(dt.datetime.now(dt.UTC))
 
 
 def _write(html: Path, text: str) -> None:

@@ -99,16 +99,18 @@ def _mark_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
             lw=0,
             label="intervals with failures" if label and k == 0 else None,
         )
+    _mark_first_failure(
+        ax,
+        r,
+        f"first failure {fmt_s(r.first_failure_s or 0)} ({r.first_failure_outcome})"
+        if label
+        else None,
+    )
+
+
+def _mark_first_failure(ax: Axes, r: RunResult, label: str | None) -> None:
     if r.first_failure_s is not None:
-        ax.axvline(
-            r.first_failure_s,
-            color=VERMILLION,
-            lw=1.5,
-            ls="--",
-            label=f"first failure {fmt_s(r.first_failure_s)} ({r.first_failure_outcome})"
-            if label
-            else None,
-        )
+        ax.axvline(r.first_failure_s, color=VERMILLION, lw=1.5, ls="--", label=label)
 
 
 def _sample_times(r: RunResult) -> list[float]:
@@ -143,8 +145,7 @@ def port_space(r: RunResult) -> Figure:
         what = f"{int(cap['usable_ports']):,} usable ports" + (
             f" x {tuples} tuples" if tuples > 1 else ""
         )
-        ax.axhline(ceil, color=GREY, lw=5, alpha=0.5, zorder=1,
-                   label=f"ceiling: {what} = {ceil:,}")  # fmt: skip
+        ax.axhline(ceil, color=GREY, lw=5, alpha=0.5, zorder=1, label=f"ceiling: {what} = {ceil:,}")
         if top and ceil > 20 * top:
             ax.set_yscale("symlog", linthresh=max(10.0, top / 10))
     _mark_failures(ax, r)
@@ -193,14 +194,7 @@ def connection_rate(r: RunResult) -> Figure:
             lw=1.8,
             label=f"model: sustainable {float(model):,.2f} conn/s",
         )
-    if r.first_failure_s is not None:
-        ax.axvline(
-            r.first_failure_s,
-            color=VERMILLION,
-            lw=1.5,
-            ls="--",
-            label=f"first failure {fmt_s(r.first_failure_s)}",
-        )
+    _mark_first_failure(ax, r, f"first failure {fmt_s(r.first_failure_s or 0)}")
     if not ivs:
         _no_data(ax, "no intervals recorded")
     ax.set_xlim(0, max([r.duration_s] + [a + w for a, w in zip(lefts, widths, strict=True)]))
@@ -270,10 +264,11 @@ def latency(r: RunResult) -> Figure:
     fig = new_figure(4.6)
     spec, over_time = fig.subplots(1, 2, width_ratios=[1, 1.3])
     h = r.histogram
+    named_tail = syn_tail(r) > 0  # one pass over the histogram, for both panels
     if h.count:
         draw_spectrum(spec, h, BLUE, "-", f"{h.count:,} successful connects")
         style_spectrum(spec, float(h.percentile(0.0) or 1), float(h.max or 1))
-        if syn_tail(r):
+        if named_tail:
             mark_syn_tails(spec, float(h.max or 0))
     else:
         _no_data(spec, "no successful connect")
@@ -303,7 +298,7 @@ def latency(r: RunResult) -> Figure:
     _mark_failures(over_time, r, label=False)
     if top:
         latency_axis(over_time, bottom, top)
-        if syn_tail(r):
+        if named_tail:
             mark_syn_tails(over_time, top)
         fig.legend(loc="outside lower center", ncols=2, frameon=False)
     else:
