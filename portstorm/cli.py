@@ -65,6 +65,22 @@ def run(
             "With --rate: a cap on attempts in flight (default none).",
         ),
     ] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Driver processes; the rate or concurrency is split among them and their "
+            "counts and histograms merged. Default: one per CPU core.",
+        ),
+    ] = None,
+    sink_workers: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Built-in sink processes (SO_REUSEPORT listeners). "
+            "Default: one per two CPU cores.",
+        ),
+    ] = None,
     close: Annotated[
         CloseMode,
         typer.Option(
@@ -171,7 +187,8 @@ def run(
     from portstorm.ui import LiveLine, print_summary
 
     scenario = scenario_from_options(
-        targets=targets, duration=duration, rate=rate, concurrency=concurrency, close=close,
+        targets=targets, duration=duration, rate=rate, concurrency=concurrency,
+        workers=workers, sink_workers=sink_workers, close=close,
         bind=bind, port_range=port_range, source=source, sink_ports=sink_ports,
         sink_addresses=sink_addresses, sandbox=sandbox, set_=set_, server_set=server_set,
         change_host_sysctls=change_host_sysctls, interval=interval,
@@ -349,11 +366,18 @@ def sink(
     idle_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for a client to end a connection.", min=0.001)
     ] = 60.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Processes, each with its own SO_REUSEPORT listener on every address.",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
     machine_readable: Annotated[bool, typer.Option(hidden=True)] = False,
     wait_for_go: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> int:
     """Run the built-in sink until interrupted (Ctrl-C or SIGTERM)."""
-    import trio
 
     from portstorm.engine.sink import run_sink
     from portstorm.engine.sinkproc import READY_PREFIX, STATS_PREFIX
@@ -376,7 +400,7 @@ def sink(
             )
 
     try:
-        stats = trio.run(run_sink, addresses, close, ready, idle_timeout)
+        stats = run_sink(addresses, close, ready, idle_timeout, workers)
     except OSError as e:
         raise _ListenError(f"--listen: cannot listen on {e.strerror}") from None
     counts = (

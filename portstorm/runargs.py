@@ -32,6 +32,8 @@ def scenario_from_options(
     duration: str,
     rate: str | None,
     concurrency: str | None,
+    workers: str | None,
+    sink_workers: str | None,
     close: Any,
     bind: Any,
     port_range: str | None,
@@ -47,7 +49,7 @@ def scenario_from_options(
     **_ignored: Any,
 ) -> Scenario:
     """Every check of ``portstorm run``'s input; one UsageError on the first bad value."""
-    from portstorm.engine.sysinfo import tuning_context
+    from portstorm.engine.sysinfo import default_sink_workers, default_workers, tuning_context
 
     n_in_flight = parse_optional("--concurrency", concurrency)
     parsed_targets = tuple(parse_target(t) for t in targets or ())
@@ -68,6 +70,11 @@ def scenario_from_options(
         duration_s=parse_number("--duration", duration),
         rate=parse_optional("--rate", rate),
         concurrency=int(n_in_flight) if n_in_flight is not None else None,
+        workers=int(parse_optional("--workers", workers) or default_workers()),
+        sink_workers=int(
+            parse_optional("--sink-workers", sink_workers)
+            or (1 if parsed_targets else default_sink_workers())
+        ),
         close=close,
         bind=bind,
         socket_port_range=parse_socket_port_range(port_range),

@@ -155,6 +155,8 @@ RUN_OPTIONS = {
     "--interval": NUMBERISH,
     "--connect-timeout": NUMBERISH,
     "--sink-ports": NUMBERISH,
+    "--workers": NUMBERISH,
+    "--sink-workers": NUMBERISH,
     "--sink-addresses": NUMBERISH,
     "--close": st.text(max_size=10),
     "--bind": st.text(max_size=10),

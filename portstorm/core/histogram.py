@@ -7,7 +7,8 @@ merged and compared later; percentiles are derived from it, never stored alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -34,6 +35,19 @@ class LatencyHistogram:
         elif value_us > HIGHEST_US:
             value_us = HIGHEST_US
         self._h.record_value(value_us)
+
+    def record_many(self, values_us: Iterable[int]) -> None:
+        """Record every value, the same as ``record`` on each, at a fraction of the cost:
+        connect latencies repeat (microseconds), so each distinct value is recorded once
+        with its count. The driver buffers an interval's latencies and records them here,
+        off its hot path."""
+        h = self._h
+        for value, n in Counter(values_us).items():
+            if value < LOWEST_US:
+                value = LOWEST_US
+            elif value > HIGHEST_US:
+                value = HIGHEST_US
+            h.record_value(value, n)
 
     def add(self, other: LatencyHistogram) -> None:
         self._h.add(other._h)

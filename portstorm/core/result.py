@@ -126,6 +126,36 @@ class Interval:
         )
 
 
+def merge_intervals(parts: Iterable[Interval]) -> Interval:
+    """One interval from the parts several driver workers measured over the same stretch:
+    counts and histograms added (exact), the span covering every part. Port-space readings
+    are left null: they belong to the run, not to a worker, and are added by the caller."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("no interval parts to merge")
+    start = min(p.t for p in parts)
+    end = max(p.t + p.dt for p in parts)
+    failed: Counter[str] = Counter()
+    other: Counter[str] = Counter()
+    hist = LatencyHistogram()
+    for p in parts:
+        failed.update(p.failed)
+        other.update(p.other_errnos)
+        if p.hdr is not None:
+            hist.add(LatencyHistogram.decode(p.hdr))
+    succeeded = sum(p.succeeded for p in parts)
+    return Interval(
+        t=start,
+        dt=end - start,
+        attempts=sum(p.attempts for p in parts),
+        succeeded=succeeded,
+        failed={str(o): failed[str(o)] for o in FAILURES if failed[str(o)]},
+        other_errnos=dict(other),
+        latency_us={"p50": hist.percentile(50.0), "p99": hist.percentile(99.0)},
+        hdr=hist.encode() if hist.count else None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TupleStats:
     """One (source IP, destination IP, destination port) over the whole run."""

@@ -50,6 +50,7 @@ class SandboxKind(enum.StrEnum):
 MAX_DURATION_S = 7 * 24 * 3600.0
 MAX_RATE = 10_000_000.0
 MAX_CONCURRENCY = 1_000_000
+MAX_WORKERS = 64
 DEFAULT_CONCURRENCY = 32
 
 # RFC 1123 host names: labels of letters, digits and hyphens.
@@ -120,7 +121,8 @@ class Scenario:
     change_host: bool = False  # --change-host-sysctls: --set may change live host sysctls
     bind: BindMode = BindMode.CONNECT
     socket_port_range: tuple[int, int] | None = None  # --port-range, with --bind range
-    workers: int = 1
+    workers: int = 1  # driver processes
+    sink_workers: int = 1  # built-in sink processes (SO_REUSEPORT listeners)
     sources: tuple[str, ...] = field(default_factory=tuple)  # expanded --source addresses
     sink_ports: int = 1  # the built-in sink listens on this many ports...
     sink_addresses: int = 1  # ...on each of this many addresses
@@ -133,6 +135,8 @@ class Scenario:
             _check("--rate", self.rate)
         if self.concurrency is not None:
             _check("--concurrency", self.concurrency)
+        _check("--workers", self.workers)
+        _check("--sink-workers", self.sink_workers)
         if self.targets and self.sandbox is not SandboxKind.HOST:
             raise UsageError(
                 f"--sandbox {self.sandbox} runs the built-in sink inside new namespaces, where "
@@ -154,6 +158,10 @@ class Scenario:
                 raise UsageError(
                     f"{option} applies to the built-in sink; with targets, list each HOST:PORT"
                 )
+        if self.sink_workers > 1 and self.targets:
+            raise UsageError(
+                "--sink-workers applies to the built-in sink; with targets there is none"
+            )
         check_sources_for_sandbox(str(self.sandbox), self.sources, self.sink_addresses)
         n_dest = len(self.targets) or self.sink_ports * self.sink_addresses
         if max(1, len(self.sources)) * n_dest > MAX_TUPLES:
@@ -204,6 +212,7 @@ class Scenario:
             "concurrency": self.in_flight_cap,
             "mode": "open" if self.open_loop else "closed",
             "workers": self.workers,
+            "sink_workers": self.sink_workers if not self.targets else None,
             "close": str(self.close),
             "bind": str(self.bind),
             "port_range": (
@@ -228,6 +237,8 @@ _NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {
     "--concurrency": (True, 1, False, MAX_CONCURRENCY, "attempts in flight"),
     "--sink-ports": (True, 1, False, MAX_SINK_PORTS, "listening ports per sink address"),
     "--sink-addresses": (True, 1, False, MAX_SINK_ADDRESSES, "sink addresses"),
+    "--workers": (True, 1, False, MAX_WORKERS, "driver processes"),
+    "--sink-workers": (True, 1, False, MAX_WORKERS, "sink processes"),
     "--repeat": (True, 1, False, 100, "runs per sweep cell"),
     "--parallel": (True, 1, False, 64, "sweep runs at once"),
 }

@@ -29,11 +29,15 @@ plus SO_ERROR (tcp_v4_connect(), then the handshake in softirq).
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import signal
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter_ns
+from typing import Protocol
 
 import trio
 
@@ -49,7 +53,14 @@ from portstorm.engine.timer import PreciseTimer
 _LINGER_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST (tcp_disconnect)
 _FAILURE_INDEX = {o: i for i, o in enumerate(FAILURES)}
 _N_FAILURES = len(FAILURES)
-_OPEN_LOOP_YIELD_EVERY = 64  # a late open-loop scheduler still lets attempts run
+# Attempts that complete inside _begin() never wait, so a task yields to the others (the
+# ticker, a stop, attempts waiting on the event loop) once it has run this long: trio runs
+# every ready task once per scheduler pass, so a pass lasts up to tasks x slice. Counted in
+# attempts instead, 16 tasks x 32 connects of 2 ms each (past the port-search knee) held
+# the interval ticker back for a whole second.
+_SLICE_NS = 500_000
+_STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK  # no separate fcntl()
+_EINPROGRESS, _EALREADY, _EISCONN = errno.EINPROGRESS, errno.EALREADY, errno.EISCONN
 
 # include/uapi/linux/in.h; Python's socket module does not name them on every version
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux 4.2: bind() defers the port choice to connect()
@@ -134,17 +145,32 @@ def check_socket_options(no_port: bool, port_range: bytes | None, kernel: str) -
         probe.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Share:
+    """Which part of the run's load a driver carries: worker ``index`` of ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"worker {self.index} of {self.count}")
+
+    def part(self, total: int) -> int:
+        """This worker's part of ``total`` (in-flight slots): the parts add up to it."""
+        return total // self.count + (1 if self.index < total % self.count else 0)
+
+
 class _Tally:
     """What completed since the last interval boundary (swapped out at each tick)."""
 
-    __slots__ = ("failed", "hist", "other", "succeeded", "t_start_ns")
+    __slots__ = ("failed", "latencies_ns", "other", "t_start_ns")
 
     def __init__(self, t_start_ns: int) -> None:
         self.t_start_ns = t_start_ns
-        self.succeeded = 0
+        self.latencies_ns: list[int] = []  # one per success: recorded at the interval's end
         self.failed = [0] * len(FAILURES)
         self.other: dict[str, int] = {}
-        self.hist = LatencyHistogram()
 
 
 @dataclass
@@ -162,6 +188,7 @@ class DriverReport:
     flow_first_failure_s: list[float | None] = field(default_factory=list)
     flow_ports_last: list[int | None] = field(default_factory=list)
     flow_ports_peak: list[int | None] = field(default_factory=list)
+    worker_errors: list[str] = field(default_factory=list)  # workers that ended early
 
 
 class Driver:
@@ -171,27 +198,31 @@ class Driver:
         flows: list[Flow],
         on_interval: Callable[[Interval], None] | None = None,
         sample: Callable[[], Sample] | None = None,
+        share: Share = Share(),
+        start_ns: int | None = None,
     ) -> None:
         if not flows:
             raise ValueError("the driver needs at least one flow")
         self.scenario = scenario
         self.flows = flows
+        self.share = share
+        self._start_ns = start_ns  # perf_counter_ns() time; workers of one run share it
         self._on_interval = on_interval
         self._sample = sample
         self._timeout = scenario.connect_timeout_s
         self._close = scenario.close
         self._no_port, self._port_range = socket_options(scenario)
-        self._next_flow = 0
+        self._next_flow = share.index % len(flows)  # workers start spread over the flows
         n = len(flows)
         self._flow_ok = [0] * n
         self._flow_failed = [0] * (n * _N_FAILURES)  # [flow * _N_FAILURES + outcome index]
         self._flow_first: list[float | None] = [None] * n
-        self._flow_ports_last: list[int | None] = [None] * n
-        self._flow_ports_peak: list[int | None] = [None] * n
+        self._ports = FlowPorts(n)
         self._t0 = 0
         self._tally = _Tally(0)
         self._report = DriverReport()
         self._load_scope = trio.CancelScope()
+        self._stopped = trio.Event()
         self._min_final_ns = int(scenario.interval_s * 1e9) // 100
 
     # -- control -----------------------------------------------------------------------
@@ -208,28 +239,37 @@ class Driver:
         """End the run now (Ctrl-C, SIGTERM): in-flight attempts are abandoned, not counted."""
         self._report.interrupted = True
         self._load_scope.cancel()
+        self._stopped.set()
 
     async def run(self) -> DriverReport:
+        """Drive the load for the scenario's duration, from ``start_ns`` if one was given
+        (workers of one run share it, so their intervals line up), else from now."""
         sc = self.scenario
-        self._t0 = perf_counter_ns()
+        t0_ns = self._start_ns
+        if t0_ns is not None and (wait := t0_ns - perf_counter_ns()) > 0:
+            with trio.move_on_after(wait / 1e9):
+                await self._stopped.wait()
+        self._t0 = perf_counter_ns() if t0_ns is None else t0_ns
         self._tally = _Tally(self._t0)
         deadline_ns = self._t0 + int(sc.duration_s * 1e9)
+        cap = sc.in_flight_cap
+        if cap is not None:
+            cap = self.share.part(cap)
         async with trio.open_nursery() as outer:
             outer.start_soon(self._ticker)
             with self._load_scope:
                 async with trio.open_nursery() as load:
                     if sc.rate is not None:
-                        cap = sc.in_flight_cap
                         limiter = trio.CapacityLimiter(cap) if cap else None
                         load.start_soon(self._open_loop, load, sc.rate, deadline_ns, limiter)
                     else:
-                        for _ in range(sc.in_flight_cap or 1):
+                        for _ in range(cap or 1):
                             load.start_soon(self._closed_worker, deadline_ns)
             outer.cancel_scope.cancel()
         tally = self._tally
         # The last tick may have fallen on the end of the load: do not emit an empty sliver.
         if (
-            tally.succeeded
+            tally.latencies_ns
             or any(tally.failed)
             or perf_counter_ns() - tally.t_start_ns > self._min_final_ns
         ):
@@ -248,8 +288,8 @@ class Driver:
             for i in range(len(self.flows))
         ]
         rep.flow_first_failure_s = list(self._flow_first)
-        rep.flow_ports_last = list(self._flow_ports_last)
-        rep.flow_ports_peak = list(self._flow_ports_peak)
+        rep.flow_ports_last = list(self._ports.last)
+        rep.flow_ports_peak = list(self._ports.peak)
         return rep
 
     # -- load shapes -------------------------------------------------------------------
@@ -260,8 +300,18 @@ class Driver:
         return i
 
     async def _closed_worker(self, deadline_ns: int) -> None:
-        while perf_counter_ns() < deadline_ns:
-            await self._attempt(self._flow(), 0)
+        begin, finish, next_flow = self._begin, self._finish, self._flow
+        slice_end = 0
+        while (t := perf_counter_ns()) < deadline_ns:
+            if t >= slice_end:
+                await trio.lowlevel.checkpoint()
+                t = perf_counter_ns()
+                slice_end = t + _SLICE_NS
+            flow_i = next_flow()
+            s = begin(flow_i, t)
+            if s is not None:
+                await finish(s, flow_i, t)
+                slice_end = 0  # it waited: a fresh slice
 
     async def _open_loop(
         self,
@@ -270,11 +320,15 @@ class Driver:
         deadline_ns: int,
         limiter: trio.CapacityLimiter | None,
     ) -> None:
+        # the run's schedule, dealt round-robin: worker k of n takes starts k, k + n, ...
         period_ns = 1e9 / rate
+        n, k = self.share.count, self.share.index
+        begin, finish, next_flow = self._begin, self._finish, self._flow
         i = 0
+        slice_end = 0
         async with PreciseTimer() as timer:
             while True:
-                intended = self._t0 + int(i * period_ns)
+                intended = self._t0 + int((i * n + k) * period_ns)
                 if intended >= deadline_ns:
                     # The schedule covers the whole duration, even the gap after the last start.
                     now = perf_counter_ns()
@@ -284,76 +338,123 @@ class Driver:
                 now = perf_counter_ns()
                 if intended > now:
                     await timer.sleep_until(intended, now)
-                elif i % _OPEN_LOOP_YIELD_EVERY == 0:
+                    slice_end = perf_counter_ns() + _SLICE_NS
+                elif now >= slice_end:  # behind schedule: still let attempts finish, ticks run
                     await trio.lowlevel.checkpoint()
-                if limiter is None:
-                    nursery.start_soon(self._attempt, self._flow(), intended)
-                else:
-                    nursery.start_soon(self._limited_attempt, self._flow(), intended, limiter)
+                    slice_end = perf_counter_ns() + _SLICE_NS
                 i += 1
+                flow_i = next_flow()
+                if limiter is None:
+                    s = begin(flow_i, intended)
+                    if s is not None:
+                        nursery.start_soon(finish, s, flow_i, intended)
+                    continue
+                # In flight counts against the cap from the start; an attempt with no free
+                # slot waits for one in its own task, and that wait counts as latency.
+                slot = object()
+                try:
+                    limiter.acquire_on_behalf_of_nowait(slot)
+                except trio.WouldBlock:
+                    nursery.start_soon(self._limited_attempt, flow_i, intended, limiter)
+                    continue
+                s = begin(flow_i, intended)
+                if s is None:
+                    limiter.release_on_behalf_of(slot)
+                else:
+                    nursery.start_soon(self._finish_and_release, s, flow_i, intended, limiter, slot)
 
     async def _limited_attempt(
-        self, flow: int, intended_ns: int, limiter: trio.CapacityLimiter
+        self, flow_i: int, intended_ns: int, limiter: trio.CapacityLimiter
     ) -> None:
         async with limiter:
-            await self._attempt(flow, intended_ns)
+            s = self._begin(flow_i, intended_ns)
+            if s is not None:
+                await self._finish(s, flow_i, intended_ns)
+
+    async def _finish_and_release(
+        self,
+        s: socket.socket,
+        flow_i: int,
+        t_start_ns: int,
+        limiter: trio.CapacityLimiter,
+        slot: object,
+    ) -> None:
+        try:
+            await self._finish(s, flow_i, t_start_ns)
+        finally:
+            limiter.release_on_behalf_of(slot)
 
     # -- one attempt (the hot path) ----------------------------------------------------
+    #
+    # An attempt runs synchronously as far as it can: begin() opens, binds, connects and,
+    # when the handshake is already over, closes and records, all without a task switch.
+    # On loopback and over a veth the SYN, SYN-ACK and ACK are processed before connect()
+    # returns (softirq on the same CPU, then the socket backlog at release_sock()), so the
+    # first connect() says EINPROGRESS and a second one already finds the connection up
+    # (__inet_stream_connect(): 0 once the state is past SYN_SENT). Only an attempt still in
+    # progress, or one that must wait for the server's FIN (--close server), goes on in
+    # finish(), which waits on the event loop. Latency runs from the attempt's start (closed
+    # loop: just before socket(); open loop: its intended start) to the moment the
+    # connection is seen established; bind() is inside it (in bind mode the port search
+    # happens there).
 
-    async def _attempt(self, flow_i: int, t_start_ns: int) -> None:
-        """Open, bind if the mode says so, connect, end the connection by the close mode;
-        record what happened.
-
-        ``t_start_ns`` 0 means "now" (closed loop); otherwise the intended start. The
-        latency includes bind(): in bind mode the port search happens there.
-        """
+    def _begin(self, flow_i: int, t_start_ns: int) -> socket.socket | None:
+        """Start an attempt; None when it is over (recorded), else the socket to finish()."""
         flow = self.flows[flow_i]
         try:
-            s = socket.socket(flow.family, socket.SOCK_STREAM)
+            s = socket.socket(flow.family, _STREAM_NONBLOCK)
         except OSError as e:
             self._fail(flow_i, classify(Phase.SOCKET, e.errno or 0), e.errno)
-            await trio.lowlevel.checkpoint()
-            return
-        try:
-            s.setblocking(False)
-            if not t_start_ns:
-                t_start_ns = perf_counter_ns()
-            if flow.bind_addr is not None:
-                try:
-                    if self._no_port:
-                        s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-                    if self._port_range is not None:
-                        s.setsockopt(socket.SOL_IP, IP_LOCAL_PORT_RANGE, self._port_range)
-                    s.bind(flow.bind_addr)
-                except OSError as e:
-                    # EADDRINUSE: inet_csk_get_port() found no free port for this address
-                    self._fail(flow_i, classify(Phase.BIND, e.errno or 0), e.errno)
-                    await trio.lowlevel.checkpoint()
-                    return
-            elif self._port_range is not None:
-                s.setsockopt(socket.SOL_IP, IP_LOCAL_PORT_RANGE, self._port_range)
+            return None
+        if flow.bind_addr is not None:
             try:
-                s.connect(flow.sockaddr)
-            except BlockingIOError:
-                with trio.move_on_after(self._timeout) as cs:
-                    await trio.lowlevel.wait_writable(s)
-                if cs.cancelled_caught:
-                    self._fail(flow_i, Outcome.TIMEOUT, None)
-                    return
-                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    self._fail(flow_i, classify(Phase.CONNECT, err), err)
-                    return
+                if self._no_port:
+                    s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                if self._port_range is not None:
+                    s.setsockopt(socket.SOL_IP, IP_LOCAL_PORT_RANGE, self._port_range)
+                s.bind(flow.bind_addr)
             except OSError as e:
-                # EADDRNOTAVAIL and friends fail inside connect() itself: no await happened
-                # yet, so yield here or a failing closed loop would starve every other task.
-                self._fail(flow_i, classify(Phase.CONNECT, e.errno or 0), e.errno)
-                await trio.lowlevel.checkpoint()
-                return
-            else:
-                await trio.lowlevel.checkpoint()
-            latency_ns = perf_counter_ns() - t_start_ns
+                # EADDRINUSE: inet_csk_get_port() found no free port for this address
+                s.close()
+                self._fail(flow_i, classify(Phase.BIND, e.errno or 0), e.errno)
+                return None
+        elif self._port_range is not None:
+            s.setsockopt(socket.SOL_IP, IP_LOCAL_PORT_RANGE, self._port_range)
+        err = s.connect_ex(flow.sockaddr)
+        if err == _EINPROGRESS:
+            err = s.connect_ex(flow.sockaddr)
+            if err == _EALREADY:
+                return s
+        if err:
+            # EADDRNOTAVAIL (no free port) and friends fail inside connect() itself
+            s.close()
+            self._fail(flow_i, classify(Phase.CONNECT, err), err)
+            return None
+        latency_ns = perf_counter_ns() - t_start_ns
+        close = self._close
+        if close is CloseMode.SERVER:
+            return s  # finish() reads to the server's FIN
+        if close is CloseMode.RST:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
+        s.close()
+        self._tally.latencies_ns.append(latency_ns)
+        self._flow_ok[flow_i] += 1
+        return None
 
+    async def _finish(self, s: socket.socket, flow_i: int, t_start_ns: int) -> None:
+        """Wait for the connection begin() started, end it by the close mode, record it."""
+        try:
+            sockaddr = self.flows[flow_i].sockaddr
+            with trio.move_on_after(self._timeout) as cs:
+                while (err := s.connect_ex(sockaddr)) == _EALREADY:
+                    await trio.lowlevel.wait_writable(s)
+            if cs.cancelled_caught:
+                self._fail(flow_i, Outcome.TIMEOUT, None)
+                return
+            if err and err != _EISCONN:
+                self._fail(flow_i, classify(Phase.CONNECT, err), err)
+                return
+            latency_ns = perf_counter_ns() - t_start_ns
             close = self._close
             if close is CloseMode.RST:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
@@ -373,9 +474,7 @@ class Driver:
                 if cs.cancelled_caught:
                     self._fail(flow_i, Outcome.TIMEOUT, None)
                     return
-            tally = self._tally
-            tally.succeeded += 1
-            tally.hist.record(latency_ns // 1000)
+            self._tally.latencies_ns.append(latency_ns)
             self._flow_ok[flow_i] += 1
         finally:
             s.close()
@@ -428,31 +527,82 @@ class Driver:
         tally = self._tally
         self._tally = _Tally(end_ns)
         failed = {str(FAILURES[i]): n for i, n in enumerate(tally.failed) if n}
-        hist = tally.hist
+        succeeded = len(tally.latencies_ns)
+        hist = LatencyHistogram()
+        hist.record_many(ns // 1000 for ns in tally.latencies_ns)
         interval = Interval(
             t=(tally.t_start_ns - self._t0) / 1e9,
             dt=(end_ns - tally.t_start_ns) / 1e9,
-            attempts=tally.succeeded + sum(failed.values()),
-            succeeded=tally.succeeded,
+            attempts=succeeded + sum(failed.values()),
+            succeeded=succeeded,
             failed=failed,
             other_errnos=tally.other,
             latency_us={"p50": hist.percentile(50.0), "p99": hist.percentile(99.0)},
-            time_wait=sample.time_wait if sample else None,
-            server_time_wait=sample.server_time_wait if sample else None,
-            ports_in_use=sample.ports_in_use if sample else None,
-            ports_by_destination=sample.ports_by_destination if sample else None,
-            kernel=sample.kernel if sample else None,
-            server_kernel=sample.server_kernel if sample else None,
-            fds=sample.fds if sample else None,
             hdr=hist.encode() if hist.count else None,
         )
-        if sample is not None and sample.ports_by_flow is not None:
-            last, peak = self._flow_ports_last, self._flow_ports_peak
-            for i, n in enumerate(sample.ports_by_flow):
-                last[i] = n
-                p = peak[i]
-                peak[i] = n if p is None or n > p else p
+        interval = with_sample(interval, sample)
+        self._ports.update(sample)
         self._report.histogram.add(hist)
         self._report.intervals.append(interval)
         if self._on_interval is not None:
             self._on_interval(interval)
+
+
+def with_sample(interval: Interval, sample: Sample | None) -> Interval:
+    """``interval`` with the port-space readings taken at its end (none: left null)."""
+    if sample is None:
+        return interval
+    return dataclasses.replace(
+        interval,
+        time_wait=sample.time_wait,
+        server_time_wait=sample.server_time_wait,
+        ports_in_use=sample.ports_in_use,
+        ports_by_destination=sample.ports_by_destination,
+        kernel=sample.kernel,
+        server_kernel=sample.server_kernel,
+        fds=sample.fds,
+    )
+
+
+class FlowPorts:
+    """Ports in use per flow: the last reading and the peak (None until one is read)."""
+
+    def __init__(self, n_flows: int) -> None:
+        self.last: list[int | None] = [None] * n_flows
+        self.peak: list[int | None] = [None] * n_flows
+
+    def update(self, sample: Sample | None) -> None:
+        if sample is None or sample.ports_by_flow is None:
+            return
+        last, peak = self.last, self.peak
+        for i, n in enumerate(sample.ports_by_flow):
+            last[i] = n
+            p = peak[i]
+            peak[i] = n if p is None or n > p else p
+
+
+class Load(Protocol):
+    """A driver, or several in worker processes (workers.py): what a run needs of it."""
+
+    @property
+    def first_failure(self) -> tuple[float, str] | None: ...
+
+    def stop(self) -> None: ...
+
+    async def run(self) -> DriverReport: ...
+
+
+async def drive(load: Load) -> DriverReport:
+    """Run the load; SIGINT/SIGTERM stop it early and the partial report is kept."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    load.stop()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            report = await load.run()
+            nursery.cancel_scope.cancel()
+    return report

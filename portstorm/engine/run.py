@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,13 +30,16 @@ from portstorm.engine.driver import (
     DriverReport,
     Endpoint,
     Flow,
+    Load,
     check_socket_options,
+    drive,
     make_flows,
     socket_options,
 )
 from portstorm.engine.sampler import Sampler
 from portstorm.engine.sandbox import Sandbox
 from portstorm.engine.sysinfo import ensure_nofile, host_info
+from portstorm.engine.workers import DriverPool, effective_workers
 
 FD_HEADROOM = 64  # stdio, the event loop's own fds, the sink pipe, /proc reads
 
@@ -129,22 +131,6 @@ def capacity_input(
     )
 
 
-async def _drive(driver: Driver) -> DriverReport:
-    """Run the driver; SIGINT/SIGTERM stop it early and the partial report is kept."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for _ in signals:
-                    driver.stop()
-                    return
-
-            nursery.start_soon(stop_on_signal)
-            report = await driver.run()
-            nursery.cancel_scope.cancel()
-    return report
-
-
 def run(
     scenario: Scenario,
     out: Path | None,
@@ -166,6 +152,7 @@ def run(
         change_host=scenario.change_host,
         sources=scenario.sources,
         sink_ports=scenario.sink_ports,
+        sink_workers=scenario.sink_workers,
         sink_addresses=scenario.sink_addresses,
     )
     with sandbox:
@@ -185,6 +172,7 @@ def run(
         sc = scenario.to_json()
         sc["targets"] = [ep.label for ep in endpoints]
         sc["user_namespace"] = sandbox.userns
+        sc["workers"] = workers = effective_workers(scenario, scenario.workers)
         log = IntervalLog(
             out_dir / INTERVAL_LOG,
             {
@@ -211,8 +199,12 @@ def run(
         if on_start is not None:
             on_start(endpoints)
         try:
-            driver = Driver(scenario, flows, logged, sample=sampler.sample)
-            report = trio.run(_drive, driver)
+            driver: Load = (
+                Driver(scenario, flows, logged, sample=sampler.sample)
+                if workers == 1
+                else DriverPool(scenario, flows, workers, logged, sample=sampler.sample)
+            )
+            report = trio.run(drive, driver)
         finally:
             sampler.close()
             log.close()
@@ -222,6 +214,8 @@ def run(
     if report.interrupted:
         notes.append("interrupted: the run was stopped before its duration; results are partial")
     notes += reuse_notes(str(scenario.sandbox), sandbox.tunings)
+    for error in report.worker_errors:
+        notes.append(f"{error}: its share of the load is missing from here on")
     if report.sample_errors:
         notes.append(
             f"sampling failed {len(report.sample_errors)} time(s); those intervals have no "

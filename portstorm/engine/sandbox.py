@@ -107,11 +107,13 @@ class Sandbox:
         change_host: bool = False,
         sources: tuple[str, ...] = (),
         sink_ports: int = 1,
+        sink_workers: int = 1,
         sink_addresses: int = 1,
     ) -> None:
         self.kind = kind
         self.sources = sources
         self.sink_ports = sink_ports
+        self.sink_workers = sink_workers
         self.sink_addresses = sink_addresses
         self.close = close
         self.client_set = dict(client_set or {})
@@ -220,7 +222,9 @@ class Sandbox:
 
     def _start_local_sink(self) -> None:
         hosts = sink_addresses(False, self.sink_addresses)
-        sink = self._stack.enter_context(SinkProcess(hosts, self.close, n_ports=self.sink_ports))
+        sink = self._stack.enter_context(
+            SinkProcess(hosts, self.close, n_ports=self.sink_ports, workers=self.sink_workers)
+        )
         self.sink = sink
         self.endpoints = [Endpoint(socket.AF_INET, (h, p), f"{h}:{p}") for h, p in sink.listening]
 
@@ -228,7 +232,7 @@ class Sandbox:
         servers = sink_addresses(True, self.sink_addresses)
         ports = list(range(SINK_PORT, SINK_PORT + self.sink_ports))
         sink = self._stack.enter_context(
-            SinkProcess(servers, self.close, ports=ports, own_netns=True)
+            SinkProcess(servers, self.close, ports=ports, own_netns=True, workers=self.sink_workers)
         )
         self.sink = sink
         client_fd = netns.open_netns()

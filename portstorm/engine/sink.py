@@ -14,7 +14,10 @@ In every mode, received data is drained before close(): closing with unread data
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 import trio
 
 from portstorm.core.scenario import CloseMode
+from portstorm.engine.netns import die_with_parent
 
 ACCEPT_BATCH = 256  # accept() calls per wakeup before yielding to the other tasks
 BACKLOG = 65535  # capped by net.core.somaxconn in the kernel
@@ -37,11 +41,13 @@ class SinkStats:
     accept_errors: int = 0
 
 
-def open_listener(host: str, port: int) -> socket.socket:
+def open_listener(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         s.bind((host, port))
         s.listen(BACKLOG)
         s.setblocking(False)
@@ -117,31 +123,116 @@ async def serve(
             await trio.lowlevel.checkpoint()
 
 
-async def run_sink(
-    addresses: list[tuple[str, int]],
+async def serve_all(
+    listeners: list[socket.socket],
     close: CloseMode,
-    on_ready: Callable[[list[tuple[str, int]]], None],
-    idle_timeout: float = 60.0,
+    on_ready: Callable[[list[tuple[str, int]]], None] | None,
+    idle_timeout: float,
 ) -> SinkStats:
-    """Listen on every (host, port), report the bound addresses, and serve until
-    SIGINT/SIGTERM; return the counts (summed over the listeners)."""
+    """Serve every listener until SIGINT/SIGTERM; the counts, summed over the listeners."""
     stats = SinkStats()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(serve, listener, close, stats, idle_timeout)
+            if on_ready is not None:
+                on_ready([listener.getsockname()[:2] for listener in listeners])
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+    return stats
+
+
+def open_listeners(addresses: list[tuple[str, int]], reuse_port: bool) -> list[socket.socket]:
     listeners: list[socket.socket] = []
     try:
         for host, port in addresses:
             try:
-                listeners.append(open_listener(host, port))
+                listeners.append(open_listener(host, port, reuse_port))
             except OSError as e:
                 raise OSError(e.errno, f"{host}:{port}: {e.strerror}") from None
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                for listener in listeners:
-                    nursery.start_soon(serve, listener, close, stats, idle_timeout)
-                on_ready([listener.getsockname()[:2] for listener in listeners])
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+def run_sink(
+    addresses: list[tuple[str, int]],
+    close: CloseMode,
+    on_ready: Callable[[list[tuple[str, int]]], None],
+    idle_timeout: float = 60.0,
+    workers: int = 1,
+) -> SinkStats:
+    """Listen on every (host, port) in ``workers`` processes, report the bound addresses
+    once all of them listen, and serve until SIGINT/SIGTERM; return the counts, summed.
+
+    Several workers: this process binds first (a port 0 becomes a real port), then forks
+    the others, each with its own SO_REUSEPORT listener on the same addresses: the kernel
+    spreads incoming connections over their accept queues by a hash of the 4-tuple
+    (reuseport_select_sock()), and each process accepts on its own core. Forked before any
+    thread or event loop exists; a child dies with this process (PR_SET_PDEATHSIG).
+    """
+    listeners = open_listeners(addresses, reuse_port=workers > 1)
+    bound = [listener.getsockname()[:2] for listener in listeners]
+    children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
+    try:
+        for _ in range(workers - 1):
+            children.append(_fork_worker(listeners, bound, close, idle_timeout))
+        for _pid, fd in children:  # each child writes one line once it listens
+            if not _read_line(fd).startswith("ready"):
+                raise OSError(errno.EIO, "a sink worker failed to listen")
+        stats = trio.run(serve_all, listeners, close, on_ready, idle_timeout)
     finally:
         for listener in listeners:
             listener.close()
+        for pid, _fd in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid, fd in children:
+            line = _read_line(fd)
+            os.close(fd)
+            os.waitpid(pid, 0)
+            if line.startswith("stats "):
+                for name, value in (kv.split("=") for kv in line.split()[1:]):
+                    setattr(stats, name, getattr(stats, name) + int(value))
     return stats
+
+
+def _fork_worker(
+    inherited: list[socket.socket],
+    addresses: list[tuple[str, int]],
+    close: CloseMode,
+    idle_timeout: float,
+) -> tuple[int, int]:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        return pid, r
+    code = 0
+    try:  # the child: never returns
+        os.close(r)
+        die_with_parent()
+        for listener in inherited:
+            listener.close()
+        listeners = open_listeners(addresses, reuse_port=True)
+        os.write(w, b"ready\n")
+        stats = trio.run(serve_all, listeners, close, None, idle_timeout)
+        counts = " ".join(f"{k}={v}" for k, v in dataclasses.asdict(stats).items())
+        os.write(w, f"stats {counts}\n".encode())
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _read_line(fd: int) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")

@@ -11,7 +11,6 @@ with portstorm even when portstorm is killed with SIGKILL.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import signal
@@ -28,21 +27,13 @@ from portstorm.core.scenario import CloseMode
 from portstorm.engine import netns
 from portstorm.engine.sysinfo import read_sysctls
 
-PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 READY_PREFIX = "portstorm-sink listening "
 STATS_PREFIX = "portstorm-sink stats "
 
 
-def die_with_parent() -> None:
-    """preexec_fn: deliver SIGKILL to this child when the parent thread exits."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        os._exit(121)
-
-
 def die_with_parent_in_new_netns() -> None:
     """preexec_fn: as die_with_parent, and start in a fresh network namespace of its own."""
-    die_with_parent()
+    netns.die_with_parent()
     try:
         netns.unshare(netns.CLONE_NEWNET)
     except OSError:
@@ -109,6 +100,7 @@ class SinkProcess:
         n_ports: int = 1,
         own_netns: bool = False,
         start_timeout: float = 10.0,
+        workers: int = 1,
     ) -> None:
         if own_netns and not ports:
             raise ValueError("a sink in its own namespace needs its ports given")
@@ -117,6 +109,7 @@ class SinkProcess:
         self.ports = ports
         self.n_ports = n_ports
         self.own_netns = own_netns
+        self.workers = workers
         self.listening: list[tuple[str, int]] = []
         self.stats: dict[str, Any] | None = None
         self._start_timeout = start_timeout
@@ -130,7 +123,7 @@ class SinkProcess:
     def __enter__(self) -> SinkProcess:
         ports = self.ports or ports_outside_ephemeral_range(self.hosts, self.n_ports)
         cmd = [sys.executable, "-m", "portstorm", "sink", "--close", str(self.close),
-               "--machine-readable"]  # fmt: skip
+               "--machine-readable", "--workers", str(self.workers)]  # fmt: skip
         for host in self.hosts:
             for port in ports:
                 cmd += ["--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -143,7 +136,7 @@ class SinkProcess:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
-            preexec_fn=die_with_parent_in_new_netns if self.own_netns else die_with_parent,
+            preexec_fn=die_with_parent_in_new_netns if self.own_netns else netns.die_with_parent,
         )
         if not self.own_netns:
             self.go()

@@ -43,7 +43,7 @@ from portstorm.core.result import (
     utc_iso,
 )
 from portstorm.core.sweep import FORMAT, Cell, Factor
-from portstorm.engine.sinkproc import die_with_parent
+from portstorm.engine.netns import die_with_parent
 from portstorm.engine.sockdiag import TCP_TIME_WAIT, SockDiag
 from portstorm.engine.sysinfo import host_info
 

@@ -15,6 +15,21 @@ from portstorm.core.errors import EnvironmentProblem
 from portstorm.core.result import HostInfo
 from portstorm.core.tuning import PROT_SOCK, STUDIED, Context
 
+MAX_DEFAULT_WORKERS = 16
+
+
+def default_workers() -> int:
+    """Driver processes when not told: one per CPU this process may run on (at most
+    MAX_DEFAULT_WORKERS)."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
+
+
+def default_sink_workers() -> int:
+    """Built-in sink processes when not told: one per two CPUs. accept() and close() cost
+    the sink about half what socket(), connect() and close() cost the driver; on 2 cores one
+    sink process kept up with two driver processes (benchmarks/README.md)."""
+    return max(1, (default_workers() + 1) // 2)
+
 
 def host_info() -> HostInfo:
     u = os.uname()

@@ -1,0 +1,70 @@
+"""One driver worker process: the worker's side of workers.py's protocol.
+
+Containing no load logic (driver.py) and no merging (workers.py). Started as
+``python -m portstorm.engine.worker`` by DriverPool, never by a user: it reads its job from
+stdin, says ``ready``, waits for ``go T0_NS``, drives its share of the load, and writes one
+JSON line per interval and a last ``done`` line to stdout. SIGTERM ends the load early;
+what was measured is still reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+import trio
+
+from portstorm.core.result import Interval
+from portstorm.engine.driver import Driver, drive
+
+
+def main() -> int:
+    stopped = False
+
+    def early_stop(_sig: int, _frame: FrameType | None) -> None:
+        nonlocal stopped
+        stopped = True
+
+    # a SIGTERM before the load starts: report an empty, interrupted run instead of dying
+    signal.signal(signal.SIGTERM, early_stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    scenario, flows, share = pickle.loads(base64.b64decode(sys.stdin.buffer.readline()))
+    out = sys.stdout
+    k = 0
+
+    def emit(interval: Interval) -> None:
+        nonlocal k
+        msg = {"k": k, "interval": interval.to_json(), "first_failure": driver.first_failure}
+        out.write(json.dumps(msg, separators=(",", ":")) + "\n")
+        out.flush()
+        k += 1
+
+    out.write("ready\n")
+    out.flush()
+    go = sys.stdin.buffer.readline().split()
+    if len(go) != 2 or go[0] != b"go":
+        return 2  # the parent went away before the start
+    driver = Driver(scenario, flows, emit, share=share, start_ns=int(go[1]))
+    if stopped:
+        driver.stop()
+    report = trio.run(drive, driver)
+    done: dict[str, Any] = {
+        "elapsed_s": report.elapsed_s,
+        "interrupted": report.interrupted,
+        "sample_errors": report.sample_errors,
+        "flow_succeeded": report.flow_succeeded,
+        "flow_failed": report.flow_failed,
+        "flow_first_failure_s": report.flow_first_failure_s,
+    }
+    out.write(json.dumps({"done": done}, separators=(",", ":")) + "\n")
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""Several driver processes for one run: start them, deal out the load, merge what they measure.
+
+Containing the fan-out and the merge; the load itself is driver.py, the worker's side of the
+protocol worker.py. Why processes: one Python process churns about 25,000 connections/s on
+a 2-core machine, most of it inside connect() and close() (benchmarks/README.md); a
+second process puts the second core to work. Threads would share one interpreter lock.
+
+Each worker is ``python -m portstorm.engine.worker``, forked from the thread that runs this
+event loop, in this process's network namespace (the client's), in a session of its own (a
+Ctrl-C on the terminal reaches only portstorm, which then stops the workers) and with
+PR_SET_PDEATHSIG (a worker dies with portstorm, even after a SIGKILL). One line each way:
+
+- stdin: the job (base64 pickle of scenario, flows, share: the same program on both ends),
+  then ``go T0_NS``: every worker starts its load at the same perf_counter_ns() instant
+  (CLOCK_MONOTONIC, one clock for every process), so interval k of every worker covers the
+  same stretch of time, and this process samples the port space at the same ticks.
+- stdout: ``ready``, then one JSON object per interval ``{"k", "interval",
+  "first_failure"}``, then ``{"done": ...}`` with the per-flow counts.
+- SIGTERM (by PID) stops a worker early; it still reports what it measured.
+
+Merging is exact: counts add, histograms add (HdrHistogram), the first failure is the
+earliest. Open-loop starts are dealt round-robin (worker k of n takes starts k, k + n, ...),
+so the merged schedule is the single-process one.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import IO, Any
+
+import trio
+
+from portstorm.core.errors import EnvironmentProblem
+from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.outcome import FAILURES
+from portstorm.core.result import Interval, merge_intervals
+from portstorm.core.scenario import Scenario
+from portstorm.engine.driver import DriverReport, Flow, FlowPorts, Share, with_sample
+from portstorm.engine.netns import die_with_parent
+from portstorm.engine.sampler import Sample
+
+START_TIMEOUT_S = 60.0  # importing trio and portstorm, on a machine already busy
+GO_MARGIN_NS = 20_000_000  # "go" reaches every worker before t0
+STOP_TIMEOUT_S = 10.0  # a stopped worker reports within this, or is killed
+
+
+def effective_workers(scenario: Scenario, workers: int) -> int:
+    """No more workers than in-flight slots: each worker needs at least one."""
+    cap = scenario.in_flight_cap
+    return max(1, min(workers, cap)) if cap else workers
+
+
+class _Lines:
+    """Lines from a pipe, read on the event loop."""
+
+    def __init__(self, fd: int) -> None:
+        self._stream = trio.lowlevel.FdStream(fd)
+        self._buf = b""
+
+    async def readline(self) -> bytes:
+        """The next line without its newline; b"" at end of file."""
+        while b"\n" not in self._buf:
+            chunk = await self._stream.receive_some(65536)
+            if not chunk:
+                rest, self._buf = self._buf, b""
+                return rest
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line or b" "  # an empty line is not end of file
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: _Lines | None = None
+        self.stdin_fd = -1
+        self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _end_workers)
+        self.done: dict[str, Any] | None = None
+        self.first_failure: tuple[float, str] | None = None
+
+    def start(self, job: bytes) -> None:
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "portstorm.engine.worker"],
+                stdin=in_r,
+                stdout=out_w,
+                stderr=self.stderr,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            os.close(in_r)
+            os.close(out_w)
+        self.stdin_fd = in_w
+        self.lines = _Lines(out_r)
+        self.send(job)
+
+    def send(self, data: bytes) -> None:
+        os.write(self.stdin_fd, data)  # a few KiB at most: the pipe takes it whole
+
+    def close_stdin(self) -> None:
+        if self.stdin_fd >= 0:
+            os.close(self.stdin_fd)
+            self.stdin_fd = -1
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, sig)
+
+    def why_ended(self) -> str:
+        """What a worker that ended early said last (stderr), or its exit status."""
+        status = self.proc.poll() if self.proc is not None else None
+        self.stderr.seek(0)
+        err = self.stderr.read().decode(errors="replace").strip().splitlines()
+        return f"driver worker {self.index} " + (
+            err[-1] if err else f"ended with exit status {status}"
+        )
+
+    def fd_count(self) -> int:
+        if self.proc is None:
+            return 0
+        try:
+            return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        except OSError:
+            return 0
+
+
+class DriverPool:
+    """``Driver``'s interface over ``workers`` processes: ``await pool.run()`` returns one
+    merged DriverReport; ``stop()`` ends the run early; ``first_failure`` is the earliest."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        flows: list[Flow],
+        workers: int,
+        on_interval: Callable[[Interval], None] | None = None,
+        sample: Callable[[], Sample] | None = None,
+    ) -> None:
+        if not flows:
+            raise ValueError("the driver needs at least one flow")
+        self.scenario = scenario
+        self.flows = flows
+        self.n = effective_workers(scenario, workers)
+        self._on_interval = on_interval
+        self._sample = sample
+        self._workers = [_Worker(i) for i in range(self.n)]
+        self._parts: dict[int, list[Interval | None]] = {}
+        self._samples: dict[int, Sample | None] = {}
+        self._next_k = 0
+        self._ports = FlowPorts(len(flows))
+        self._report = DriverReport()
+        self._t0 = 0
+        self._stopped = False
+
+    @property
+    def first_failure(self) -> tuple[float, str] | None:
+        found = [w.first_failure for w in self._workers if w.first_failure is not None]
+        return min(found) if found else None
+
+    def stop(self) -> None:
+        self._report.interrupted = True
+        self._stopped = True
+        for w in self._workers:
+            w.signal(signal.SIGTERM)
+
+    async def run(self) -> DriverReport:
+        try:
+            await self._start()
+            if not self._stopped:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._ticker)
+                    async with trio.open_nursery() as readers:
+                        for w in self._workers:
+                            readers.start_soon(self._read, w)
+                    nursery.cancel_scope.cancel()
+            final = await self._take_sample()
+            for k in sorted(self._parts):
+                last = k == max(self._parts)
+                self._emit(k, self._samples.get(k, final if last else None))
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._end_workers()
+        return self._finish()
+
+    # -- start and end -----------------------------------------------------------------
+
+    async def _start(self) -> None:
+        for w in self._workers:
+            job = (self.scenario, self.flows, Share(w.index, self.n))
+            w.start(base64.b64encode(pickle.dumps(job)) + b"\n")
+        with trio.move_on_after(START_TIMEOUT_S) as cs:
+            for w in self._workers:
+                assert w.lines is not None
+                line = await w.lines.readline()
+                if line != b"ready":
+                    raise EnvironmentProblem(f"{w.why_ended()} (while starting)")
+        if cs.cancelled_caught:
+            raise EnvironmentProblem(
+                f"the driver workers did not start within {START_TIMEOUT_S:g} s"
+            )
+        self._t0 = perf_counter_ns() + GO_MARGIN_NS
+        for w in self._workers:
+            w.send(f"go {self._t0}\n".encode())
+            w.close_stdin()
+
+    async def _end_workers(self) -> None:
+        """Every worker process ends here: asked (SIGTERM), then told (SIGKILL)."""
+        for w in self._workers:
+            w.close_stdin()
+            if w.proc is None:
+                continue
+            if w.done is None:
+                w.signal(signal.SIGTERM)
+            proc = w.proc
+            with trio.move_on_after(STOP_TIMEOUT_S):
+                while proc.poll() is None:
+                    await trio.sleep(0.01)
+            if proc.poll() is None:
+                w.signal(signal.SIGKILL)
+                await trio.to_thread.run_sync(proc.wait)
+            if w.lines is not None:
+                await w.lines.aclose()
+            w.stderr.close()
+
+    # -- intervals ---------------------------------------------------------------------
+
+    async def _read(self, w: _Worker) -> None:
+        assert w.lines is not None
+        while line := await w.lines.readline():
+            msg = json.loads(line)
+            if "done" in msg:
+                w.done = msg["done"]
+                return
+            ff = msg["first_failure"]
+            if ff is not None and w.first_failure is None:
+                w.first_failure = (float(ff[0]), str(ff[1]))
+            parts = self._parts.setdefault(int(msg["k"]), [None] * self.n)
+            parts[w.index] = Interval.from_json(msg["interval"])
+            self._emit_ready()
+        # end of file without "done": the worker died; keep what the others measure
+        self._report.worker_errors.append(w.why_ended())
+        self._report.interrupted = True
+
+    async def _ticker(self) -> None:
+        step_ns = int(self.scenario.interval_s * 1e9)
+        k = 0
+        while True:
+            wait = self._t0 + (k + 1) * step_ns - perf_counter_ns()
+            if wait > 0:
+                await trio.sleep(wait / 1e9)
+            self._samples[k] = await self._take_sample()
+            self._emit_ready()
+            k += 1
+
+    async def _take_sample(self) -> Sample | None:
+        """As the driver does it (in a thread; a failure leaves the readings null), with the
+        workers' open fds added to this process's own."""
+        if self._sample is None:
+            return None
+        sample = self._sample
+        workers = self._workers
+
+        def read() -> Sample:
+            s = sample()
+            return dataclasses.replace(s, fds=s.fds + sum(w.fd_count() for w in workers))
+
+        try:
+            return await trio.to_thread.run_sync(read)
+        except (OSError, ValueError) as e:
+            self._report.sample_errors.append(f"{type(e).__name__}: {e}")
+            return None
+
+    def _emit_ready(self) -> None:
+        """Emit intervals in order while each has its sample and every running worker's part."""
+        while (k := self._next_k) in self._parts and k in self._samples:
+            parts = self._parts[k]
+            if any(p is None and w.done is None for p, w in zip(parts, self._workers, strict=True)):
+                return
+            self._emit(k, self._samples[k])
+
+    def _emit(self, k: int, sample: Sample | None) -> None:
+        parts = [p for p in self._parts.pop(k) if p is not None]
+        self._next_k = k + 1
+        interval = with_sample(merge_intervals(parts), sample)
+        self._ports.update(sample)
+        self._report.intervals.append(interval)
+        if interval.hdr is not None:
+            self._report.histogram.add(LatencyHistogram.decode(interval.hdr))
+        if self._on_interval is not None:
+            self._on_interval(interval)
+
+    # -- the merged report -------------------------------------------------------------
+
+    def _finish(self) -> DriverReport:
+        rep = self._report
+        n_flows = len(self.flows)
+        rep.flow_succeeded = [0] * n_flows
+        rep.flow_failed = [{} for _ in range(n_flows)]
+        rep.flow_first_failure_s = [None] * n_flows
+        for w in self._workers:
+            d = w.done
+            if d is None:
+                continue
+            rep.elapsed_s = max(rep.elapsed_s, float(d["elapsed_s"]))
+            rep.interrupted |= bool(d["interrupted"])
+            rep.sample_errors += [str(e) for e in d["sample_errors"]]
+            for i in range(n_flows):
+                rep.flow_succeeded[i] += int(d["flow_succeeded"][i])
+                failed = rep.flow_failed[i]
+                for name, count in d["flow_failed"][i].items():
+                    failed[name] = failed.get(name, 0) + int(count)
+                t = d["flow_first_failure_s"][i]
+                first = rep.flow_first_failure_s[i]
+                if t is not None and (first is None or t < first):
+                    rep.flow_first_failure_s[i] = float(t)
+        for failed in rep.flow_failed:  # the outcomes in their usual order
+            order = {str(o): j for j, o in enumerate(FAILURES)}
+            sorted_items = sorted(failed.items(), key=lambda kv: order.get(kv[0], len(order)))
+            failed.clear()
+            failed.update(sorted_items)
+        if rep.elapsed_s == 0.0:
+            rep.elapsed_s = max(0.0, (perf_counter_ns() - self._t0) / 1e9) if self._t0 else 0.0
+        ff = self.first_failure
+        if ff is not None:
+            rep.first_failure_s, rep.first_failure_outcome = ff
+        rep.flow_ports_last, rep.flow_ports_peak = self._ports.last, self._ports.peak
+        return rep
