@@ -70,7 +70,8 @@ def run(
         typer.Option(
             metavar="N",
             help="Driver processes; the rate or concurrency is split among them and their "
-            "counts and histograms merged. Default: one per CPU core.",
+            "counts and histograms merged. Default: one per CPU core (with --rate, at most "
+            "one per 10,000 attempts/s).",
         ),
     ] = None,
     sink_workers: Annotated[
@@ -78,7 +79,7 @@ def run(
         typer.Option(
             metavar="N",
             help="Built-in sink processes (SO_REUSEPORT listeners). "
-            "Default: one per two CPU cores.",
+            "Default: one per two driver processes.",
         ),
     ] = None,
     close: Annotated[
@@ -214,6 +215,13 @@ def run(
 
         files = write_run_report(output.result, output.path.parent / DEFAULT_NAME, output.path)
         print(f"report: {files.html}")
+    if output.problems:
+        # not an interruption: the environment failed mid-run (a worker killed, out of memory)
+        print(
+            f"portstorm: error: {_one_line(output.problems[0])}; partial result in {output.path}",
+            file=sys.stderr,
+        )
+        return EXIT_ENVIRONMENT
     return EXIT_OK if output.result.complete else EXIT_INTERRUPTED
 
 

@@ -52,6 +52,8 @@ def scenario_from_options(
     from portstorm.engine.sysinfo import default_sink_workers, default_workers, tuning_context
 
     n_in_flight = parse_optional("--concurrency", concurrency)
+    per_s = parse_optional("--rate", rate)
+    n_workers = int(parse_optional("--workers", workers) or default_workers(per_s))
     parsed_targets = tuple(parse_target(t) for t in targets or ())
     kind = sandbox or (SandboxKind.HOST if parsed_targets else SandboxKind.PAIR)
     ctx = tuning_context(in_new_namespace=kind is not SandboxKind.HOST)
@@ -68,12 +70,12 @@ def scenario_from_options(
         server_set=tuple(parse_settings(server_set or (), ctx, "--server-set").items()),
         change_host=change_host_sysctls,
         duration_s=parse_number("--duration", duration),
-        rate=parse_optional("--rate", rate),
+        rate=per_s,
         concurrency=int(n_in_flight) if n_in_flight is not None else None,
-        workers=int(parse_optional("--workers", workers) or default_workers()),
+        workers=n_workers,
         sink_workers=int(
             parse_optional("--sink-workers", sink_workers)
-            or (1 if parsed_targets else default_sink_workers())
+            or (1 if parsed_targets else default_sink_workers(n_workers))
         ),
         close=close,
         bind=bind,

@@ -34,6 +34,7 @@ import errno
 import signal
 import socket
 import struct
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter_ns
@@ -168,7 +169,9 @@ class _Tally:
 
     def __init__(self, t_start_ns: int) -> None:
         self.t_start_ns = t_start_ns
-        self.latencies_ns: list[int] = []  # one per success: recorded at the interval's end
+        # one per success, recorded into the histogram at the interval's end; an array
+        # holds them as machine integers: no int object per connection to allocate and free
+        self.latencies_ns = array("q")
         self.failed = [0] * len(FAILURES)
         self.other: dict[str, int] = {}
 
@@ -200,6 +203,7 @@ class Driver:
         sample: Callable[[], Sample] | None = None,
         share: Share = Share(),
         start_ns: int | None = None,
+        keep_intervals: bool = True,
     ) -> None:
         if not flows:
             raise ValueError("the driver needs at least one flow")
@@ -207,6 +211,9 @@ class Driver:
         self.flows = flows
         self.share = share
         self._start_ns = start_ns  # perf_counter_ns() time; workers of one run share it
+        # a worker streams its intervals to the run and keeps none: its memory stays flat
+        self._keep_intervals = keep_intervals
+        self._interval_hist = LatencyHistogram()  # reused: one allocation, not one per tick
         self._on_interval = on_interval
         self._sample = sample
         self._timeout = scenario.connect_timeout_s
@@ -528,7 +535,8 @@ class Driver:
         self._tally = _Tally(end_ns)
         failed = {str(FAILURES[i]): n for i, n in enumerate(tally.failed) if n}
         succeeded = len(tally.latencies_ns)
-        hist = LatencyHistogram()
+        hist = self._interval_hist
+        hist.reset()
         hist.record_many(ns // 1000 for ns in tally.latencies_ns)
         interval = Interval(
             t=(tally.t_start_ns - self._t0) / 1e9,
@@ -543,7 +551,8 @@ class Driver:
         interval = with_sample(interval, sample)
         self._ports.update(sample)
         self._report.histogram.add(hist)
-        self._report.intervals.append(interval)
+        if self._keep_intervals:
+            self._report.intervals.append(interval)
         if self._on_interval is not None:
             self._on_interval(interval)
 

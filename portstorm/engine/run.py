@@ -48,6 +48,8 @@ FD_HEADROOM = 64  # stdio, the event loop's own fds, the sink pipe, /proc reads
 class RunOutput:
     result: RunResult
     path: Path
+    # what went wrong during the load (a driver worker that died): the result is partial
+    problems: tuple[str, ...] = ()
 
 
 def default_out_dir(now: dt.datetime, name: str = "run") -> Path:
@@ -242,7 +244,7 @@ def run(
     )
     path = out_dir / "result.json"
     save_json_atomic(path, result.to_json())
-    return RunOutput(result, path)
+    return RunOutput(result, path, tuple(report.worker_errors))
 
 
 def tuple_stats(flows: list[Flow], report: DriverReport) -> tuple[TupleStats, ...]:

@@ -6,6 +6,7 @@ restore them. ``proc_root`` is a parameter so tests can point it at a fake /proc
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import socket
@@ -16,19 +17,22 @@ from portstorm.core.result import HostInfo
 from portstorm.core.tuning import PROT_SOCK, STUDIED, Context
 
 MAX_DEFAULT_WORKERS = 16
+RATE_PER_WORKER = 10_000  # open loop: one process keeps ~25,000/s; this leaves headroom
 
 
-def default_workers() -> int:
+def default_workers(rate: float | None) -> int:
     """Driver processes when not told: one per CPU this process may run on (at most
-    MAX_DEFAULT_WORKERS)."""
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
+    MAX_DEFAULT_WORKERS); with a --rate, no more than one per RATE_PER_WORKER attempts/s,
+    so a slow open loop stays in one process."""
+    n = max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
+    return n if rate is None else max(1, min(n, math.ceil(rate / RATE_PER_WORKER)))
 
 
-def default_sink_workers() -> int:
-    """Built-in sink processes when not told: one per two CPUs. accept() and close() cost
-    the sink about half what socket(), connect() and close() cost the driver; on 2 cores one
-    sink process kept up with two driver processes (benchmarks/README.md)."""
-    return max(1, (default_workers() + 1) // 2)
+def default_sink_workers(driver_workers: int) -> int:
+    """Built-in sink processes when not told: one per two driver processes. accept() and
+    close() cost the sink about half what socket(), connect() and close() cost the driver:
+    on 2 cores one sink process kept up with two driver processes (benchmarks/README.md)."""
+    return max(1, (driver_workers + 1) // 2)
 
 
 def host_info() -> HostInfo:

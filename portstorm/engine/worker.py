@@ -49,7 +49,7 @@ def main() -> int:
     go = sys.stdin.buffer.readline().split()
     if len(go) != 2 or go[0] != b"go":
         return 2  # the parent went away before the start
-    driver = Driver(scenario, flows, emit, share=share, start_ns=int(go[1]))
+    driver = Driver(scenario, flows, emit, share=share, start_ns=int(go[1]), keep_intervals=False)
     if stopped:
         driver.stop()
     report = trio.run(drive, driver)

@@ -90,7 +90,8 @@ class _Worker:
         self.lines: _Lines | None = None
         self.stdin_fd = -1
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _end_workers)
-        self.done: dict[str, Any] | None = None
+        self.done: dict[str, Any] | None = None  # its last report
+        self.ended = False  # no more lines will come (done, or the process died)
         self.first_failure: tuple[float, str] | None = None
 
     def start(self, job: bytes) -> None:
@@ -249,6 +250,8 @@ class DriverPool:
             msg = json.loads(line)
             if "done" in msg:
                 w.done = msg["done"]
+                w.ended = True
+                self._emit_ready()
                 return
             ff = msg["first_failure"]
             if ff is not None and w.first_failure is None:
@@ -257,7 +260,9 @@ class DriverPool:
             parts[w.index] = Interval.from_json(msg["interval"])
             self._emit_ready()
         # end of file without "done": the worker died; keep what the others measure
+        w.ended = True
         self._report.worker_errors.append(w.why_ended())
+        self._emit_ready()
         self._report.interrupted = True
 
     async def _ticker(self) -> None:
@@ -293,7 +298,7 @@ class DriverPool:
         """Emit intervals in order while each has its sample and every running worker's part."""
         while (k := self._next_k) in self._parts and k in self._samples:
             parts = self._parts[k]
-            if any(p is None and w.done is None for p, w in zip(parts, self._workers, strict=True)):
+            if any(p is None and not w.ended for p, w in zip(parts, self._workers, strict=True)):
                 return
             self._emit(k, self._samples[k])
 

@@ -1,0 +1,324 @@
+"""How fast portstorm churns connections, against a C client and a C sink on the same setup.
+
+Runs itself inside a private network namespace (unshare -n as root, -Urn otherwise), so the
+host is never touched. There, on loopback, with ip_local_port_range 10000-65535,
+tcp_tw_reuse=1 and tcp_tw_reuse_delay=1 (a FIN close's TIME_WAIT port can be taken over
+after 1 ms, so the port range is not the limit) and somaxconn 65535, it measures, for RST
+close and for FIN close (the client closes first):
+
+  a  C connect/close loop (benchmarks/c/churn_client.c, one process per core) against the
+     C accept/close sink (benchmarks/c/churn_sink.c): the best of 1 and one-per-core sink
+     processes. Both are compiled from source here with the system C compiler.
+  b  portstorm's driver (default --workers) against the same C sink (a's best sink count)
+  c  portstorm's driver against portstorm's own sink (defaults for both)
+
+and prints connections/s (median of --repeat runs) and the ratios b/a and c/a. Then, unless
+--rss-connections 0, memory: portstorm (c's setup, RST close) runs until it has made that
+many connections (10 million by default), and the resident memory of each of its processes
+(the run, its driver workers, the sink) is read from /proc at 1 million connections and at
+the end. Memory must not grow with run length.
+
+    python benchmarks/churn.py [--seconds 5] [--repeat 3] [--rss-connections 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+C_DIR = Path(__file__).resolve().parent / "c"
+SINK_PORT = 9000  # outside the range below: the sink's port is never a client port
+SYSCTLS = {
+    "net/ipv4/ip_local_port_range": "10000 65535",
+    "net/ipv4/tcp_tw_reuse": "1",
+    "net/ipv4/tcp_tw_reuse_delay": "1",
+    "net/ipv4/tcp_timestamps": "1",
+    "net/core/somaxconn": "65535",
+    "net/ipv4/tcp_max_syn_backlog": "65535",
+}
+CLOSES = {"rst": "rst", "fin": "client"}  # C client's name -> portstorm's --close
+
+
+def reexec_in_netns() -> int:
+    prefix = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-Urn"]
+    return subprocess.call([*prefix, sys.executable, __file__, "--inner", *sys.argv[1:]])
+
+
+def compile_c(out_dir: Path) -> dict[str, Path]:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        sys.exit("benchmarks/churn.py: no C compiler (cc or gcc) found; install gcc")
+    built = {}
+    for name in ("churn_client", "churn_sink"):
+        exe = out_dir / name
+        subprocess.run([cc, "-O2", "-Wall", "-o", str(exe), str(C_DIR / f"{name}.c")], check=True)
+        built[name] = exe
+    return built
+
+
+class CSink:
+    def __init__(self, exe: Path, processes: int) -> None:
+        self.proc = subprocess.Popen(
+            [str(exe), "127.0.0.1", str(SINK_PORT), str(processes)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the C sink did not start")
+
+    def stop(self) -> None:
+        os.kill(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=10)
+
+
+def c_client(exe: Path, seconds: float, close: str, processes: int) -> float:
+    out = subprocess.run(
+        [str(exe), "127.0.0.1", str(SINK_PORT), str(seconds), close, str(processes)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    # "connections N failures M seconds S"
+    return int(out[1]) / float(out[5])
+
+
+def portstorm_rate(args: list[str], out: Path) -> float:
+    """Connections/s of one ``portstorm run`` (successes over the load's own duration)."""
+    cmd = [sys.executable, "-m", "portstorm", "run", "--sandbox", "host", "--no-report",
+           "--quiet", "--force", "--out", str(out), *args]  # fmt: skip
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=ENV)
+    doc = json.loads((out / "result.json").read_text())
+    failed = sum(doc["totals"]["failed"].values())
+    if failed:
+        print(f"    (note: {failed:,} failed attempts: {doc['totals']['failed']})")
+    return float(doc["totals"]["succeeded"]) / float(doc["duration_s"])
+
+
+def median_of(label: str, repeat: int, one: Callable[[], float]) -> float:
+    values = [one() for _ in range(repeat)]
+    m = statistics.median(values)
+    shown = ", ".join(f"{v:,.0f}" for v in values)
+    print(f"  {label:<58} {m:>10,.0f}   ({shown})", flush=True)
+    return m
+
+
+def throughput(exes: dict[str, Path], seconds: float, repeat: int, work: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    secs = str(seconds)
+    ratios = []
+    for close, ps_close in CLOSES.items():
+        print(f"\n{close.upper()} close, {seconds:g} s per run, median of {repeat}:")
+        best_a, best_sink = 0.0, 1
+        for sink_procs in sorted({1, cores}):
+            sink = CSink(exes["churn_sink"], sink_procs)
+            try:
+                a = median_of(
+                    f"a  C client x{cores} -> C sink x{sink_procs}",
+                    repeat,
+                    partial(c_client, exes["churn_client"], seconds, close, cores),
+                )
+            finally:
+                sink.stop()
+            if a > best_a:
+                best_a, best_sink = a, sink_procs
+        b_args = [f"127.0.0.1:{SINK_PORT}", "--close", ps_close, "--duration", secs]
+        sink = CSink(exes["churn_sink"], best_sink)
+        try:
+            b = median_of(
+                f"b  portstorm driver (default workers) -> C sink x{best_sink}",
+                repeat,
+                partial(portstorm_rate, b_args, work / "b"),
+            )
+        finally:
+            sink.stop()
+        c = median_of(
+            "c  portstorm driver -> portstorm sink (defaults)",
+            repeat,
+            partial(portstorm_rate, ["--close", ps_close, "--duration", secs], work / "c"),
+        )
+        print(f"  b/a = {b / best_a:.2f}   c/a = {c / best_a:.2f}")
+        ratios.append((close, b / best_a, c / best_a))
+    print("\nsummary:", "; ".join(f"{c}: b/a {b:.2f}, c/a {r:.2f}" for c, b, r in ratios))
+
+
+def tree_rss(root_pid: int) -> dict[str, tuple[int, int]]:
+    """{process label: (VmRSS kB, VmHWM kB)} for root_pid and its descendants."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+    wanted, frontier = {root_pid}, [root_pid]
+    while frontier:
+        p = frontier.pop()
+        for child, parent in parents.items():
+            if parent == p and child not in wanted:
+                wanted.add(child)
+                frontier.append(child)
+    out = {}
+    for pid in sorted(wanted):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        words = [w.decode() for w in cmd if w]
+        label = "run" if pid == root_pid else " ".join(w for w in words[2:4])
+        out[f"{label} [{pid}]"] = (int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0]))
+    return out
+
+
+def memory(target: int, work: Path) -> None:
+    out = work / "rss"
+    cmd = [
+        sys.executable,
+        "-m",
+        "portstorm",
+        "run",
+        "--sandbox",
+        "host",
+        "--close",
+        "rst",
+        "--duration",
+        "3600",
+        "--no-report",
+        "--quiet",
+        "--force",
+        "--out",
+        str(out),
+    ]
+    print(f"\nmemory: portstorm run (RST close, defaults) until {target:,} connections")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=ENV)
+    log = out / "intervals.jsonl"
+    done, at_1m, started = 0, None, time.monotonic()
+    next_mark, marks = 1_000_000, []
+    try:
+        while done < target:
+            time.sleep(1.0)
+            if proc.poll() is not None:
+                raise SystemExit(f"portstorm ended early (exit {proc.returncode})")
+            if not log.exists():
+                continue
+            done = sum(
+                json.loads(line)["interval"]["succeeded"]
+                for line in log.read_text().splitlines()
+                if line.startswith('{"interval"')
+            )
+            if at_1m is None and done >= 1_000_000:
+                at_1m = (done, tree_rss(proc.pid))
+            if done >= next_mark:  # the total at each further million: a plateau, or a slope
+                total = sum(rss for rss, _hwm in tree_rss(proc.pid).values())
+                marks.append(f"{done / 1e6:.0f}M {total / 1024:.1f}")
+                next_mark += 1_000_000
+        at_end = (done, tree_rss(proc.pid))
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    elapsed = time.monotonic() - started
+    assert at_1m is not None
+    print(f"  {done:,} connections in {elapsed:,.0f} s ({done / elapsed:,.0f}/s)")
+    print(f"  {'process':<34} {'RSS at ' + format(at_1m[0], ','):>18} "
+          f"{'RSS at ' + format(at_end[0], ','):>19} {'growth':>9} {'peak':>9}")  # fmt: skip
+    total_growth = 0
+    for label, (rss_end, hwm) in at_end[1].items():
+        rss_1m = at_1m[1].get(label, (0, 0))[0]
+        total_growth += rss_end - rss_1m
+        print(f"  {label:<34} {rss_1m / 1024:>15.1f} MB {rss_end / 1024:>16.1f} MB "
+              f"{(rss_end - rss_1m) / 1024:>+6.1f} MB {hwm / 1024:>6.1f} MB")  # fmt: skip
+    print(f"  all processes, MB of RSS at each million: {', '.join(marks)}")
+    print(f"  total growth 1M -> {done / 1e6:.0f}M: {total_growth / 1024:+.1f} MB (goal < 20 MB)")
+
+
+ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def profile(seconds: float, close: str, work: Path) -> None:
+    """Where portstorm's processes spend their time: py-spy samples the run and every child
+    (driver workers, sink) for c's setup; self time per function, over all of them."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        sys.exit("--profile needs py-spy: pip install -e '.[bench]'")
+    raw = work / "profile.txt"
+    cmd = [spy, "record", "--subprocesses", "--nonblocking", "-r", "200", "-f", "raw", "-o",
+           str(raw), "--", sys.executable, "-m", "portstorm", "run", "--sandbox", "host",
+           "--close", CLOSES[close], "--duration", str(seconds), "--no-report", "--quiet",
+           "--force", "--out", str(work / "prof")]  # fmt: skip
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    by_process: dict[str, int] = {}
+    by_function: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        # py-spy's first frame names the process; the last is where the sample landed
+        by_process[frames[0]] = by_process.get(frames[0], 0) + int(n)
+        leaf = frames[-1].split(" (")[0] + " (" + frames[-1].split(" (")[-1].split(":")[0] + ")"
+        by_function[leaf] = by_function.get(leaf, 0) + int(n)
+    total = sum(by_function.values())
+    print(f"\nprofile: {close.upper()} close, {seconds:g} s, {total:,} samples over "
+          f"{len(by_process)} processes; self time, top 12:")  # fmt: skip
+    for name, count in sorted(by_function.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {100 * count / total:5.1f} %  {name}")
+
+
+def inner(seconds: float, repeat: int, rss_connections: int, profile_s: float) -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    for name, value in SYSCTLS.items():
+        Path(f"/proc/sys/{name}").write_text(value)
+    with tempfile.TemporaryDirectory(prefix="portstorm-bench-") as tmp:
+        work = Path(tmp)
+        exes = compile_c(work)
+        cores = len(os.sched_getaffinity(0))
+        settings = ", ".join(f"{k.rsplit('/', 1)[-1]}={v}" for k, v in SYSCTLS.items())
+        print(f"Linux {os.uname().release}, {cores} CPUs, Python {sys.version.split()[0]}; "
+              f"one namespace, loopback, {settings}")  # fmt: skip
+        if repeat:
+            throughput(exes, seconds, repeat, work)
+        if rss_connections:
+            memory(rss_connections, work)
+        if profile_s:
+            for close in CLOSES:
+                profile(profile_s, close, work)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="seconds per throughput run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    ap.add_argument("--rss-connections", type=int, default=10_000_000,
+                    help="connections for the memory run (0: skip it)")  # fmt: skip
+    ap.add_argument("--memory-only", action="store_true", help="skip the throughput runs")
+    ap.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                    help="also profile c with py-spy for this long (extra: bench)")  # fmt: skip
+    ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if (not 0 < args.seconds <= 600 or not 1 <= args.repeat <= 20 or args.rss_connections < 0
+            or not 0 <= args.profile <= 600):  # fmt: skip
+        ap.error("--seconds in (0, 600], --repeat in 1..20, --rss-connections >= 0, "
+                 "--profile in [0, 600]")  # fmt: skip
+    if args.rss_connections and args.rss_connections < 1_000_000:
+        ap.error("--rss-connections: 0 (skip) or at least 1,000,000 (memory is read at 1M)")
+    if not args.inner:
+        return reexec_in_netns()
+    inner(args.seconds, args.repeat if not args.memory_only else 0, args.rss_connections,
+          args.profile)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
