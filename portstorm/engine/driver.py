@@ -242,6 +242,12 @@ class Driver:
             return None
         return r.first_failure_s, r.first_failure_outcome
 
+    def flow_totals(self) -> tuple[list[int], list[int], list[float | None]]:
+        """Copies of the per-flow counts so far: successes, failures (flat, flow-major in
+        FAILURES order) and first-failure times. A worker sends their changes with each
+        interval, so a worker that dies leaves its counts up to its last interval."""
+        return list(self._flow_ok), list(self._flow_failed), list(self._flow_first)
+
     def stop(self) -> None:
         """End the run now (Ctrl-C, SIGTERM): in-flight attempts are abandoned, not counted."""
         self._report.interrupted = True
@@ -286,14 +292,7 @@ class Driver:
         rep = self._report
         rep.elapsed_s = (end - self._t0) / 1e9
         rep.flow_succeeded = list(self._flow_ok)
-        rep.flow_failed = [
-            {
-                str(FAILURES[j]): n
-                for j in range(_N_FAILURES)
-                if (n := self._flow_failed[i * _N_FAILURES + j])
-            }
-            for i in range(len(self.flows))
-        ]
+        rep.flow_failed = failures_by_flow(self._flow_failed, len(self.flows))
         rep.flow_first_failure_s = list(self._flow_first)
         rep.flow_ports_last = list(self._ports.last)
         rep.flow_ports_peak = list(self._ports.peak)
@@ -555,6 +554,14 @@ class Driver:
             self._report.intervals.append(interval)
         if self._on_interval is not None:
             self._on_interval(interval)
+
+
+def failures_by_flow(flat: list[int], n_flows: int) -> list[dict[str, int]]:
+    """Flat per-flow failure counts (flow-major, FAILURES order) -> one {outcome: n} per flow."""
+    return [
+        {str(o): n for j, o in enumerate(FAILURES) if (n := flat[i * _N_FAILURES + j])}
+        for i in range(n_flows)
+    ]
 
 
 def with_sample(interval: Interval, sample: Sample | None) -> Interval:

@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval
 from portstorm.engine.driver import Driver, drive
 
@@ -36,10 +37,25 @@ def main() -> int:
     scenario, flows, share = pickle.loads(base64.b64decode(sys.stdin.buffer.readline()))
     out = sys.stdout
     k = 0
+    n_flows = len(flows)
+    prev_ok, prev_failed = [0] * n_flows, [0] * (n_flows * len(FAILURES))
+    prev_first: list[float | None] = [None] * n_flows
 
     def emit(interval: Interval) -> None:
-        nonlocal k
-        msg = {"k": k, "interval": interval.to_json(), "first_failure": driver.first_failure}
+        """One interval, with what changed per flow since the previous one (sparse)."""
+        nonlocal k, prev_ok, prev_failed, prev_first
+        ok, failed, first = driver.flow_totals()
+        msg = {
+            "k": k,
+            "interval": interval.to_json(),
+            "first_failure": driver.first_failure,
+            "flow_ok": {i: n - prev_ok[i] for i, n in enumerate(ok) if n != prev_ok[i]},
+            "flow_failed": {
+                i: n - prev_failed[i] for i, n in enumerate(failed) if n != prev_failed[i]
+            },
+            "flow_first": {i: t for i, t in enumerate(first) if t != prev_first[i]},
+        }
+        prev_ok, prev_failed, prev_first = ok, failed, first
         out.write(json.dumps(msg, separators=(",", ":")) + "\n")
         out.flush()
         k += 1
@@ -57,9 +73,6 @@ def main() -> int:
         "elapsed_s": report.elapsed_s,
         "interrupted": report.interrupted,
         "sample_errors": report.sample_errors,
-        "flow_succeeded": report.flow_succeeded,
-        "flow_failed": report.flow_failed,
-        "flow_first_failure_s": report.flow_first_failure_s,
     }
     out.write(json.dumps({"done": done}, separators=(",", ":")) + "\n")
     out.flush()

@@ -46,7 +46,14 @@ from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, merge_intervals
 from portstorm.core.scenario import Scenario
-from portstorm.engine.driver import DriverReport, Flow, FlowPorts, Share, with_sample
+from portstorm.engine.driver import (
+    DriverReport,
+    Flow,
+    FlowPorts,
+    Share,
+    failures_by_flow,
+    with_sample,
+)
 from portstorm.engine.netns import die_with_parent
 from portstorm.engine.sampler import Sample
 
@@ -168,6 +175,10 @@ class DriverPool:
         self._samples: dict[int, Sample | None] = {}
         self._next_k = 0
         self._ports = FlowPorts(len(flows))
+        n = len(flows)  # per-flow counts, summed from the workers' interval messages
+        self._flow_ok = [0] * n
+        self._flow_failed = [0] * (n * len(FAILURES))
+        self._flow_first: list[float | None] = [None] * n
         self._report = DriverReport()
         self._t0 = 0
         self._stopped = False
@@ -256,6 +267,14 @@ class DriverPool:
             ff = msg["first_failure"]
             if ff is not None and w.first_failure is None:
                 w.first_failure = (float(ff[0]), str(ff[1]))
+            for i, n in msg["flow_ok"].items():
+                self._flow_ok[int(i)] += n
+            for i, n in msg["flow_failed"].items():
+                self._flow_failed[int(i)] += n
+            for i, t in msg["flow_first"].items():
+                first = self._flow_first[int(i)]
+                if first is None or t < first:
+                    self._flow_first[int(i)] = float(t)
             parts = self._parts.setdefault(int(msg["k"]), [None] * self.n)
             parts[w.index] = Interval.from_json(msg["interval"])
             self._emit_ready()
@@ -317,31 +336,15 @@ class DriverPool:
 
     def _finish(self) -> DriverReport:
         rep = self._report
-        n_flows = len(self.flows)
-        rep.flow_succeeded = [0] * n_flows
-        rep.flow_failed = [{} for _ in range(n_flows)]
-        rep.flow_first_failure_s = [None] * n_flows
         for w in self._workers:
             d = w.done
-            if d is None:
-                continue
-            rep.elapsed_s = max(rep.elapsed_s, float(d["elapsed_s"]))
-            rep.interrupted |= bool(d["interrupted"])
-            rep.sample_errors += [str(e) for e in d["sample_errors"]]
-            for i in range(n_flows):
-                rep.flow_succeeded[i] += int(d["flow_succeeded"][i])
-                failed = rep.flow_failed[i]
-                for name, count in d["flow_failed"][i].items():
-                    failed[name] = failed.get(name, 0) + int(count)
-                t = d["flow_first_failure_s"][i]
-                first = rep.flow_first_failure_s[i]
-                if t is not None and (first is None or t < first):
-                    rep.flow_first_failure_s[i] = float(t)
-        for failed in rep.flow_failed:  # the outcomes in their usual order
-            order = {str(o): j for j, o in enumerate(FAILURES)}
-            sorted_items = sorted(failed.items(), key=lambda kv: order.get(kv[0], len(order)))
-            failed.clear()
-            failed.update(sorted_items)
+            if d is not None:
+                rep.elapsed_s = max(rep.elapsed_s, float(d["elapsed_s"]))
+                rep.interrupted |= bool(d["interrupted"])
+                rep.sample_errors += [str(e) for e in d["sample_errors"]]
+        rep.flow_succeeded = list(self._flow_ok)
+        rep.flow_failed = failures_by_flow(self._flow_failed, len(self.flows))
+        rep.flow_first_failure_s = list(self._flow_first)
         if rep.elapsed_s == 0.0:
             rep.elapsed_s = max(0.0, (perf_counter_ns() - self._t0) / 1e9) if self._t0 else 0.0
         ff = self.first_failure
