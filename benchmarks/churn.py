@@ -265,8 +265,10 @@ def profile(seconds: float, close: str, work: Path) -> None:
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
-        # py-spy's first frame names the process; the last is where the sample landed
-        by_process[frames[0]] = by_process.get(frames[0], 0) + int(n)
+        # with --subprocesses py-spy names each process on the way down in a frame
+        # "process PID:..." (parent first); the last frame is where the sample landed
+        proc = [f.split(":")[0] for f in frames if f.startswith("process ")][-1]
+        by_process[proc] = by_process.get(proc, 0) + int(n)
         leaf = frames[-1].split(" (")[0] + " (" + frames[-1].split(" (")[-1].split(":")[0] + ")"
         by_function[leaf] = by_function.get(leaf, 0) + int(n)
     total = sum(by_function.values())

@@ -210,6 +210,12 @@ def run(
     finally:
         live.finish()
     print_summary(output.result, str(output.path))
+    if no_report and force and out is not None:
+        from portstorm.report import remove_run_report
+
+        # --force replaced what was in --out: a report there describes the old result
+        if removed := remove_run_report(output.path.parent):
+            print(f"removed the replaced result's report ({len(removed)} files); --no-report")
     if not no_report:
         from portstorm.report import DEFAULT_NAME, write_run_report
 

@@ -84,6 +84,21 @@ def test_force_replaces_the_result_in_out(tmp_path: Path) -> None:
     assert load(tmp_path / "result.json")["totals"]["succeeded"] == 20
 
 
+def test_force_without_a_report_removes_the_replaced_results_report(tmp_path: Path) -> None:
+    stale = ["report.html", "port-space.png", "rate.png", "intervals.csv", "latency.hlog"]
+    (tmp_path / "result.json").write_text('{"earlier": "measurements"}')
+    for name in [*stale, "mine.html"]:
+        (tmp_path / name).write_text("of the earlier result")
+    proc = run_in_netns(
+        f'$PORTSTORM run --duration 1 --rate 20 --out "{tmp_path}" --force --no-report --quiet'
+    )
+    check(proc)
+    assert load(tmp_path / "result.json")["totals"]["succeeded"] == 20
+    assert [n for n in stale if (tmp_path / n).exists()] == []
+    assert (tmp_path / "mine.html").exists()  # not the default name: the user's own file
+    assert "removed the replaced result's report (5 files)" in proc.stdout
+
+
 def test_an_unresolvable_target_is_exit_3(tmp_path: Path) -> None:
     # inside a namespace with only loopback, so no name query leaves the machine
     proc = run_in_netns(

@@ -239,17 +239,66 @@ def _no_failure(r: RunResult) -> Finding:
     return Finding("no-failure", text, "headline")
 
 
-def _other_failures(r: RunResult) -> Finding | None:
-    other = {k: v for k, v in r.failed.items() if k not in EXHAUSTION}
-    if not other:
-        return None
-    total = sum(other.values())
-    mix = ", ".join(f"{k} {v:,} ({100 * v / r.attempts:.1f} %)" for k, v in other.items())
-    return Finding(
-        "failures",
-        f"{total:,} attempts failed for reasons other than the port space: {mix}.",
-        "warn",
-    )
+def _other_failures(r: RunResult) -> list[Finding]:
+    """One finding per failure outcome that is not the port space: what it means and
+    what to do, with when it began and the counters that back it."""
+    out = []
+    targets = ", ".join(str(t) for t in r.scenario.get("targets") or []) or "the target"
+    timeout = r.scenario.get("connect_timeout_s")
+    for outcome, n in r.failed.items():
+        if outcome in EXHAUSTION:
+            continue
+        first = next((i.t for i in r.intervals if i.failed.get(outcome)), None)
+        share = f"{n:,} of {r.attempts:,} attempts ({100 * n / r.attempts:.1f} %)"
+        since = f", from {fmt_s(first)} on" if first is not None else ""
+        if outcome == "refused":
+            text = (
+                f"{share} were refused{since}: nothing was listening at {targets} (the "
+                "SYN was answered with a RST). Is the server up, on that port?"
+            )
+        elif outcome == "timeout":
+            overflows = _listen_overflows(r)
+            queue = (
+                f" The listener's accept queue overflowed {overflows:,} times "
+                "(ListenOverflows): the server stopped calling accept(), or was too slow."
+                if overflows
+                else " No accept-queue overflow was counted on this side: "
+                "the server, or the path to it, stopped answering."
+            )
+            limit = f" after {fmt_s(float(timeout))}" if timeout is not None else ""
+            text = f"{share} timed out{limit}{since}: the handshake never completed.{queue}"
+        elif outcome == "reset":
+            text = (
+                f"{share} were reset by {targets}{since}: the server aborted connections "
+                "(RST) instead of closing them."
+            )
+        elif outcome == "fd_limit":
+            fds = [i.fds for i in r.intervals if i.fds is not None]
+            peak = f", with up to {max(fds):,} open" if fds else ""
+            text = (
+                f"{share} failed at socket(){since}: the driver ran out of file "
+                f"descriptors (EMFILE/ENFILE){peak}. Raise the limit (ulimit -n), or cap "
+                "attempts in flight with --concurrency."
+            )
+        elif outcome == "no_buffers":
+            text = (
+                f"{share} failed for want of kernel memory (ENOBUFS/ENOMEM){since}: see "
+                "net.ipv4.tcp_mem and the socket buffer limits."
+            )
+        elif outcome == "unreachable":
+            text = f"{share} found no route to {targets}{since} (ENETUNREACH/EHOSTUNREACH)."
+        else:
+            names = ", ".join(f"{k} {v:,}" for k, v in r.other_errnos.items())
+            text = f"{share} failed with other errors{since}: {names or outcome}."
+        out.append(Finding(f"failure-{outcome}", text, "warn"))
+    return out
+
+
+def _listen_overflows(r: RunResult) -> int | None:
+    """ListenOverflows where the listener is: the sink's namespace in the pair sandbox,
+    else this namespace (a target on this host; a remote one's are not seen)."""
+    server = r.scenario.get("sandbox") == "pair"
+    return counter_total(r.intervals, "TcpExtListenOverflows", server=server)
 
 
 def _reuse(r: RunResult) -> Finding | None:
@@ -426,8 +475,8 @@ def run_findings(r: RunResult) -> list[Finding]:
         )
     else:
         out.append(_no_failure(r))
+    out += _other_failures(r)
     for rule in (
-        _other_failures,
         _behind,
         _reuse,
         _fin_timeout,

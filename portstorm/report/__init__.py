@@ -101,6 +101,24 @@ def write_run_report(result: RunResult, html: Path, source: Path | None = None) 
     return ReportFiles(html, [html.parent / c.file for c in charts], exports)
 
 
+def remove_run_report(folder: Path) -> list[Path]:
+    """Delete the default run report in ``folder`` (report.html, its charts and exports):
+    ``run --force --no-report`` replaces a result, and a report of the old one must not
+    stay beside the new one. Reports written under other names are the user's; kept."""
+    from portstorm.report.exports import export_paths
+    from portstorm.report.runcharts import RUN_CHARTS
+
+    html = folder / DEFAULT_NAME
+    names = [html, *export_paths(folder).values()]
+    names += [folder / f"{_prefix(html)}{stem}.png" for stem, _title, _draw in RUN_CHARTS]
+    removed = []
+    for path in names:
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def write_many_report(
     subjects: Sequence[Subject],
     html: Path,

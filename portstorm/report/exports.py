@@ -89,9 +89,13 @@ def hlog(r: RunResult) -> str:
     return buf.getvalue()
 
 
+def export_paths(folder: Path, stem: str = "") -> dict[str, Path]:
+    return {"csv": folder / f"{stem}intervals.csv", "hlog": folder / f"{stem}latency.hlog"}
+
+
 def write_exports(r: RunResult, folder: Path, stem: str) -> dict[str, Path]:
     """``<stem>intervals.csv`` and ``<stem>latency.hlog`` in ``folder``."""
-    out = {"csv": folder / f"{stem}intervals.csv", "hlog": folder / f"{stem}latency.hlog"}
+    out = export_paths(folder, stem)
     out["csv"].write_text(intervals_csv(r), encoding="utf-8")
     out["hlog"].write_text(hlog(r), encoding="utf-8")
     return out
