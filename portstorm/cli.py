@@ -20,6 +20,7 @@ from portstorm.core.scenario import (
     CloseMode,
     SandboxKind,
     Target,
+    parse_number,
     parse_target,
 )
 
@@ -381,13 +382,12 @@ def sink(
         float, typer.Option(help="Seconds to wait for a client to end a connection.", min=0.001)
     ] = 60.0,
     workers: Annotated[
-        int,
+        str,
         typer.Option(
+            metavar="N",
             help="Processes, each with its own SO_REUSEPORT listener on every address.",
-            min=1,
-            max=64,
         ),
-    ] = 1,
+    ] = "1",
     machine_readable: Annotated[bool, typer.Option(hidden=True)] = False,
     wait_for_go: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> int:
@@ -398,6 +398,7 @@ def sink(
     from portstorm.engine.sysinfo import raise_nofile_to_hard
 
     addresses = [_parse_listen(text) for text in listen]
+    n_workers = int(parse_number("--workers", workers))
     raise_nofile_to_hard()
     if wait_for_go and sys.stdin.readline().strip() != "go":
         return EXIT_ENVIRONMENT  # the parent went away before the namespace was ready
@@ -414,7 +415,7 @@ def sink(
             )
 
     try:
-        stats = run_sink(addresses, close, ready, idle_timeout, workers)
+        stats = run_sink(addresses, close, ready, idle_timeout, n_workers)
     except OSError as e:
         raise _ListenError(f"--listen: cannot listen on {e.strerror}") from None
     counts = (

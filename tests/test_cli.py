@@ -118,6 +118,12 @@ def test_bad_sink_listen_address_is_refused(listen: str, code: int, fragment: st
     assert_one_line_error(portstorm("sink", "--listen", listen), code, fragment)
 
 
+@pytest.mark.parametrize("workers", ["0", "65", "two", "1.5"])
+def test_bad_sink_worker_count_is_refused(workers: str) -> None:
+    proc = portstorm("sink", "--listen", "127.0.0.1:0", "--workers", workers)
+    assert_one_line_error(proc, 2, "--workers", workers, "1 and <= 64")
+
+
 def test_sink_on_a_port_in_use_is_exit_3() -> None:
     import socket
 

@@ -237,7 +237,7 @@ _NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {
     "--concurrency": (True, 1, False, MAX_CONCURRENCY, "attempts in flight"),
     "--sink-ports": (True, 1, False, MAX_SINK_PORTS, "listening ports per sink address"),
     "--sink-addresses": (True, 1, False, MAX_SINK_ADDRESSES, "sink addresses"),
-    "--workers": (True, 1, False, MAX_WORKERS, "driver processes"),
+    "--workers": (True, 1, False, MAX_WORKERS, "processes"),
     "--sink-workers": (True, 1, False, MAX_WORKERS, "sink processes"),
     "--repeat": (True, 1, False, 100, "runs per sweep cell"),
     "--parallel": (True, 1, False, 64, "sweep runs at once"),
