@@ -248,9 +248,12 @@ def _other_failures(r: RunResult) -> list[Finding]:
     for outcome, n in r.failed.items():
         if outcome in EXHAUSTION:
             continue
-        first = next((i.t for i in r.intervals if i.failed.get(outcome)), None)
         share = f"{n:,} of {r.attempts:,} attempts ({100 * n / r.attempts:.1f} %)"
-        since = f", from {fmt_s(first)} on" if first is not None else ""
+        if outcome == r.first_failure_outcome and r.first_failure_s is not None:
+            since = f", the first after {fmt_s(r.first_failure_s)}"
+        else:  # only the run's very first failure is timed; intervals place the others
+            first = next((i.t for i in r.intervals if i.failed.get(outcome)), None)
+            since = f", the first in the interval from {fmt_s(first)}" if first is not None else ""
         if outcome == "refused":
             text = (
                 f"{share} were refused{since}: nothing was listening at {targets} (the "
