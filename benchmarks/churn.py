@@ -177,6 +177,8 @@ def tree_rss(root_pid: int) -> dict[str, tuple[int, int]]:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if "VmRSS" not in fields:  # exiting (a zombie has no memory left)
+            continue
         words = [w.decode() for w in cmd if w]
         label = "run" if pid == root_pid else " ".join(w for w in words[2:4])
         out[f"{label} [{pid}]"] = (int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0]))
