@@ -89,14 +89,16 @@ def cell_params(base: dict[str, Any], values: Sequence[tuple[str, str]]) -> dict
 
 
 def default_parallel(scenarios: Sequence[Scenario], cpus: int) -> int:
-    """As many sandboxed cells at once as the cores can drive at the chosen rates: closed
-    loops saturate a core for the driver and one for the sink; open loops are budgeted at
-    RATE_PER_CORE attempts per second per core."""
+    """As many sandboxed cells at once as the cores can drive at the chosen rates: a closed
+    loop saturates a core per driver worker and per sink worker (with the default workers,
+    every core: such cells run one at a time); open loops are budgeted at RATE_PER_CORE
+    attempts per second per core."""
     sandboxed = [s for s in scenarios if s.sandbox is not SandboxKind.HOST]
     if not sandboxed:
         return 1
-    if any(s.rate is None for s in sandboxed):
-        return max(1, cpus // 2)
+    closed = [s for s in sandboxed if s.rate is None]
+    if closed:
+        return max(1, cpus // max(s.workers + s.sink_workers for s in closed))
     top = max(s.rate or 0.0 for s in sandboxed)
     return max(1, min(len(sandboxed), math.floor(cpus * RATE_PER_CORE / top)))
 

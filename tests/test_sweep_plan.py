@@ -104,6 +104,11 @@ def test_default_parallelism_follows_cores_and_rates() -> None:
     assert default_parallel([Scenario(sandbox=pair, rate=500)] * 8, cpus=2) == 4
     assert default_parallel([Scenario(sandbox=pair, rate=5000)] * 8, cpus=2) == 1
     assert default_parallel([Scenario(sandbox=pair)] * 8, cpus=2) == 1  # closed loops
+    # a closed loop takes a core per driver and sink worker: 16 cores, 1 + 1 each -> 8 cells
+    assert default_parallel([Scenario(sandbox=pair)] * 8, cpus=16) == 8
+    # ...but with the default workers (one per core) one such cell fills the machine
+    busy = Scenario(sandbox=pair, workers=16, sink_workers=8)
+    assert default_parallel([busy] * 8, cpus=16) == 1
     assert default_parallel([Scenario(sandbox=SandboxKind.HOST, rate=10)] * 3, cpus=8) == 1
 
 
