@@ -258,7 +258,10 @@ class DriverPool:
     async def _read(self, w: _Worker) -> None:
         assert w.lines is not None
         while line := await w.lines.readline():
-            msg = json.loads(line)
+            try:
+                msg = json.loads(line)
+            except ValueError:  # a line cut short: the worker died while writing it
+                break
             if "done" in msg:
                 w.done = msg["done"]
                 w.ended = True
