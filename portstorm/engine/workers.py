@@ -326,6 +326,7 @@ class DriverPool:
 
     def _emit(self, k: int, sample: Sample | None) -> None:
         parts = [p for p in self._parts.pop(k) if p is not None]
+        self._samples.pop(k, None)  # kept only until its interval is out
         self._next_k = k + 1
         interval = with_sample(merge_intervals(parts), sample)
         self._ports.update(sample)
