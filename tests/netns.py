@@ -51,13 +51,20 @@ def unshare_prefix() -> tuple[tuple[str, ...] | None, str]:
     )
 
 
+def require_netns() -> tuple[str, ...]:
+    """The command prefix that runs a command in a new network namespace; skip (or, under
+    CI, fail) where none can be made."""
+    prefix, why = unshare_prefix()
+    require(prefix is not None, why)
+    assert prefix is not None
+    return prefix
+
+
 def run_in_netns(
     script: str, sysctls: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Bring up lo, apply sysctls (namespace-local), then run ``script`` with sh -e."""
-    prefix, why = unshare_prefix()
-    require(prefix is not None, why)
-    assert prefix is not None
+    prefix = require_netns()
     lines = ["ip link set lo up"]
     for name, value in (sysctls or {}).items():
         lines.append(f"sysctl -qw {name}='{value}'")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns import check, require, run_in_netns, unshare_prefix
+from tests.netns import check, require, require_netns, run_in_netns
 
 ROOT = Path(__file__).resolve().parents[1]
 C_DIR = ROOT / "benchmarks" / "c"
@@ -52,8 +52,7 @@ wait $pid
 
 def test_churn_benchmark_runs_end_to_end() -> None:
     require(shutil.which("cc") is not None or shutil.which("gcc") is not None, "no C compiler")
-    prefix, why = unshare_prefix()
-    require(prefix is not None, why)
+    require_netns()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "churn.py"), "--seconds", "0.5",
          "--repeat", "1", "--rss-connections", "0"],

@@ -15,17 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.browser import render, require_chromium
-from tests.netns import check, require, unshare_prefix
+from tests.netns import check, require_netns
 
 pytestmark = pytest.mark.netns
 
 PS = [sys.executable, "-m", "portstorm"]
 NARROW = ["--set", "ip_local_port_range=40000-40099", "--set", "tcp_rfc1337=1"]
-
-
-def _need_namespaces() -> None:
-    prefix, why = unshare_prefix()
-    require(prefix is not None, why)
 
 
 def _shots(tmp_path: Path) -> Path:
@@ -46,7 +41,7 @@ def _look(html: Path, shot: Path, n_images: int, width: int = 1280) -> None:
 
 def test_run_writes_a_report_that_renders_with_every_chart(tmp_path: Path) -> None:
     require_chromium()
-    _need_namespaces()
+    require_netns()
     out = tmp_path / "run"
     proc = subprocess.run(
         [*PS, "run", "--duration", "3", "--rate", "100", *NARROW, "--out", str(out), "--quiet"],
@@ -65,7 +60,7 @@ def test_run_writes_a_report_that_renders_with_every_chart(tmp_path: Path) -> No
 
 def test_sweep_writes_a_report_that_renders_with_every_chart(tmp_path: Path) -> None:
     require_chromium()
-    _need_namespaces()
+    require_netns()
     out = tmp_path / "sweep"
     proc = subprocess.run(
         [
@@ -96,7 +91,7 @@ def test_sweep_writes_a_report_that_renders_with_every_chart(tmp_path: Path) -> 
 
 
 def test_run_with_no_report_saves_only_the_result(tmp_path: Path) -> None:
-    _need_namespaces()
+    require_netns()
     out = tmp_path / "run"
     proc = subprocess.run(
         [

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.netns import check, load, require, run_in_netns, unshare_prefix
+from tests.netns import check, load, require_netns, run_in_netns
 
 pytestmark = pytest.mark.netns
 
@@ -25,8 +25,7 @@ EXACT = ["--set", "ip_local_port_range=40000-40099", "--set", "tcp_tw_reuse=0",
 
 
 def _run(out: Path, *args: str) -> dict[str, Any]:
-    prefix, why = unshare_prefix()
-    require(prefix is not None, why)
+    require_netns()
     proc = subprocess.run(
         [sys.executable, "-m", "portstorm", "run", "--duration", "1.5", "--concurrency", "2",
          *EXACT, *args, "--quiet", "--out", str(out)],

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.netns import check, load, require, unshare_prefix
+from tests.netns import check, load, require_netns
 
 pytestmark = pytest.mark.netns
 
@@ -25,13 +25,8 @@ PS = [sys.executable, "-m", "portstorm"]
 NARROW = ["--set", "ip_local_port_range=40000-40099", "--set", "tcp_rfc1337=1"]
 
 
-def _need_namespaces() -> None:
-    prefix, why = unshare_prefix()
-    require(prefix is not None, why)
-
-
 def sweep(out: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    _need_namespaces()
+    require_netns()
     return subprocess.run([*PS, "sweep", *args, "--out", str(out), "--quiet"],
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
@@ -135,7 +130,7 @@ def _children_of(pid: int) -> list[int]:
 
 
 def test_a_sweep_killed_after_2_of_4_cells_resumes_with_only_the_missing_2(tmp_path: Path) -> None:
-    _need_namespaces()
+    require_netns()
     args = ["--vary", "concurrency=1,2,3,4", "--parallel", "1", "--duration", "1", *NARROW]
     proc = subprocess.Popen([*PS, "sweep", *args, "--out", str(tmp_path), "--quiet"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -172,7 +167,7 @@ def test_a_sweep_killed_after_2_of_4_cells_resumes_with_only_the_missing_2(tmp_p
 
 
 def test_compare_two_runs_labels_them_by_what_differs(tmp_path: Path) -> None:
-    _need_namespaces()
+    require_netns()
     for reuse in ("0", "1"):
         check(subprocess.run(
             [*PS, "run", "--duration", "2", "--rate", "100", *NARROW, "--set",

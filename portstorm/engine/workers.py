@@ -73,18 +73,19 @@ class _Lines:
 
     def __init__(self, fd: int) -> None:
         self._stream = trio.lowlevel.FdStream(fd)
-        self._buf = b""
+        self._buf = bytearray()
 
-    async def readline(self) -> bytes:
-        """The next line without its newline; b"" at end of file."""
-        while b"\n" not in self._buf:
+    async def readline(self) -> bytes | None:
+        """The next whole line without its newline; None at end of file. A last line
+        without its newline was cut short (the worker died writing it) and is dropped."""
+        while (end := self._buf.find(b"\n")) < 0:
             chunk = await self._stream.receive_some(65536)
             if not chunk:
-                rest, self._buf = self._buf, b""
-                return rest
+                return None
             self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line or b" "  # an empty line is not end of file
+        line = bytes(self._buf[:end])
+        del self._buf[: end + 1]
+        return line
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -257,11 +258,8 @@ class DriverPool:
 
     async def _read(self, w: _Worker) -> None:
         assert w.lines is not None
-        while line := await w.lines.readline():
-            try:
-                msg = json.loads(line)
-            except ValueError:  # a line cut short: the worker died while writing it
-                break
+        while (line := await w.lines.readline()) is not None:
+            msg = json.loads(line)
             if "done" in msg:
                 w.done = msg["done"]
                 w.ended = True
