@@ -23,11 +23,20 @@ from portstorm.core.scenario import (
     parse_number,
     parse_target,
 )
+from portstorm.core.text import one_line as _one_line
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130
+
+
+def _path(text: str) -> Path:
+    """An output path as typed: an empty one would silently mean the current folder."""
+    if not text.strip():
+        raise typer.BadParameter("an empty path; name a folder or file (e.g. . for this folder)")
+    return Path(text)
+
 
 app = typer.Typer(
     name="portstorm",
@@ -169,7 +178,11 @@ def run(
     ] = "3",
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for result.json. Default: reports/<UTC timestamp>-run/."),
+        typer.Option(
+            metavar="DIR",
+            parser=_path,
+            help="Folder for result.json. Default: reports/<UTC timestamp>-run/.",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No live line, only the summary.")] = False,
     no_report: Annotated[
@@ -185,6 +198,7 @@ def run(
     """Churn TCP connections against targets (or the built-in sink) and save result.json,
     then report.html with its charts (PNG), intervals.csv and latency.hlog beside it."""
     from portstorm.engine.run import run as do_run
+    from portstorm.report import run_report_names
     from portstorm.runargs import scenario_from_options
     from portstorm.ui import LiveLine, print_summary
 
@@ -207,6 +221,7 @@ def run(
             on_start=lambda eps: live.start(scenario, eps),
             on_interval=live.on_interval,
             force=force,
+            also_writes=() if no_report else run_report_names(),
         )
     finally:
         live.finish()
@@ -221,11 +236,12 @@ def run(
         from portstorm.report import DEFAULT_NAME, write_run_report
 
         files = write_run_report(output.result, output.path.parent / DEFAULT_NAME, output.path)
-        print(f"report: {files.html}")
+        print(f"report: {_one_line(files.html)}")
     if output.problems:
         # not an interruption: the environment failed mid-run (a worker killed, out of memory)
         print(
-            f"portstorm: error: {_one_line(output.problems[0])}; partial result in {output.path}",
+            f"portstorm: error: {_one_line(output.problems[0])}; "
+            f"partial result in {_one_line(output.path)}",
             file=sys.stderr,
         )
         return EXIT_ENVIRONMENT
@@ -267,7 +283,9 @@ def sweep(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Folder for sweep.json and cells/. Default: reports/<UTC time>-sweep-NAME/."
+            metavar="DIR",
+            parser=_path,
+            help="Folder for sweep.json and cells/. Default: reports/<UTC time>-sweep-NAME/.",
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress line, only the table.")] = False,
@@ -279,6 +297,9 @@ def sweep(
     Writes sweep.json, cells/, and report.html comparing the cells."""
     from portstorm.sweeping import list_presets_text, run_sweep
 
+    # SIGTERM unwinds like Ctrl-C (exit 130) whenever it comes: during the runs the runner
+    # handles both itself; before and after them (planning, the table, the report) this does
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     if list_presets:
         print(list_presets_text())
         return EXIT_OK
@@ -303,7 +324,10 @@ def compare(
     html: Annotated[
         Path | None,
         typer.Option(
-            "--html", metavar="FILE.html", help="Also write the comparison report (and its PNGs)."
+            "--html",
+            metavar="FILE.html",
+            parser=_path,
+            help="Also write the comparison report (and its PNGs).",
         ),
     ] = None,
 ) -> int:
@@ -323,7 +347,7 @@ def compare(
         from portstorm.report import write_many_report
 
         files = write_many_report(subjects, html, "Comparison", inputs=paths)
-        print(f"report: {files.html}", file=sys.stderr if json_out else sys.stdout)
+        print(f"report: {_one_line(files.html)}", file=sys.stderr if json_out else sys.stdout)
     return EXIT_OK
 
 
@@ -345,6 +369,7 @@ def report(
             "-o",
             "--out",
             metavar="FILE.html",
+            parser=_path,
             help="Where to write it; PNGs go beside it. Default: report.html beside a single "
             "input, reports/<UTC time>-compare/report.html for several.",
         ),
@@ -354,11 +379,11 @@ def report(
     from portstorm.report import build_report
 
     files = build_report(paths, out)
-    print(f"report: {files.html}")
+    print(f"report: {_one_line(files.html)}")
     for p in files.charts:
-        print(f"chart: {p}")
+        print(f"chart: {_one_line(p)}")
     for p in files.exports.values():
-        print(f"export: {p}")
+        print(f"export: {_one_line(p)}")
     return EXIT_OK
 
 
@@ -448,16 +473,23 @@ def inspect(
 
 
 @app.command()
-def restore() -> int:
+def restore(
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Restore even while the run that wrote the journal is still running."
+        ),
+    ] = False,
+) -> int:
     """Put back live sysctls that a killed 'run --sandbox host --change-host-sysctls' changed."""
     from portstorm.engine.journal import journal_path
     from portstorm.engine.journal import restore as do_restore
 
-    values = do_restore()
+    values = do_restore(force=force)
     if not values:
         print(f"portstorm restore: nothing to restore (no journal at {journal_path()})")
     for name, value in values.items():
-        print(f"portstorm restore: {name} = {value!r}")
+        print(f"portstorm restore: {_one_line(name)} = {value!r}")
     return EXIT_OK
 
 
@@ -502,12 +534,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except typer.TyperException as e:
         # click's errors (typer vendors click; TyperException is their public base).
         # Usage errors are exit 2; "no arguments" shows the help text instead.
-        message = e.format_message()
+        from portstorm.runargs import click_message
+
+        message = click_message(e)
         ctx = getattr(e, "ctx", None)
         if not message.strip():
             pass  # the help text was printed already
         elif "\n" in message.strip():
-            print(message, file=sys.stderr)
+            print("\n".join(map(_one_line, message.splitlines())), file=sys.stderr)
         else:
             where = ctx.command_path if ctx is not None else "portstorm"
             print(f"{where}: error: {_one_line(message)}", file=sys.stderr)
@@ -519,9 +553,3 @@ def main(argv: list[str] | None = None) -> NoReturn:
         print(f"portstorm: error: {_one_line(str(e))}", file=sys.stderr)
         sys.exit(e.exit_code)
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)
-
-
-def _one_line(message: str) -> str:
-    """Values from the user (paths, addresses) may hold line breaks or control characters:
-    escape them, so an error stays one line and cannot move the terminal's cursor."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)

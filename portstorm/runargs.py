@@ -8,6 +8,7 @@ cell can be re-run by hand).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -95,6 +96,20 @@ def _run_command() -> Any:
     return group.commands["run"]  # type: ignore[attr-defined]
 
 
+def click_message(e: typer.TyperException) -> str:
+    """click's message, keeping its guess at a mistyped option only when the guess is close:
+    its cutoff (difflib's 0.6, dashes included) suggested --out for --bogus."""
+    name = getattr(e, "option_name", None)
+    guesses = getattr(e, "possibilities", None)
+    if not isinstance(name, str) or not guesses:
+        return e.format_message()
+    close = difflib.get_close_matches(
+        name.lstrip("-"), [g.lstrip("-") for g in guesses], n=3, cutoff=0.75
+    )
+    message = f"No such option: {name}"
+    return f"{message} (did you mean {', '.join('--' + c for c in close)}?)" if close else message
+
+
 def parse_run_args(argv: Sequence[str]) -> tuple[dict[str, Any], set[str]]:
     """``portstorm run`` arguments -> (its parameters with defaults filled in, the names of
     those given on the command line), or one UsageError naming the problem."""
@@ -102,7 +117,7 @@ def parse_run_args(argv: Sequence[str]) -> tuple[dict[str, Any], set[str]]:
     try:
         ctx = cmd.make_context("portstorm run", list(argv))
     except typer.TyperException as e:
-        raise UsageError(e.format_message().strip().replace("\n", " ")) from None
+        raise UsageError(click_message(e).strip().replace("\n", " ")) from None
     given = {
         name
         for name in ctx.params

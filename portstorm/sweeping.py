@@ -16,7 +16,14 @@ from portstorm.core.errors import PortstormError, UsageError
 from portstorm.core.inputs import load_subjects, subjects_of
 from portstorm.core.result import read_json_object
 from portstorm.core.scenario import parse_number
-from portstorm.core.sweep import PRESETS, check_format, factors_from_json, parse_vary, preset
+from portstorm.core.sweep import (
+    PRESETS,
+    check_sweep_doc,
+    factors_from_json,
+    parse_vary,
+    preset,
+)
+from portstorm.core.text import one_line
 from portstorm.engine.sweep import SweepPlan, SweepRunner, cpu_count
 from portstorm.sweepplan import plan_sweep
 
@@ -44,6 +51,50 @@ def _parallel(text: str | None) -> int | None:
     return None if text is None else int(parse_number("--parallel", text))
 
 
+CONFIRM_HOST = "--change-host-sysctls"
+
+
+def _resume_plan(
+    existing: Path, doc: dict[str, Any], parallel: str | None, confirmed: bool
+) -> SweepPlan:
+    """The stored plan, validated by the same code as a new sweep (factors, repeat, every
+    cell's run options and their bounds, parallel): a sweep.json is a file anyone may have
+    edited, so nothing in it is trusted more than the same options typed."""
+    try:
+        factors = factors_from_json(doc)
+        repeat, base_args = doc["repeat"], doc["base_args"]
+        stored_parallel = doc.get("parallel", 1)
+        if not isinstance(repeat, int) or isinstance(repeat, bool):
+            raise UsageError(f"repeat {repeat!r} is not a whole number")
+        if not isinstance(base_args, list) or not all(isinstance(a, str) for a in base_args):
+            raise UsageError("base_args is not a list of strings")
+        if not isinstance(stored_parallel, int) or isinstance(stored_parallel, bool):
+            raise UsageError(f"parallel {stored_parallel!r} is not a whole number")
+        plan = plan_sweep(
+            factors,
+            repeat,
+            base_args,
+            None,
+            _parallel(parallel) or _parallel(str(stored_parallel)),
+            cpu_count(),
+        )
+    except UsageError as e:
+        raise UsageError(f"--resume: {existing}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(
+            f"--resume: {existing}: damaged sweep.json ({type(e).__name__}: {e})"
+        ) from None
+    if not confirmed and any(CONFIRM_HOST in r.argv for r in plan.runs):
+        raise UsageError(
+            f"--resume: {existing} plans runs that change this host's live sysctls "
+            f"(--sandbox host {CONFIRM_HOST}): add {CONFIRM_HOST} to the resuming command "
+            "to confirm"
+        )
+    preset = doc.get("preset")
+    plan.preset = preset if isinstance(preset, str) else None
+    return plan
+
+
 def _plan(
     vary: list[str],
     preset_name: str | None,
@@ -69,7 +120,7 @@ def _plan(
 
 def _read_sweep(path: Path) -> dict[str, Any]:
     doc = read_json_object(path, "a portstorm sweep.json")
-    check_format(doc.get("format"), str(path))
+    check_sweep_doc(doc, str(path))  # the format, and every field's shape
     return doc
 
 
@@ -99,16 +150,10 @@ def run_sweep(
                 "it, or choose another --out"
             )
         resume_doc = _read_sweep(existing)
-        if not vary and preset_name is None and not run_args:
+        confirmed = CONFIRM_HOST in run_args
+        if not vary and preset_name is None and not [a for a in run_args if a != CONFIRM_HOST]:
             # Plain --resume: the sweep as it was planned.
-            plan = plan_sweep(
-                factors_from_json(resume_doc),
-                int(resume_doc["repeat"]),
-                list(resume_doc["base_args"]),
-                None,
-                _parallel(parallel) or int(resume_doc.get("parallel", 1)),
-                cpu_count(),
-            )
+            plan = _resume_plan(existing, resume_doc, parallel, confirmed)
         else:
             plan = _plan(vary, preset_name, repeat, parallel, run_args)
             stored = {k: resume_doc.get(k) for k in ("factors", "repeat", "base_args")}
@@ -117,7 +162,7 @@ def run_sweep(
                     f"--resume: {existing} was planned with other options; run "
                     f"'portstorm sweep --resume --out {out_dir}' alone to finish it as planned"
                 )
-        plan.preset = resume_doc.get("preset")
+            plan.preset = resume_doc.get("preset")
     else:
         if resume:
             raise UsageError(f"--resume: no sweep.json in {out_dir} to finish")
@@ -134,11 +179,11 @@ def run_sweep(
     subjects = load_subjects(existing)
     if subjects:
         print_compare(compare(subjects), title=f"sweep: {out_dir}")
-    print(f"sweep: {existing}")
+    print(f"sweep: {one_line(str(existing))}")
     if report and subjects:
         from portstorm.report import write_sweep_report
 
-        print(f"report: {write_sweep_report(existing).html}")
+        print(f"report: {one_line(str(write_sweep_report(existing).html))}")
     if runner.interrupted:
         return EXIT_INTERRUPTED
     if not complete:

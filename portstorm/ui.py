@@ -10,10 +10,12 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from portstorm.core.findings import SANDBOX_WORDS, describe_load
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.scenario import Scenario
+from portstorm.core.text import one_line
 from portstorm.engine.driver import Endpoint
 
 
@@ -86,11 +88,34 @@ def _us(v: int | None) -> str:
     return f"{v / 1000:,.2f} ms" if v >= 10_000 else f"{v:,} us"
 
 
+class _PlainTable(Table):
+    """A table whose string cells are plain text: values from files (hostnames, tunings,
+    labels, paths) have their control characters escaped (core.text.one_line) and their
+    rich markup shown as typed, never interpreted. ``split_lines``: the line breaks in a
+    cell are this module's own layout, and only the text between them is escaped."""
+
+    split_lines = False
+
+    def add_row(self, *renderables: Any, style: Any = None, end_section: bool = False) -> None:
+        cells = [_plain(r, self.split_lines) if isinstance(r, str) else r for r in renderables]
+        super().add_row(*cells, style=style, end_section=end_section)
+
+
+class _PlainLinesTable(_PlainTable):
+    split_lines = True
+
+
+def _plain(text: str, split_lines: bool = False) -> Text:
+    if split_lines:
+        return Text("\n".join(one_line(line) for line in text.split("\n")))
+    return Text(one_line(text))
+
+
 def print_summary(result: RunResult, path: str, console: Console | None = None) -> None:
     console = console or Console(highlight=False)
     sc = result.scenario
     state = "complete" if result.complete else "INTERRUPTED (partial results)"
-    t = Table(title=f"portstorm run: {state}", show_header=False, title_justify="left")
+    t = _PlainTable(title=f"portstorm run: {state}", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")
     t.add_row(
@@ -113,6 +138,14 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
             t.add_row(f"failed: {name}", f"{n:,}{extra}")
     else:
         t.add_row("failed", "0")
+    if result.not_started:
+        ns, rate = result.not_started, sc.get("rate")
+        lag = f" by {ns / float(rate):,.2f} s" if rate else ""
+        t.add_row(
+            "not started",
+            f"{ns:,} scheduled attempts, dropped at the planned end: the driver fell behind "
+            f"its schedule{lag} ({result.attempts:,} of {result.attempts + ns:,} started)",
+        )
     if result.first_failure_s is not None:
         t.add_row(
             "first failure", f"{result.first_failure_s:.3f} s ({result.first_failure_outcome})"
@@ -163,7 +196,8 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
         tw = f"client {last.time_wait:,}"
         if last.server_time_wait is not None:
             tw += f", server {last.server_time_wait:,}"
-        t.add_row("TIME_WAIT at end", f"{tw}; ports in use {last.ports_in_use:,}")
+        in_use = "-" if last.ports_in_use is None else f"{last.ports_in_use:,}"
+        t.add_row("TIME_WAIT at end", f"{tw}; ports in use {in_use}")
     port_range = result.tunings.get("net.ipv4.ip_local_port_range")
     if port_range:
         t.add_row(
@@ -173,7 +207,7 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
     t.add_row("result", path)
     console.print(t)
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(_plain(f"note: {note}"))
 
 
 def print_inspect(doc: dict[str, Any], console: Console | None = None) -> None:
@@ -223,8 +257,10 @@ class SweepLine:
         factors = " x ".join(f"{f.label}={','.join(f.values)}" for f in plan.factors)
         again = f"; {skipped} already done (resume)" if skipped else ""
         print(
-            f"portstorm sweep: {len(plan.cells)} cell(s) x {plan.repeat} = {len(plan.runs)} "
-            f"run(s), {plan.parallel} at a time; {factors}{again}; into {out_dir}",
+            one_line(
+                f"portstorm sweep: {len(plan.cells)} cell(s) x {plan.repeat} = {len(plan.runs)} "
+                f"run(s), {plan.parallel} at a time; {factors}{again}; into {out_dir}"
+            ),
             file=self.stream,
             flush=True,
         )
@@ -237,14 +273,14 @@ class SweepLine:
             + (f", {p.failed} failed" if p.failed else "")
             + f"; {_duration(p.elapsed_s)} elapsed, about {_duration(p.eta_s)} left"
         )
+        extra = f"  ({one_line(p.last)})" if p.last else ""  # a cell's label, from sweep.json
         if self.tty:
-            extra = f"  ({p.last})" if p.last else ""
             self.stream.write("\r\x1b[K" + line + extra)
             self.stream.flush()
         elif (p.done, p.running, p.failed) != self._last_state:
             # a log gets a line when a run starts or ends, not one per second
             self._last_state = (p.done, p.running, p.failed)
-            self.stream.write(line + (f"  ({p.last})" if p.last else "") + "\n")
+            self.stream.write(line + extra + "\n")
             self.stream.flush()
 
     def finish(self) -> None:
@@ -277,14 +313,16 @@ def print_compare(doc: dict[str, Any], console: Console | None = None, title: st
         console = Console(highlight=False)
         if not console.is_terminal:
             console = Console(highlight=False, width=180)
-    t = Table(title=title or f"compare (baseline: {doc['baseline']})", title_justify="left")
+    heading = title or f"compare (baseline: {doc['baseline']})"
+    t = _PlainLinesTable(title=_plain(heading), title_justify="left")
     t.add_column("subject")
     for m in doc["metrics"]:
         t.add_column(f"{m['label']}\n({m['unit']})", justify="right")
     t.add_column("failures")
     hosts = {h for s in doc["subjects"] for h in s["hosts"]}
     for i, s in enumerate(doc["subjects"]):
-        label = s["label"] + (f"\n{', '.join(s['hosts'])}" if len(hosts) > 1 else "")
+        label = one_line(s["label"])
+        label += f"\n{one_line(', '.join(s['hosts']))}" if len(hosts) > 1 else ""
         if s["repeats"] > 1:
             label += f" (n={s['repeats']})"
         cells = []

@@ -5,6 +5,9 @@ for the load event, and returns every ``<img>``'s natural width (0 = the image d
 or decode), the console errors (``console.error``/``console.assert``, uncaught exceptions,
 failed resource loads and other log entries of level error) and the title; it also saves a
 full-page PNG screenshot, which a person (or the file tool) can look at.
+``click_links(html)`` clicks each ``<a>`` of the page in turn, the page loaded afresh before
+each, and returns where each click led and what it logged: a ``javascript:`` link that runs
+shows up in its console errors.
 
 The harness speaks the Chrome DevTools Protocol itself over ``--remote-debugging-pipe``
 (fds 3 and 4, NUL-terminated JSON), so it needs no dependency but the ``chromium`` Debian
@@ -111,6 +114,88 @@ def render(
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     screenshot.write_bytes(png)
     return check
+
+
+@dataclass(frozen=True)
+class LinkClick:
+    """What clicking one ``<a>`` of a page did."""
+
+    href: str
+    """The link's ``href`` attribute as written in the page."""
+    url: str
+    """Where the tab was once the click had settled: the page's own URL when it stayed."""
+    title: str
+    """The title of the document shown after the click."""
+    console_errors: list[str]
+    """As in PageCheck: what the page and the click logged at level error."""
+
+
+def click_links(html: Path, *, timeout: float = DEFAULT_TIMEOUT) -> list[LinkClick]:
+    """Load ``html`` in headless Chromium and click each of its links in turn, the page
+    loaded afresh before each click; report where each click led and what it logged.
+
+    A ``javascript:`` link runs its script in the page when clicked (its effects show up
+    in ``console_errors`` and ``title``); a file link navigates the tab (``url``).
+    Downloads are refused. Raises as ``render`` does.
+    """
+    binary = chromium_path()
+    if binary is None:
+        raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
+    url = html.resolve(strict=True).as_uri()
+    deadline = time.monotonic() + timeout
+    with (
+        tempfile.TemporaryDirectory(prefix="browser-harness-", ignore_cleanup_errors=True) as tmp,
+        _browser(binary, Path(tmp), 1280, 900) as (cdp, log),
+    ):
+        try:
+            return _click_each(cdp, url, deadline)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc} (timeout {timeout:g} s){_tail(log)}") from None
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}{_tail(log)}") from None
+
+
+_SETTLE_S = 0.3  # a javascript: link's script runs as a task right after the click
+
+
+def _click_each(cdp: _Cdp, url: str, deadline: float) -> list[LinkClick]:
+    cdp.deadline = deadline
+    cdp.call("Browser.setDownloadBehavior", {"behavior": "deny"})
+    target = cdp.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+    attached = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})
+    session = str(attached["sessionId"])
+    for domain in ("Page", "Runtime", "Log"):
+        cdp.call(f"{domain}.enable", session=session)
+
+    def load() -> int:
+        start = len(cdp.events)
+        navigated = cdp.call("Page.navigate", {"url": url}, session=session)
+        if navigated.get("errorText"):
+            raise RuntimeError(f"chromium could not open {url}: {navigated['errorText']}")
+        cdp.wait_for("Page.loadEventFired", session, start)
+        return start
+
+    load()
+    hrefs = [str(h) for h in cdp.evaluate(_HREFS_JS, session)]
+    clicks = []
+    for i, href in enumerate(hrefs):
+        start = load()
+        before = len(cdp.events)
+        # clicked from a timer, so that this evaluation returns before the tab navigates
+        cdp.evaluate(f"setTimeout(() => document.links[{i}].click(), 0); true", session)
+        cdp.pump(_SETTLE_S)
+        if any(
+            e.get("method") == "Page.frameStartedLoading" and e.get("sessionId") == session
+            for e in cdp.events[before:]
+        ):
+            cdp.wait_for("Page.frameStoppedLoading", session, before)
+        where = cdp.evaluate("[location.href, document.title]", session)
+        errors = [e for ev in cdp.events[start:] if (e := _console_error(ev, session)) is not None]
+        clicks.append(LinkClick(href, str(where[0]), str(where[1]), errors))
+    return clicks
+
+
+_HREFS_JS = "Array.from(document.links, (a) => a.getAttribute('href') ?? '')"
 
 
 def _load_and_look(
@@ -232,6 +317,18 @@ class _Cdp:
             reply = self._next_message()
             if "method" in reply:
                 self.events.append(reply)
+
+    def pump(self, seconds: float) -> None:
+        """Record the events that arrive over the next ``seconds`` (within the deadline)."""
+        until = min(time.monotonic() + seconds, self.deadline)
+        while (remaining := until - time.monotonic()) > 0:
+            if not self._pending:
+                ready, _, _ = select.select([self._read_fd], [], [], remaining)
+                if not ready:
+                    continue
+            message = self._next_message()
+            if "method" in message:
+                self.events.append(message)
 
     def _next_message(self) -> dict[str, Any]:
         while not self._pending:

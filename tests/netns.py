@@ -8,12 +8,14 @@ The namespace dies with the unshare process; scripts end every process they star
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +89,36 @@ def check(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode == 0, (
         f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     )
+
+
+def start_in_netns(command: str, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a new namespace (lo up) and return at once, its output to ``log``.
+
+    unshare execs sh, and sh execs the command: the Popen's PID is the command itself, so
+    a signal sent to it reaches the command, and killing it ends the namespace with it.
+    """
+    prefix = require_netns()
+    env = dict(os.environ, PORTSTORM=PORTSTORM)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*prefix, "sh", "-ec", f"ip link set lo up\nexec {command}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def wait_for_lines(path: Path, n: int, proc: subprocess.Popen[bytes], timeout: float) -> float:
+    """Wait until ``path`` holds ``n`` whole lines (an interval log's header and first
+    intervals); the time.monotonic() at which they were seen. Fails if ``proc`` ends first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_bytes().count(b"\n") >= n:
+                return time.monotonic()
+        if proc.poll() is not None:
+            pytest.fail(f"exited {proc.returncode} before {path} had {n} lines")
+        time.sleep(0.01)  # polling for the event, not a fixed wait
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"{path} did not reach {n} lines within {timeout:g} s")

@@ -4,22 +4,36 @@ or 3, never a traceback.
 The CLI runs in this process with the parts that would act replaced by a sentinel: a value
 that happens to be valid reaches ``WouldRun`` instead of starting a run or a sweep, so the
 fuzzer never touches the network or the host.
+
+Crafted files: a valid result.json or sweep.json with one field, chosen along a path into
+the document, replaced by a value of another type, a huge or negative number, NaN, deep
+nesting, a 5,000-digit integer, or removed; ``report``, ``compare`` (and ``sweep --resume``
+for a sweep) read it, and either accept it or refuse it in one line with exit 2. An accepted
+file goes through the findings, the page, the exports and the summary (the charts are not
+drawn, for speed), so that a value of the wrong type that slipped past the loader shows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import io
 import json
+import math
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portstorm import cli
-from portstorm.cli import _one_line
+from portstorm.core.errors import UsageError
+from portstorm.core.text import one_line
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -39,7 +53,12 @@ def _nothing_acts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # reports: the files are read for real; only drawing the page is replaced
     monkeypatch.setattr("portstorm.report.write_run_report", _would_run)
     monkeypatch.setattr("portstorm.report.write_many_report", _would_run)
+    # speed only: typer builds the same click command on every call of main (14 ms)
+    monkeypatch.setattr(typer.main, "get_command", _command)
     yield
+
+
+_command = functools.lru_cache(maxsize=None)(typer.main.get_command)
 
 
 def invoke(argv: list[str]) -> tuple[int | None, str]:
@@ -66,7 +85,7 @@ def assert_refused_cleanly(argv: list[str]) -> None:
     # short: what the message says beyond echoing the user's own values back
     own = lines[0]
     for a in sorted(argv, key=len, reverse=True):
-        own = own.replace(_one_line(a), "").replace(repr(a)[1:-1], "")
+        own = own.replace(one_line(a), "").replace(repr(a)[1:-1], "")
     assert len(own) <= 400, (argv, err)
 
 
@@ -249,3 +268,193 @@ def test_report_and_compare_on_corrupt_files_are_refused_cleanly(
 @given(paths=st.lists(st.text(max_size=20), min_size=1, max_size=3))
 def test_report_on_odd_paths_is_refused_cleanly(tmp_path: Path, paths: list[str]) -> None:
     assert_refused_cleanly(["compare", *[str(tmp_path / p) for p in paths]])
+
+
+# -- crafted files: a valid result.json or sweep.json with one field replaced ------------------
+
+DELETE = object()  # the field removed instead of replaced
+
+
+class Raw(str):
+    """JSON text put in as it is: nesting and digits that json.dumps cannot write."""
+
+
+def _paths(doc: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into ``doc`` (object keys, list indexes), the root excepted."""
+    found = [at] if at else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            found += _paths(v, (*at, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            found += _paths(v, (*at, i))
+    return found
+
+
+def crafted(doc: dict[str, Any], path: tuple[Any, ...], value: object) -> str:
+    """``doc`` as JSON text, with ``value`` at ``path`` (NaN and Infinity as Python's json
+    module writes and reads them)."""
+    doc = copy.deepcopy(doc)
+    node: Any = doc
+    for k in path[:-1]:
+        node = node[k]
+    marker = "\0crafted\0"
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = marker if isinstance(value, Raw) else value
+    text = json.dumps(doc)
+    return text.replace(json.dumps(marker), value) if isinstance(value, Raw) else text
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+# fmt: off
+EDGES = [
+    DELETE, None, True, False, 0, -1, -(10**6), 2**63, 10**20, 10**400, -(10**400),
+    math.nan, math.inf, -math.inf, 1e308, -0.0, 0.5, "", "x", "abc", "nan", "1",
+    "2026-11-21T19:00:00Z", "\x1b[2J", "[red]x", [], {}, [1], {"a": 1}, ["x", None],
+]
+# fmt: on
+REPLACEMENTS = st.one_of(
+    st.sampled_from(EDGES),
+    SCALARS,
+    st.lists(SCALARS, max_size=3),
+    st.dictionaries(st.text(max_size=6), SCALARS, max_size=3),
+    # nesting past the parser's recursion limit, and integers past Python's 4,300 digits
+    st.sampled_from([50, 1_000, 100_000]).map(lambda n: Raw("[" * n + "]" * n)),
+    st.sampled_from([50, 1_000, 100_000]).map(lambda n: Raw('{"a":' * n + "1" + "}" * n)),
+    st.sampled_from([4_000, 5_000]).map(lambda n: Raw("9" * n)),
+)
+
+RESULT_DOC = json.loads(VALID)
+RESULT_PATHS = _paths(RESULT_DOC)
+CRAFTED = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _run_report_without_charts(result: Any, html: Path, source: Path | None = None) -> None:
+    """What a run report reads, less the drawing: findings, the page, the exports and the
+    terminal summary, so that a value of the wrong type that passed the loader shows."""
+    from rich.console import Console
+
+    from portstorm.core.findings import run_findings
+    from portstorm.report.exports import hlog, intervals_csv
+    from portstorm.report.page import render_run
+    from portstorm.ui import print_summary
+
+    exports = {"csv": "intervals.csv", "hlog": "latency.hlog"}
+    findings = run_findings(result)
+    render_run(result, findings=findings, charts=[], exports=exports, source="result.json",
+               generated="now")  # fmt: skip
+    intervals_csv(result)
+    hlog(result)
+    print_summary(result, "result.json", Console(file=io.StringIO()))
+    raise WouldRun
+
+
+def _many_report_without_charts(
+    subjects: Any, html: Path, title: str, sweep: Any = None, inputs: Any = ()
+) -> None:
+    from portstorm.core.compare import METRICS, compare
+    from portstorm.core.findings import compare_findings
+    from portstorm.report.page import render_many
+
+    if not subjects:
+        raise UsageError("nothing to report: no finished run in the inputs")  # as the real one
+    doc = compare(subjects)
+    render_many(title=title, doc=doc, subjects=subjects, metrics=METRICS,
+                findings=compare_findings(doc), charts=[], sweep=sweep,
+                links=[list(s.paths) for s in subjects], inputs=[str(p) for p in inputs],
+                generated="now")  # fmt: skip
+    raise WouldRun
+
+
+@pytest.fixture
+def _reports_without_charts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import portstorm.report.page as page
+
+    monkeypatch.setattr("portstorm.report.write_run_report", _run_report_without_charts)
+    monkeypatch.setattr("portstorm.report.write_many_report", _many_report_without_charts)
+    # speed only: the template compiled once, and the SYN finding's walk of every
+    # histogram bucket (tens of ms) skipped; the histogram itself is checked on loading
+    monkeypatch.setattr(page, "_env", functools.lru_cache(maxsize=None)(page._env))
+    monkeypatch.setattr("portstorm.core.findings.syn_retransmits", lambda r: (0, 0))
+
+
+def assert_file_refused_cleanly(argv: list[str], path: Path) -> None:
+    """Exit 0 (or as far as drawing) when the value is acceptable; else exit 2 and one
+    line naming the file (or, for a sweep, the run file it names)."""
+    code, err = invoke(argv)
+    if code is None or code == 0:
+        return
+    assert code == 2, (argv, code, err)
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("portstorm: error: "), err
+    # a sweep without a finished run is well formed: there is just nothing to report
+    assert str(path.parent) in lines[0] or "nothing to report" in lines[0], err
+    assert len(lines[0]) <= 400 + len(str(path)), err
+
+
+@CRAFTED
+@given(
+    path=st.sampled_from(RESULT_PATHS),
+    value=REPLACEMENTS,
+    command=st.sampled_from(["report", "compare"]),
+)
+def test_a_result_with_one_field_crafted_is_read_or_refused_in_one_line(
+    tmp_path: Path, _reports_without_charts: None, path: tuple[Any, ...], value: object,
+    command: str,
+) -> None:  # fmt: skip
+    f = tmp_path / "result.json"
+    f.write_text(crafted(RESULT_DOC, path, value), encoding="utf-8")
+    argv = ["report", str(f)] if command == "report" else ["compare", str(f), str(f)]
+    assert_file_refused_cleanly(argv, f)
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.test_crafted_files import sweep_folder
+
+    return sweep_folder(tmp_path_factory.mktemp("sweep")).parent
+
+
+def _sweep_paths() -> list[tuple[Any, ...]]:
+    from tests.test_crafted_files import sweep_folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return _paths(json.loads(sweep_folder(Path(tmp)).read_text()))
+
+
+SWEEP_PATHS = _sweep_paths()
+
+
+@CRAFTED
+@given(
+    path=st.sampled_from(SWEEP_PATHS),
+    value=REPLACEMENTS,
+    command=st.sampled_from(["report", "compare", "resume"]),
+)
+def test_a_sweep_with_one_field_crafted_is_read_or_refused_in_one_line(
+    sweep_dir: Path, _reports_without_charts: None, path: tuple[Any, ...], value: object,
+    command: str,
+) -> None:  # fmt: skip
+    f = sweep_dir / "sweep.json"
+    original = f.read_text()
+    try:
+        f.write_text(crafted(json.loads(original), path, value), encoding="utf-8")
+        argv = {
+            "report": ["report", str(f)],
+            "compare": ["compare", str(f), str(f)],
+            "resume": ["sweep", "--resume", "--out", str(sweep_dir), "--quiet"],
+        }[command]
+        assert_file_refused_cleanly(argv, f)
+    finally:
+        f.write_text(original)

@@ -231,7 +231,14 @@ def test_rate_after_exhaustion_counts_whole_hold_periods_within_whole_intervals(
         histogram=h,
         first_failure_s=0.5,
         first_failure_outcome="port_exhausted",
-        capacity={"hold_s": 0.1},
+        capacity={
+            "usable_ports": 50,
+            "tuples": 1,
+            "hold_s": 0.1,
+            "sustainable_rate": 500.0,
+            "predicted_exhaustion_s": None,
+            "why": [],
+        },
     )
     # 29 periods fit before the run's end (3.9 s); the intervals within them end at 3.0 s
     n, span = r.turnover() or (0, 0.0)

@@ -110,7 +110,8 @@ def test_a_port_with_nothing_listening_is_counted_as_refused(tmp_path: Path) -> 
     check(proc)  # connection failures are data: exit 0
     t = load(tmp_path / "result.json")["totals"]
     assert t == {
-        "attempts": 20, "succeeded": 0, "failed": {"refused": 20}, "other_errnos": {}, "rate": 0.0
+        "attempts": 20, "succeeded": 0, "failed": {"refused": 20}, "other_errnos": {}, "rate": 0.0,
+        "not_started": 0,
     }  # fmt: skip
 
 

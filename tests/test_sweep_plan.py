@@ -158,7 +158,8 @@ def test_a_sweep_child_outlives_trios_idle_worker_threads(tmp_path: Path) -> Non
 
     async def main() -> int:
         await trio.to_thread.run_sync(lambda: None)  # a worker thread exists, as in a sweep
-        return await run_child([sys.executable, "-c", script], log)
+        with log.open("wb") as out:
+            return await run_child([sys.executable, "-c", script], out)
 
     assert trio.run(main) == 0
     assert log.read_text() == "slept\n"

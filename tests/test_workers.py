@@ -270,6 +270,7 @@ def test_sink_workers_each_listen_with_so_reuseport_and_their_counts_add_up(
     script = f"""
 $PORTSTORM sink --listen 127.0.0.1:9100 --workers 2 2> "{tmp_path}/sink.err" &
 sink=$!
+trap 'kill -TERM $sink 2>/dev/null || true' EXIT  # a failing step must not leave it running
 for i in $(seq 50); do
   [ "$(ss -Hltn 'sport = :9100' | wc -l)" = 2 ] && break
   sleep 0.1

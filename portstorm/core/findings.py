@@ -118,7 +118,10 @@ def syn_retransmits(r: RunResult) -> tuple[int, int]:
 
 
 def fell_behind(r: RunResult) -> bool:
-    """An open loop that took longer than planned: its attempts waited for the driver."""
+    """An open loop behind its schedule: starts dropped at the time bound, or (files from
+    before the bound) a run that took longer than planned, its attempts waiting for it."""
+    if r.not_started:
+        return True
     planned = r.scenario.get("duration_s")
     return (
         r.scenario.get("rate") is not None
@@ -426,14 +429,35 @@ def _syn_finding(r: RunResult) -> Finding | None:
 def _behind(r: RunResult) -> Finding | None:
     if not fell_behind(r):
         return None
-    planned = float(r.scenario["duration_s"])
+    planned = r.scenario.get("duration_s")
+    p99 = fmt_us(float(r.histogram.percentile(99.0) or 0))
+    if r.not_started:
+        ns, scheduled = r.not_started, r.attempts + r.not_started
+        rate = r.scenario.get("rate")
+        end = f" of {fmt_s(float(planned))}" if planned else ""
+        # the dropped starts were due over the last ns / rate seconds: how far behind it was
+        lag = f", when it was {fmt_s(ns / float(rate))} behind" if rate else ""
+        pace = (
+            f"; it started {fmt_rate(r.attempts / float(planned))}/s of the "
+            f"{fmt_rate(float(rate))}/s planned"
+            if rate and planned
+            else ""
+        )
+        return Finding(
+            "behind",
+            f"The driver fell behind its schedule: {ns:,} of {scheduled:,} scheduled attempts "
+            f"({100 * ns / scheduled:.1f} %) were not started by the planned end{end}{lag}"
+            f"{pace}. Latency counts from each attempt's planned start (no coordinated "
+            f"omission), so the percentiles include that wait (p99 {p99}). This host or "
+            "driver cannot churn that rate: lower --rate, or spread it over more --workers.",
+            "warn",
+        )
     return Finding(
         "behind",
         f"The driver fell behind its schedule: {r.attempts:,} attempts planned over "
-        f"{fmt_s(planned)} took {fmt_s(r.duration_s)}. Latency counts from each attempt's "
-        "planned start (no coordinated omission), so the percentiles include that wait "
-        f"(p99 {fmt_us(float(r.histogram.percentile(99.0) or 0))}); the achieved rate was "
-        f"{fmt_rate(r.rate)} conn/s.",
+        f"{fmt_s(float(planned or 0))} took {fmt_s(r.duration_s)}. Latency counts from each "
+        "attempt's planned start (no coordinated omission), so the percentiles include that "
+        f"wait (p99 {p99}); the achieved rate was {fmt_rate(r.rate)} conn/s.",
         "warn",
     )
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from portstorm.core import intervallog
+from portstorm.core import fields, files, intervallog
 from portstorm.core.compare import Subject, distinguishing_labels
 from portstorm.core.errors import UsageError
+from portstorm.core.fields import FieldError
 from portstorm.core.result import load_result, read_json_object, result_from_doc
-from portstorm.core.sweep import check_format as sweep_check_format
+from portstorm.core.sweep import check_sweep_doc
 
 COMPARE_FORMAT = "portstorm.compare/1"
 _EXPECTED = "a portstorm result.json, sweep.json or compare JSON"
@@ -54,7 +55,7 @@ def load(path: Path) -> Loaded:
     doc = read_json_object(path, _EXPECTED)
     fmt = doc.get("format")
     if isinstance(fmt, str) and fmt.startswith("portstorm.sweep/"):
-        sweep_check_format(fmt, str(path))
+        check_sweep_doc(doc, str(path))
         try:
             return Loaded(path, "sweep", load_sweep_subjects(path, doc), doc)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -68,20 +69,29 @@ def load(path: Path) -> Loaded:
             raise UsageError(f"{path}: {e}") from None
         try:
             return Loaded(path, "compare", _compare_subjects(path, doc))
+        except FieldError as e:
+            raise UsageError(f"{path}: damaged comparison: {e}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"{path}: damaged comparison ({type(e).__name__}: {e})") from None
     return Loaded(path, "run", [Subject(str(path), (result_from_doc(path, doc),), (str(path),))])
 
 
 def load_sweep_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
-    """A sweep.json -> one Subject per cell with at least one finished run."""
+    """A sweep.json that check_sweep_doc passed -> one Subject per cell with at least one
+    finished run."""
     subjects = []
     for cell in doc.get("cells", []):
         runs, paths = [], []
         for run in cell.get("runs", []):
             if run.get("status") != "done":
                 continue
-            p = path.parent / str(run["path"])
+            rel = str(run["path"])
+            if not files.inside(path.parent, rel):
+                raise UsageError(
+                    f"{path}: run path {rel!r} leaves the sweep's folder; allowed: paths "
+                    "inside it, such as cells/01-.../r1/result.json"
+                )
+            p = path.parent / rel
             runs.append(load_result(p))
             paths.append(str(p))
         if runs:
@@ -94,7 +104,11 @@ def _compare_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
     """A saved comparison names its result files; read them again (paths as written, else
     relative to the comparison's folder), keeping its labels and factors."""
     subjects = []
-    for row in doc["subjects"]:
+    for i, row in enumerate(fields.sequence(fields.member(doc, "subjects"), "subjects")):
+        with fields.within(f"subjects[{i}]"):
+            fields.text(fields.member(fields.mapping(row, ""), "label"), "label")
+            fields.text_list(fields.member(row, "paths"), "paths")
+            fields.texts(row.get("factors"), "factors", null=True)
         files = []
         for p in row["paths"]:
             f = Path(str(p))
@@ -104,8 +118,8 @@ def _compare_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
                 raise UsageError(f"{path}: names {p}, which is not there any more")
             files.append(f)
         runs = tuple(load_result(f) for f in files)
-        subjects.append(Subject(str(row["label"]), runs, tuple(map(str, files)),
-                                dict(row.get("factors", {}))))  # fmt: skip
+        subjects.append(Subject(row["label"], runs, tuple(map(str, files)),
+                                dict(row.get("factors") or {})))  # fmt: skip
     if not subjects:
         raise UsageError(f"{path}: a comparison of nothing")
     return subjects

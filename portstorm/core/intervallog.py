@@ -13,12 +13,16 @@ Format history:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from portstorm.core.errors import UsageError
+from portstorm.core import files
+from portstorm.core.errors import EnvironmentProblem, UsageError
+from portstorm.core.fields import FieldError
+from portstorm.core.files import Folder, write_error
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.result import HostInfo, Interval, RunResult, check_format
 
@@ -31,13 +35,25 @@ RECOVERED_NOTE = (
 
 
 class IntervalLog:
-    """The writer: one line per record, flushed at once (a killed process loses nothing
-    that was written; the kernel keeps the page cache)."""
+    """The writer: one line per record, written at once (a killed process loses nothing
+    that was written; the kernel keeps the page cache). Created through files.Folder, so a
+    link planted at its name is replaced, never followed.
 
-    def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
+    A write that fails (a full disk) does not raise into the load: the log keeps the first
+    error in ``error``, writes nothing more, and the run stops its load on seeing it. A line
+    cut short by the failure is what ``read`` already skips: the file stays readable."""
+
+    def __init__(self, path: Path, header: Mapping[str, Any], folder: Folder | None = None) -> None:
         self.path = path
-        self._f: IO[str] | None = path.open("w", encoding="utf-8")
+        self.error: EnvironmentProblem | None = None
+        if folder is None:
+            with Folder.open(path.parent, what="folder") as own:
+                self._f: IO[bytes] | None = own.stream(path.name)
+        else:
+            self._f = folder.stream(path.name)
         self._write({"format": FORMAT, **header})
+        if self.error is not None:
+            raise self.error
 
     def interval(self, interval: Interval) -> None:
         self._write({"interval": interval.to_json()})
@@ -47,33 +63,36 @@ class IntervalLog:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            with contextlib.suppress(OSError):
+                self._f.close()
             self._f = None
 
     def _write(self, record: Mapping[str, Any]) -> None:
         if self._f is None:
             return
-        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._f.flush()
+        try:
+            self._f.write((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+        except OSError as e:
+            self.error = write_error(self.path, e)
+            self.close()
 
 
 def read(path: Path) -> RunResult:
     """An interval log -> an incomplete RunResult; every way it can be wrong is one
     UsageError line naming the file. A last line cut short by the kill is skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read: {e}") from None
+    lines = files.read_text(path, "a portstorm interval log").splitlines()
     records = []
     for n, line in enumerate(lines, 1):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             if n == len(lines):
-                break  # the write the kill interrupted
+                break  # the write the kill (or a full disk) interrupted
             raise UsageError(f"{path}: line {n} is not JSON: the file is damaged") from None
+        except (RecursionError, ValueError):
+            raise UsageError(
+                f"{path}: line {n} is not a portstorm record (too deep or a number too long)"
+            ) from None
     if not records or not isinstance(records[0], dict):
         raise UsageError(f"{path}: empty, expected a portstorm interval log")
     head = records[0]
@@ -83,6 +102,8 @@ def read(path: Path) -> RunResult:
         raise UsageError(f"{path}: {e}") from None
     try:
         return _result(head, records[1:])
+    except FieldError as e:
+        raise UsageError(f"{path}: damaged interval log: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"{path}: damaged interval log ({type(e).__name__}: {e})") from None
 

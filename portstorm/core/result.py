@@ -1,7 +1,9 @@
 """The saved result of a run: frozen values, and the versioned ``result.json`` format.
 
 Containing no networking: only the dataclasses, their validation, and JSON load/save.
-Reports and comparisons read these files, never live state.
+Reports and comparisons read these files, never live state. The constructors check the
+type and range of every field (core/fields.py), so a file with one wrong value is refused
+with that field's name (``intervals[3].latency_us.p50``) and never half read.
 
 Format history (keep old versions loading, as pyperf's _bench.py does):
 - ``portstorm.run/1`` (2026-11): first version. ``capacity`` and the per-interval sampler
@@ -14,22 +16,23 @@ Format history (keep old versions loading, as pyperf's _bench.py does):
   ``events.sustained_after_exhaustion`` is counted over whole hold periods when the run
   lasted one past its first failure (earlier files stored the plain rate after it; the
   figure is derived, and readers recompute it from the intervals).
+  ``not_started`` (per interval, and summed in ``totals``: an open loop's scheduled starts
+  dropped at the time bound, neither attempts nor failures) was added within version 1;
+  files without it load with 0 (their runs made every start, late).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from portstorm.core import fields, files
 from portstorm.core.capacity import TIME_WAIT_S
 from portstorm.core.errors import UsageError
 from portstorm.core.histogram import LatencyHistogram
@@ -48,8 +51,18 @@ class HostInfo:
     kernel: str
     cpus: int
 
+    def __post_init__(self) -> None:
+        fields.text(self.hostname, "hostname")
+        fields.text(self.kernel, "kernel")
+        fields.integer(self.cpus, "cpus", 1, fields.MAX_CPUS)
+
     def to_json(self) -> dict[str, Any]:
         return {"hostname": self.hostname, "kernel": self.kernel, "cpus": self.cpus}
+
+    @classmethod
+    def from_json(cls, d: object) -> HostInfo:
+        m = fields.mapping(d, "")
+        return cls(*(fields.member(m, k) for k in ("hostname", "kernel", "cpus")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +84,25 @@ class Interval:
     ports_by_destination: Mapping[str, int] | None = None
     fds: int | None = None  # open file descriptors of the driver at the sample
     hdr: str | None = None  # this interval's latency histogram, encoded; None when empty
+    # open loop: scheduled starts dropped at the time bound (not attempts, not failures)
+    not_started: int = 0
 
     def __post_init__(self) -> None:
+        fields.number(self.t, "t")
+        fields.number(self.dt, "dt")
+        fields.integer(self.attempts, "attempts")
+        fields.integer(self.succeeded, "succeeded")
         _check_failed(self.failed)
+        fields.counts(self.other_errnos, "other_errnos")
+        fields.counts(self.latency_us, "latency_us", null_values=True)
+        for name in ("time_wait", "server_time_wait", "ports_in_use", "fds"):
+            fields.integer(getattr(self, name), name, null=True)
+        # deltas of the kernel's counters: a counter that was reset goes down
+        fields.counts(self.kernel, "kernel", -fields.MAX_COUNT, null=True)
+        fields.counts(self.server_kernel, "server_kernel", -fields.MAX_COUNT, null=True)
+        fields.counts(self.ports_by_destination, "ports_by_destination", null=True)
+        fields.text(self.hdr, "hdr", null=True)
+        fields.integer(self.not_started, "not_started")
         if self.attempts != self.succeeded + sum(self.failed.values()):
             raise ValueError(
                 f"interval at t={self.t}: attempts {self.attempts} != succeeded "
@@ -103,27 +132,46 @@ class Interval:
             "ports_by_destination": _opt(self.ports_by_destination),
             "fds": self.fds,
             "hdr": self.hdr,
+            "not_started": self.not_started,
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Interval:
+    def from_json(cls, d: object) -> Interval:
+        """Every wrong shape is a FieldError naming the field (core/fields.py)."""
+        m = fields.mapping(d, "")
+        hdr = m.get("hdr")
+        if hdr is not None:
+            decode_histogram(hdr, "hdr")  # decoded by the exports: a bad one fails here
         return cls(
-            t=float(d["t"]),
-            dt=float(d["dt"]),
-            attempts=int(d["attempts"]),
-            succeeded=int(d["succeeded"]),
-            failed={str(k): int(v) for k, v in d["failed"].items()},
-            other_errnos={str(k): int(v) for k, v in d.get("other_errnos", {}).items()},
-            latency_us=dict(d["latency_us"]),
-            time_wait=d.get("time_wait"),
-            server_time_wait=d.get("server_time_wait"),
-            ports_in_use=d.get("ports_in_use"),
-            kernel=d.get("kernel"),
-            server_kernel=d.get("server_kernel"),
-            ports_by_destination=d.get("ports_by_destination"),
-            fds=d.get("fds"),
-            hdr=d.get("hdr"),
+            t=fields.as_float(fields.member(m, "t")),
+            dt=fields.as_float(fields.member(m, "dt")),
+            attempts=fields.member(m, "attempts"),
+            succeeded=fields.member(m, "succeeded"),
+            failed=fields.copied(fields.member(m, "failed")),
+            other_errnos=fields.copied(m.get("other_errnos", {})),
+            latency_us=fields.copied(fields.member(m, "latency_us")),
+            time_wait=m.get("time_wait"),
+            server_time_wait=m.get("server_time_wait"),
+            ports_in_use=m.get("ports_in_use"),
+            kernel=fields.copied(m.get("kernel")),
+            server_kernel=fields.copied(m.get("server_kernel")),
+            ports_by_destination=fields.copied(m.get("ports_by_destination")),
+            fds=m.get("fds"),
+            hdr=hdr,
+            not_started=m.get("not_started", 0),  # absent before it existed: none dropped
         )
+
+
+def decode_histogram(text: object, field: str) -> LatencyHistogram:
+    """An HdrHistogram's compressed encoding, or a FieldError naming ``field``."""
+    if isinstance(text, str):
+        try:
+            return LatencyHistogram.decode(text)
+        except Exception:  # hdrh raises its own classes, binascii's, zlib's, struct's, ...
+            pass
+    raise fields.FieldError(
+        field, f"{fields.shown(text)}; allowed: an HdrHistogram in its compressed encoding"
+    )
 
 
 def merge_intervals(parts: Iterable[Interval]) -> Interval:
@@ -153,6 +201,7 @@ def merge_intervals(parts: Iterable[Interval]) -> Interval:
         other_errnos=dict(other),
         latency_us={"p50": hist.percentile(50.0), "p99": hist.percentile(99.0)},
         hdr=hist.encode() if hist.count else None,
+        not_started=sum(p.not_started for p in parts),
     )
 
 
@@ -169,9 +218,13 @@ class TupleStats:
     ports_in_use_peak: int | None = None  # highest at any sample
 
     def __post_init__(self) -> None:
+        fields.text(self.source, "source")
+        fields.text(self.destination, "destination")
+        fields.integer(self.succeeded, "succeeded")
         _check_failed(self.failed)
-        if self.succeeded < 0:
-            raise ValueError(f"tuple {self.source} -> {self.destination}: negative successes")
+        fields.number(self.first_failure_s, "first_failure_s", null=True)
+        fields.integer(self.ports_in_use, "ports_in_use", null=True)
+        fields.integer(self.ports_in_use_peak, "ports_in_use_peak", null=True)
 
     @property
     def attempts(self) -> int:
@@ -194,20 +247,22 @@ class TupleStats:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> TupleStats:
+    def from_json(cls, d: object) -> TupleStats:
+        m = fields.mapping(d, "")
         stats = cls(
-            source=str(d["source"]),
-            destination=str(d["destination"]),
-            succeeded=int(d["succeeded"]),
-            failed={str(k): int(v) for k, v in d["failed"].items()},
-            first_failure_s=d.get("first_failure_s"),
-            ports_in_use=d.get("ports_in_use"),
-            ports_in_use_peak=d.get("ports_in_use_peak"),
+            source=fields.member(m, "source"),
+            destination=fields.member(m, "destination"),
+            succeeded=fields.member(m, "succeeded"),
+            failed=fields.copied(fields.member(m, "failed")),
+            first_failure_s=fields.as_float(m.get("first_failure_s")),
+            ports_in_use=m.get("ports_in_use"),
+            ports_in_use_peak=m.get("ports_in_use_peak"),
         )
-        if "attempts" in d and int(d["attempts"]) != stats.attempts:
-            raise ValueError(
-                f"tuple {stats.source} -> {stats.destination}: attempts {d['attempts']} != "
-                f"succeeded + failed {stats.attempts}"
+        if "attempts" in m and fields.integer(m["attempts"], "attempts") != stats.attempts:
+            raise fields.FieldError(
+                "attempts",
+                f"{m['attempts']} for {stats.source} -> {stats.destination}; allowed: "
+                f"succeeded + failed = {stats.attempts}",
             )
         return stats
 
@@ -230,13 +285,61 @@ def _opt(m: Mapping[str, int] | None) -> dict[str, int] | None:
 
 
 def _check_failed(failed: Mapping[str, int]) -> None:
-    unknown = set(failed) - _FAILURE_NAMES
+    unknown = sorted(set(fields.mapping(failed, "failed")) - _FAILURE_NAMES)
     if unknown:
-        raise ValueError(
-            f"unknown outcome names {sorted(unknown)}: allowed {sorted(_FAILURE_NAMES)}"
+        raise fields.FieldError(
+            "failed",
+            f"unknown outcome name {fields.shown(unknown[0])}; allowed: "
+            + ", ".join(sorted(_FAILURE_NAMES)),
         )
-    if any(v < 0 for v in failed.values()):
-        raise ValueError(f"negative failure count in {dict(failed)}")
+    fields.counts(failed, "failed")
+
+
+def _instance(v: object, cls: type, field: str) -> None:
+    if not isinstance(v, cls):
+        raise fields.FieldError(field, f"{fields.shown(v)}; allowed: a {cls.__name__}")
+
+
+# scenario keys that portstorm reads back, by type (others are kept, never read); each may
+# be absent, and but for the two lists null: a run leaves out what does not apply
+_SCENARIO_TEXTS = ("sink", "sandbox", "mode", "close", "bind", "port_range")
+_SCENARIO_LISTS = ("targets", "sources")
+_SCENARIO_MAPS = ("set", "server_set")
+_SCENARIO_INTS = ("concurrency", "workers", "sink_workers", "sink_ports", "sink_addresses")
+_SCENARIO_NUMBERS = ("duration_s", "rate", "interval_s", "connect_timeout_s")
+
+
+def _check_scenario(sc: Mapping[str, Any]) -> None:
+    fields.mapping(sc, "scenario")
+    with fields.within("scenario"):
+        for k in _SCENARIO_TEXTS:
+            fields.text(sc.get(k), k, null=True)
+        for k in _SCENARIO_LISTS:
+            fields.text_list(sc.get(k, []), k)
+        for k in _SCENARIO_MAPS:
+            fields.texts(sc.get(k), k, null=True)
+        for k in _SCENARIO_INTS:
+            fields.integer(sc.get(k), k, null=True)
+        for k in _SCENARIO_NUMBERS:
+            fields.number(sc.get(k), k, null=True, high=fields.MAX_COUNT)
+        fields.flag(sc.get("change_host_sysctls"), "change_host_sysctls", null=True)
+
+
+def _check_capacity(cap: Mapping[str, Any] | None) -> None:
+    """The port-space model's figures (Capacity.to_json): the ones a report shows are
+    required, the two that may be null (no port limit, no exhaustion) too."""
+    if cap is None:
+        return
+    fields.mapping(cap, "capacity")
+    with fields.within("capacity"):
+        fields.integer(fields.member(cap, "usable_ports"), "usable_ports", 0, 65536)
+        fields.integer(fields.member(cap, "tuples"), "tuples")
+        fields.number(fields.member(cap, "hold_s"), "hold_s")
+        for k in ("sustainable_rate", "predicted_exhaustion_s"):
+            fields.number(fields.member(cap, k), k, null=True, high=fields.MAX_COUNT)
+        for k in ("reuse_applies", "tw_cap_applies"):
+            fields.flag(cap.get(k), k, null=True)
+        fields.text_list(fields.member(cap, "why"), "why")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +363,31 @@ class RunResult:
     tuples: tuple[TupleStats, ...] = ()  # per (source, destination); empty in early files
 
     def __post_init__(self) -> None:
-        if not (self.duration_s >= 0 and math.isfinite(self.duration_s)):
-            raise ValueError(f"duration_s {self.duration_s} must be a finite number >= 0")
+        # named as in result.json: these checks are what a damaged file is told
+        fields.text(self.tool_version, "tool.version")
+        _instance(self.host, HostInfo, "host")
+        fields.text(self.started_at, "started_at")  # shown as it is; exports parse it or not
+        fields.number(self.duration_s, "duration_s")
+        fields.flag(self.complete, "complete")
+        _check_scenario(self.scenario)
+        fields.texts(self.tunings, "tunings")
+        fields.texts(self.server_tunings, "server_tunings", null=True)
+        for i, iv in enumerate(self.intervals):
+            _instance(iv, Interval, f"intervals[{i}]")
+        _instance(self.histogram, LatencyHistogram, "latency_us.hdr")
+        fields.number(self.first_failure_s, "events.first_failure_s", null=True)
+        if self.first_failure_outcome is not None and self.first_failure_outcome not in (
+            _FAILURE_NAMES
+        ):
+            raise fields.FieldError(
+                "events.first_failure_outcome",
+                f"{fields.shown(self.first_failure_outcome)}; allowed: null or "
+                + ", ".join(sorted(_FAILURE_NAMES)),
+            )
+        _check_capacity(self.capacity)
+        fields.text_list(self.notes, "notes")
+        for i, tu in enumerate(self.tuples):
+            _instance(tu, TupleStats, f"tuples[{i}]")
         if self.histogram.count != self.succeeded:
             raise ValueError(
                 f"histogram holds {self.histogram.count} values but {self.succeeded} succeeded"
@@ -305,6 +431,11 @@ class RunResult:
     @property
     def other_errnos(self) -> dict[str, int]:
         return _summed(i.other_errnos for i in self.intervals)
+
+    @property
+    def not_started(self) -> int:
+        """Open loop: scheduled starts the driver, behind its schedule, dropped at the end."""
+        return sum(i.not_started for i in self.intervals)
 
     @property
     def rate(self) -> float:
@@ -386,6 +517,7 @@ class RunResult:
                 "failed": self.failed,
                 "other_errnos": self.other_errnos,
                 "rate": round(self.rate, 3),
+                "not_started": self.not_started,
             },
             "latency_us": lat,
             "events": {
@@ -402,25 +534,45 @@ class RunResult:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> RunResult:
+        """Every wrong shape is a FieldError naming the field (``intervals[3].t``). The
+        totals, the latency percentiles and ``sustained_after_exhaustion`` are derived, and
+        recomputed rather than read."""
         check_format(d.get("format"))
-        host = d["host"]
-        events = d.get("events") or {}
+        m = fields.mapping(d, "")
+        tool = fields.mapping(fields.member(m, "tool"), "tool")
+        with fields.within("host"):
+            host = HostInfo.from_json(fields.member(m, "host"))
+        events = fields.mapping(m.get("events"), "events", null=True)
+        latency = fields.mapping(fields.member(m, "latency_us"), "latency_us")
+        intervals = []
+        for i, item in enumerate(fields.sequence(fields.member(m, "intervals"), "intervals")):
+            with fields.within(f"intervals[{i}]"):
+                intervals.append(Interval.from_json(item))
+        tuples = []
+        rows = m.get("tuples")  # absent (or null) in files older than the table
+        for i, item in enumerate(fields.sequence([] if rows is None else rows, "tuples")):
+            with fields.within(f"tuples[{i}]"):
+                tuples.append(TupleStats.from_json(item))
+        with fields.within("tool"):
+            version = fields.member(tool, "version")
+        with fields.within("latency_us"):
+            histogram = decode_histogram(fields.member(latency, "hdr"), "hdr")
         return cls(
-            tool_version=str(d["tool"]["version"]),
-            host=HostInfo(str(host["hostname"]), str(host["kernel"]), int(host["cpus"])),
-            started_at=str(d["started_at"]),
-            duration_s=float(d["duration_s"]),
-            complete=bool(d["complete"]),
-            scenario=dict(d["scenario"]),
-            tunings={str(k): str(v) for k, v in d["tunings"].items()},
-            intervals=tuple(Interval.from_json(i) for i in d["intervals"]),
-            histogram=LatencyHistogram.decode(d["latency_us"]["hdr"]),
-            first_failure_s=events.get("first_failure_s"),
+            tool_version=version,
+            host=host,
+            started_at=fields.member(m, "started_at"),
+            duration_s=fields.as_float(fields.member(m, "duration_s")),
+            complete=fields.member(m, "complete"),
+            scenario=fields.copied(fields.member(m, "scenario")),
+            tunings=fields.copied(fields.member(m, "tunings")),
+            intervals=tuple(intervals),
+            histogram=histogram,
+            first_failure_s=fields.as_float(events.get("first_failure_s")),
             first_failure_outcome=events.get("first_failure_outcome"),
-            capacity=d.get("capacity"),
-            notes=tuple(d.get("notes", ())),
-            server_tunings=d.get("server_tunings"),
-            tuples=tuple(TupleStats.from_json(t) for t in d.get("tuples") or ()),
+            capacity=fields.copied(m.get("capacity")),
+            notes=fields.copied(m.get("notes", [])),
+            server_tunings=fields.copied(m.get("server_tunings")),
+            tuples=tuple(tuples),
         )
 
 
@@ -434,62 +586,51 @@ def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
 def check_format(fmt: object, expected: str = FORMAT, kind: str = "result") -> None:
     """``fmt`` must be ``expected``'s name at a version this portstorm reads (or older)."""
     exp_name, _, exp_ver = expected.partition("/")
+    shown = fields.shown(fmt)  # short whatever it is: a crafted file may nest a list 1,000 deep
     if not isinstance(fmt, str) or "/" not in fmt:
-        raise UsageError(f"not a portstorm {kind}: format is {fmt!r}, expected {expected!r}")
+        raise UsageError(f"not a portstorm {kind}: format is {shown}, expected {expected!r}")
     name, _, ver = fmt.partition("/")
-    if name != exp_name or not ver.isdigit():
-        raise UsageError(f"not a portstorm {kind}: format is {fmt!r}, expected {expected!r}")
+    if name != exp_name or not ver.isdigit() or len(ver) > 9:
+        raise UsageError(f"not a portstorm {kind}: format is {shown}, expected {expected!r}")
     if int(ver) > int(exp_ver):
         raise UsageError(
-            f"{kind} format {fmt!r} is newer than this portstorm reads (up to {expected!r}): "
+            f"{kind} format {shown} is newer than this portstorm reads (up to {expected!r}): "
             "upgrade portstorm"
         )
 
 
 def read_json_object(path: Path, expected: str) -> dict[str, Any]:
     """A JSON file whose top level is an object; every way it can be wrong is one
-    UsageError line naming the file (``expected`` says what it should have been)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, expected {expected}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read: {e}") from None
+    UsageError line naming the file (``expected`` says what it should have been). Only a
+    regular file of at most files.READ_CAP bytes is read."""
+    text = files.read_text(path, expected)
     if not text.strip():
         raise UsageError(f"{path}: file is empty, expected {expected}")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(
-            f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno}"
-        ) from None
+    doc = parse_json(path, text)
     if not isinstance(doc, dict):
         raise UsageError(f"{path}: not {expected}: top level is not an object")
     return doc
 
 
+def parse_json(path: Path, text: str, where: str = "") -> Any:
+    """json.loads, with every way it fails as one UsageError line: bad syntax, nesting
+    deeper than the parser's recursion limit, an integer past Python's 4,300-digit limit."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(
+            f"{path}: not valid JSON{where} (truncated?): {e.msg} at line {e.lineno}"
+        ) from None
+    except RecursionError:
+        raise UsageError(f"{path}: JSON{where} nested too deeply to be a portstorm file") from None
+    except ValueError as e:  # int_max_str_digits: "Exceeds the limit (4300 digits) ..."
+        raise UsageError(f"{path}: not valid JSON{where}: {str(e).split(';')[0]}") from None
+
+
 def save_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
-    """Write JSON so that a reader sees the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Write JSON whole or not at all, never through a planted link (core/files.py)."""
+    with files.Folder.open(path.parent, what="folder") as folder:
+        folder.write_json(path.name, doc)
 
 
 def load_result(path: Path) -> RunResult:
@@ -504,5 +645,7 @@ def result_from_doc(path: Path, doc: Mapping[str, Any]) -> RunResult:
         raise UsageError(f"{path}: {e}") from None
     try:
         return RunResult.from_json(doc)
+    except fields.FieldError as e:
+        raise UsageError(f"{path}: damaged portstorm result: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"{path}: damaged portstorm result ({type(e).__name__}: {e})") from None

@@ -52,6 +52,12 @@ MAX_RATE = 10_000_000.0
 MAX_CONCURRENCY = 1_000_000
 MAX_WORKERS = 64
 DEFAULT_CONCURRENCY = 32
+# The shortest interval: each one ends with a port-space sample, a sock_diag dump per flow
+# (up to 8) that walks the socket table, ~10 ms at 28k TIME_WAIT sockets and ~25 ms at 60k
+# on this kind of machine (KERNEL.md, "Observing"), then a record to the interval log.
+# Shorter intervals only measure the sampler, and at 2 ms a worker's ticker fell behind
+# for good and never let a signal through.
+MIN_INTERVAL_S = 0.1
 
 # RFC 1123 host names: labels of letters, digits and hyphens.
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
@@ -231,7 +237,7 @@ class Scenario:
 # option -> (integer?, lowest allowed, lowest is exclusive?, highest, unit)
 _NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {
     "--duration": (False, 0.0, True, MAX_DURATION_S, "seconds"),
-    "--interval": (False, 0.0, True, MAX_DURATION_S, "seconds"),
+    "--interval": (False, MIN_INTERVAL_S, False, MAX_DURATION_S, "seconds"),
     "--connect-timeout": (False, 0.0, True, 3600.0, "seconds"),
     "--rate": (False, 0.0, True, MAX_RATE, "attempts per second"),
     "--concurrency": (True, 1, False, MAX_CONCURRENCY, "attempts in flight"),
@@ -261,6 +267,8 @@ def parse_number(option: str, text: str) -> float:
     """A numeric option as typed -> its value, range-checked; UsageError names both."""
     integer = _NUMBERS[option][0]
     try:
+        if not text.isascii():  # int()/float() take any script's digits
+            raise ValueError(text)
         value = float(int(text, 10)) if integer else float(text)
     except ValueError:
         raise UsageError(f"{option} {text!r} is not valid: allowed {allowed(option)}") from None

@@ -19,7 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from portstorm.core import fields
 from portstorm.core.errors import UsageError
+from portstorm.core.fields import FieldError
+from portstorm.core.result import HostInfo
 from portstorm.core.result import check_format as result_check_format
 from portstorm.core.tuning import lookup
 
@@ -37,6 +40,7 @@ RUN_FACTORS: dict[str, str] = {
 SERVER_PREFIX = "server:"
 MAX_CELLS = 1000
 MAX_REPEAT = 100
+MAX_PARALLEL = 64  # as --parallel (scenario.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,4 +237,68 @@ def check_format(fmt: object, where: str) -> None:
 
 
 def factors_from_json(doc: Mapping[str, Any]) -> list[Factor]:
-    return [Factor(str(f["name"]), tuple(str(v) for v in f["values"])) for f in doc["factors"]]
+    """The factors of a sweep.json, whose whole shape is checked first: a FieldError
+    (a ValueError) names what is wrong; check_sweep_doc gives it as a UsageError line."""
+    _check_sweep(doc)
+    return [Factor(f["name"], tuple(f["values"])) for f in doc["factors"]]
+
+
+def check_sweep_doc(doc: Mapping[str, Any], where: str) -> None:
+    """A sweep.json's shape, checked whole before anything reads it (``report``,
+    ``compare``, ``sweep --resume``): every wrong shape is one UsageError line naming the
+    file and the field (``cells[2].runs[0].path``) and what is allowed. The plan's bounds
+    (``repeat``, ``parallel``) are those of a new sweep; its factor names are checked
+    where the plan is made again (parse_vary, check_factors)."""
+    check_format(doc.get("format"), where)
+    try:
+        _check_sweep(doc)
+    except FieldError as e:
+        raise UsageError(f"{where}: damaged sweep.json: {e}") from None
+
+
+def _check_sweep(doc: Mapping[str, Any]) -> None:
+    fields.timestamp(fields.member(doc, "started_at"), "started_at")
+    if doc.get("updated_at") is not None:
+        fields.timestamp(doc["updated_at"], "updated_at")
+    fields.flag(fields.member(doc, "complete"), "complete")
+    fields.text(doc.get("preset"), "preset", null=True)
+    fields.integer(doc.get("parallel"), "parallel", 1, MAX_PARALLEL, null=True)
+    fields.integer(fields.member(doc, "repeat"), "repeat", 1, MAX_REPEAT)
+    fields.text_list(fields.member(doc, "base_args"), "base_args")
+    if doc.get("tool") is not None:
+        with fields.within("tool"):
+            fields.text(fields.member(fields.mapping(doc["tool"], ""), "version"), "version")
+    if doc.get("host") is not None:
+        with fields.within("host"):
+            HostInfo.from_json(doc["host"])
+    for i, f in enumerate(fields.sequence(fields.member(doc, "factors"), "factors")):
+        with fields.within(f"factors[{i}]"):
+            m = fields.mapping(f, "")
+            fields.text(fields.member(m, "name"), "name")
+            values = fields.sequence(fields.member(m, "values"), "values")
+            if not values:
+                raise FieldError("values", "an empty list; allowed: one value or more")
+            fields.text_list(values, "values")
+    for i, c in enumerate(fields.sequence(fields.member(doc, "cells"), "cells")):
+        with fields.within(f"cells[{i}]"):
+            _check_cell(c)
+
+
+def _check_cell(c: object) -> None:
+    m = fields.mapping(c, "")
+    fields.text(m.get("id"), "id", null=True)
+    fields.text(fields.member(m, "label"), "label")
+    fields.texts(m.get("factors"), "factors", null=True)
+    fields.texts(m.get("tunings"), "tunings", null=True)
+    fields.mapping(m.get("metrics"), "metrics", null=True)
+    for j, r in enumerate(fields.sequence(m.get("runs", []), "runs")):
+        with fields.within(f"runs[{j}]"):
+            run = fields.mapping(r, "")
+            fields.text(fields.member(run, "path"), "path")
+            fields.text(fields.member(run, "status"), "status")
+            fields.integer(run.get("repeat"), "repeat", 1, MAX_REPEAT, null=True)
+            fields.integer(run.get("exit_code"), "exit_code", -255, 255, null=True)
+            fields.number(run.get("wall_s"), "wall_s", null=True)
+            for k in ("command", "error"):
+                fields.text(run.get(k), k, null=True)
+            fields.mapping(run.get("metrics"), "metrics", null=True)

@@ -11,6 +11,11 @@ Two load shapes:
   omission, handled as wrk2 does). ``concurrency``, when given, caps attempts in flight;
   waiting for a slot counts as latency too.
 
+The duration is a time bound for both: no attempt starts after it. An open loop still
+behind its schedule then drops the starts still due and counts them (``not_started``, not
+a failure); attempts in flight get at most the connect timeout to finish, so a run ends
+within ``connect_timeout`` of its duration however far behind it was.
+
 Attempts go round-robin over the run's *flows*: one per (source, destination) tuple
 (core/addressing.py). Each flow's counts are kept apart, so result.json can say which tuple
 ran out first. How a socket gets its port is the bind mode (KERNEL.md, "Ports"):
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import signal
 import socket
 import struct
@@ -165,7 +171,7 @@ class Share:
 class _Tally:
     """What completed since the last interval boundary (swapped out at each tick)."""
 
-    __slots__ = ("failed", "latencies_ns", "other", "t_start_ns")
+    __slots__ = ("failed", "latencies_ns", "not_started", "other", "t_start_ns")
 
     def __init__(self, t_start_ns: int) -> None:
         self.t_start_ns = t_start_ns
@@ -174,6 +180,7 @@ class _Tally:
         self.latencies_ns = array("q")
         self.failed = [0] * len(FAILURES)
         self.other: dict[str, int] = {}
+        self.not_started = 0  # scheduled starts dropped at the time bound
 
 
 @dataclass
@@ -231,6 +238,7 @@ class Driver:
         self._load_scope = trio.CancelScope()
         self._stopped = trio.Event()
         self._min_final_ns = int(scenario.interval_s * 1e9) // 100
+        self._drain_end = math.inf  # trio time: the planned end plus the connect timeout
 
     # -- control -----------------------------------------------------------------------
 
@@ -265,6 +273,7 @@ class Driver:
         self._t0 = perf_counter_ns() if t0_ns is None else t0_ns
         self._tally = _Tally(self._t0)
         deadline_ns = self._t0 + int(sc.duration_s * 1e9)
+        self._drain_end = _trio_time(deadline_ns) + self._timeout
         cap = sc.in_flight_cap
         if cap is not None:
             cap = self.share.part(cap)
@@ -284,6 +293,7 @@ class Driver:
         if (
             tally.latencies_ns
             or any(tally.failed)
+            or tally.not_started
             or perf_counter_ns() - tally.t_start_ns > self._min_final_ns
         ):
             sample = await self._take_sample()
@@ -329,6 +339,8 @@ class Driver:
         # the run's schedule, dealt round-robin: worker k of n takes starts k, k + n, ...
         period_ns = 1e9 / rate
         n, k = self.share.count, self.share.index
+        planned = planned_starts(period_ns, n, k, deadline_ns - self._t0)
+        slot_deadline = _trio_time(deadline_ns)
         begin, finish, next_flow = self._begin, self._finish, self._flow
         i = 0
         slice_end = 0
@@ -345,6 +357,12 @@ class Driver:
                 if intended > now:
                     await timer.sleep_until(intended, now)
                     slice_end = perf_counter_ns() + _SLICE_NS
+                elif now >= deadline_ns:
+                    # Behind at the planned end (the host cannot churn this rate): the starts
+                    # still due are dropped, not made late. Making them kept a 120 s run
+                    # going for 319 s, its latency all wait.
+                    self._tally.not_started += planned - i
+                    return
                 elif now >= slice_end:  # behind schedule: still let attempts finish, ticks run
                     await trio.lowlevel.checkpoint()
                     slice_end = perf_counter_ns() + _SLICE_NS
@@ -355,27 +373,24 @@ class Driver:
                     if s is not None:
                         nursery.start_soon(finish, s, flow_i, intended)
                     continue
-                # In flight counts against the cap from the start; an attempt with no free
-                # slot waits for one in its own task, and that wait counts as latency.
+                # In flight counts against the cap from the start. With no free slot the
+                # schedule waits for one (slots free in FIFO order, as the starts are due);
+                # that wait counts as latency, and it ends at the time bound.
                 slot = object()
                 try:
                     limiter.acquire_on_behalf_of_nowait(slot)
                 except trio.WouldBlock:
-                    nursery.start_soon(self._limited_attempt, flow_i, intended, limiter)
-                    continue
+                    with trio.move_on_at(slot_deadline) as cs:
+                        await limiter.acquire_on_behalf_of(slot)
+                    if cs.cancelled_caught:  # trio: a cancelled acquire took no slot
+                        self._tally.not_started += planned - (i - 1)
+                        return
+                    slice_end = perf_counter_ns() + _SLICE_NS  # it waited: a fresh slice
                 s = begin(flow_i, intended)
                 if s is None:
                     limiter.release_on_behalf_of(slot)
                 else:
                     nursery.start_soon(self._finish_and_release, s, flow_i, intended, limiter, slot)
-
-    async def _limited_attempt(
-        self, flow_i: int, intended_ns: int, limiter: trio.CapacityLimiter
-    ) -> None:
-        async with limiter:
-            s = self._begin(flow_i, intended_ns)
-            if s is not None:
-                await self._finish(s, flow_i, intended_ns)
 
     async def _finish_and_release(
         self,
@@ -466,8 +481,11 @@ class Driver:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
             elif close is CloseMode.SERVER:
                 # The server sends the first FIN; read to EOF so our close() answers it and
-                # TIME_WAIT stays on the server side.
-                with trio.move_on_after(self._timeout) as cs:
+                # TIME_WAIT stays on the server side. The wait ends at the time bound too
+                # (the planned end plus the connect timeout): a connect that took nearly
+                # the timeout must not make the run wait a second one.
+                end = min(trio.current_time() + self._timeout, self._drain_end)
+                with trio.move_on_at(end) as cs:
                     while True:
                         try:
                             if not s.recv(4096):
@@ -510,6 +528,13 @@ class Driver:
             wait = self._t0 + k * step_ns - perf_counter_ns()
             if wait > 0:
                 await trio.sleep(wait / 1e9)
+            else:
+                # Behind: the last interval's sample or callback took longer than the
+                # interval (a worker's write to a full stdout pipe). Still give the scheduler
+                # back at every tick: without a sampler nothing here awaits, and a ticker
+                # that never caught up ran no other task again, not the load's end, not the
+                # signal receiver (trio delivers SIGTERM to a task), so only SIGKILL ended it.
+                await trio.lowlevel.checkpoint()
             sample = await self._take_sample()
             self._flush(perf_counter_ns(), sample)
             k += 1
@@ -546,6 +571,7 @@ class Driver:
             other_errnos=tally.other,
             latency_us={"p50": hist.percentile(50.0), "p99": hist.percentile(99.0)},
             hdr=hist.encode() if hist.count else None,
+            not_started=tally.not_started,
         )
         interval = with_sample(interval, sample)
         self._ports.update(sample)
@@ -554,6 +580,23 @@ class Driver:
             self._report.intervals.append(interval)
         if self._on_interval is not None:
             self._on_interval(interval)
+
+
+def planned_starts(period_ns: float, n: int, k: int, duration_ns: int) -> int:
+    """How many starts of the schedule worker ``k`` of ``n`` makes within the duration: the
+    j >= 0 with int((j * n + k) * period_ns) < duration_ns, by the open loop's own formula."""
+    c = max(0, math.ceil((duration_ns / period_ns - k) / n))
+    while c > 0 and int(((c - 1) * n + k) * period_ns) >= duration_ns:
+        c -= 1
+    while int((c * n + k) * period_ns) < duration_ns:
+        c += 1
+    return c
+
+
+def _trio_time(t_ns: int) -> float:
+    """A perf_counter_ns() instant on trio's clock, for move_on_at(): both count
+    CLOCK_MONOTONIC (trio's SystemClock is perf_counter() plus an offset)."""
+    return trio.current_time() + (t_ns - perf_counter_ns()) / 1e9
 
 
 def failures_by_flow(flat: list[int], n_flows: int) -> list[dict[str, int]]:

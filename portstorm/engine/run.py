@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +19,11 @@ from portstorm import __version__
 from portstorm.core.addressing import plan_tuples
 from portstorm.core.capacity import CapacityInput, effective_range, model
 from portstorm.core.errors import EnvironmentProblem, UsageError
+from portstorm.core.files import Folder
 from portstorm.core.intervallog import NAME as INTERVAL_LOG
 from portstorm.core.intervallog import IntervalLog
 from portstorm.core.ports import parse_port_range
-from portstorm.core.result import Interval, RunResult, TupleStats, save_json_atomic, utc_iso
+from portstorm.core.result import Interval, RunResult, TupleStats, utc_iso
 from portstorm.core.scenario import BindMode, SandboxKind, Scenario, Target
 from portstorm.core.tuning import reuse_notes
 from portstorm.engine.driver import (
@@ -79,36 +80,46 @@ def route_source(ep: Endpoint) -> str:
         return "*"
 
 
-def prepare_out_dir(out: Path | None, started: dt.datetime, force: bool = False) -> Path:
-    """The run's folder. One that already holds a result is refused unless ``force``: a
-    new run must not silently replace what an earlier one measured. The default folder is
-    named by the second, so a second run within it gets a suffix (-2, -3, ...)."""
+def prepare_out_dir(
+    out: Path | None, started: dt.datetime, force: bool = False, also_writes: Sequence[str] = ()
+) -> Folder:
+    """The run's folder, open (core/files.py: never a link, the caller's own, writable).
+    One that already holds a result is refused unless ``force``: a new run must not
+    silently replace what an earlier one measured. The default folder is named by the
+    second, so a second run within it gets a suffix (-2, -3, ...)."""
     if out is None:
-        out_dir = base = default_out_dir(started)
+        base = default_out_dir(started)
         n = 1
-        while _holds_result(out_dir):
+        while True:
+            folder = Folder.open(base if n == 1 else base.with_name(f"{base.name}-{n}"))
+            if not _holds_result(folder):
+                break
+            folder.close()
             n += 1
-            out_dir = base.with_name(f"{base.name}-{n}")
     else:
-        out_dir = out
-        if _holds_result(out_dir) and not force:
+        folder = Folder.open(out)
+        held = _holds_result(folder)
+        if held and not force:
+            folder.close()
             raise UsageError(
-                f"--out {out_dir}: already holds a result ({_holds_result(out_dir)}); choose "
-                "another folder, or add --force to replace it"
+                f"--out {out}: already holds a result ({held}); choose another folder, or "
+                "add --force to replace it"
             )
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {out_dir}: cannot create the folder: {e.strerror}") from None
-    if not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir}: not a folder")
-    return out_dir
+        folder.refuse_links(["result.json", INTERVAL_LOG, *also_writes])
+        folder.check_writable()
+    except BaseException:
+        folder.remove_if_empty()
+        folder.close()
+        raise
+    return folder
 
 
-def _holds_result(folder: Path) -> str | None:
-    """The measurement file in ``folder``: result.json, or the interval log a killed run left."""
+def _holds_result(folder: Folder) -> str | None:
+    """The measurement file in ``folder``: result.json, or the interval log a killed run left
+    (a link by either name counts: it is replaced, never followed, with --force)."""
     for name in ("result.json", INTERVAL_LOG):
-        if (folder / name).exists():
+        if folder.exists(name):
             return name
     return None
 
@@ -139,9 +150,28 @@ def run(
     on_start: Callable[[list[Endpoint]], None] | None = None,
     on_interval: Callable[[Interval], None] | None = None,
     force: bool = False,
+    also_writes: Sequence[str] = (),
 ) -> RunOutput:
+    """One run; ``also_writes``: the names the caller will write beside result.json (the
+    report), checked with it before anything runs."""
     started = dt.datetime.now(dt.UTC)
-    out_dir = prepare_out_dir(out, started, force)
+    folder = prepare_out_dir(out, started, force, also_writes)
+    try:
+        return _run(scenario, folder, started, on_start, on_interval)
+    except BaseException:
+        folder.remove_if_empty()  # an unresolvable target or an early Ctrl-C leaves nothing
+        raise
+    finally:
+        folder.close()
+
+
+def _run(
+    scenario: Scenario,
+    folder: Folder,
+    started: dt.datetime,
+    on_start: Callable[[list[Endpoint]], None] | None,
+    on_interval: Callable[[Interval], None] | None,
+) -> RunOutput:
     in_flight, exact = scenario.max_in_flight()
     ensure_nofile(in_flight + FD_HEADROOM, required=exact, option=f"--concurrency {in_flight}")
     check_socket_options(*socket_options(scenario), kernel=host_info().kernel)
@@ -176,7 +206,7 @@ def run(
         sc["user_namespace"] = sandbox.userns
         sc["workers"] = workers = effective_workers(scenario, scenario.workers)
         log = IntervalLog(
-            out_dir / INTERVAL_LOG,
+            folder.path / INTERVAL_LOG,
             {
                 "tool": {"name": "portstorm", "version": __version__},
                 "host": host_info().to_json(),
@@ -186,8 +216,10 @@ def run(
                 "server_tunings": sandbox.server_tunings,
                 "capacity": capacity.to_json(),
             },
+            folder,
         )
         logged_failure = False
+        report_error: list[str] = []  # why the run stopped its own load (a full disk)
 
         def logged(interval: Interval) -> None:
             nonlocal logged_failure
@@ -195,6 +227,11 @@ def run(
             if not logged_failure and (ff := driver.first_failure) is not None:
                 log.first_failure(*ff)
                 logged_failure = True
+            if log.error is not None and not report_error:
+                # a full disk: what is measured can no longer be kept, so the load stops
+                # (cleanly, like Ctrl-C) and the run says why
+                report_error.append(str(log.error))
+                driver.stop()
             if on_interval is not None:
                 on_interval(interval)
 
@@ -213,7 +250,9 @@ def run(
     # the sink has stopped here, so its final counts are known
     notes = list(sandbox.notes)
     notes += bind_notes(scenario, cap_in)
-    if report.interrupted:
+    if report_error:
+        notes.append(f"stopped early: {report_error[0]}; results are partial")
+    elif report.interrupted:
         notes.append("interrupted: the run was stopped before its duration; results are partial")
     notes += reuse_notes(str(scenario.sandbox), sandbox.tunings)
     for error in report.worker_errors:
@@ -242,9 +281,8 @@ def run(
         notes=tuple(notes),
         tuples=tuple_stats(flows, report),
     )
-    path = out_dir / "result.json"
-    save_json_atomic(path, result.to_json())
-    return RunOutput(result, path, tuple(report.worker_errors))
+    path = folder.write_json("result.json", result.to_json())
+    return RunOutput(result, path, (*report_error, *report.worker_errors))
 
 
 def tuple_stats(flows: list[Flow], report: DriverReport) -> tuple[TupleStats, ...]:

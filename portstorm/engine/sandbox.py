@@ -171,7 +171,8 @@ class Sandbox:
             )
         originals = {n: self.host_values[n] for n in self.client_set if n in self.host_values}
         journal.write_journal(originals)
-        self._stack.callback(journal.restore)
+        # restored from memory, not by re-reading a file someone could have edited meanwhile
+        self._stack.callback(journal.put_back, originals)
         self.notes += apply_sysctls(self.client_set, frozenset(self.client_set), "host")
         self.host_changed = dict(self.client_set)
         self.notes.append(

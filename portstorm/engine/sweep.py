@@ -30,13 +30,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import trio
 
 from portstorm import __version__
+from portstorm.core import files
 from portstorm.core.compare import METRICS, run_metrics, spread
-from portstorm.core.errors import UsageError
+from portstorm.core.errors import PortstormError, UsageError
+from portstorm.core.files import Folder
 from portstorm.core.result import (
     load_result,
     save_json_atomic,
@@ -50,6 +52,7 @@ from portstorm.engine.sysinfo import host_info
 RUN_OVERHEAD_S = 1.5  # process start, namespaces, sink start: measured ~1 s on 2 cores
 DRAIN_TIMEOUT_S = 70.0  # TIME_WAIT is 60 s; expiry may come a few seconds late
 DRAIN_POLL_S = 0.5
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 CHILD_STOP_S = 10.0  # after SIGTERM, a run saves its partial result within ~2 s
 
 
@@ -129,6 +132,8 @@ class SweepRunner:
         self._walls: list[float] = []
         self._running_since: dict[str, float] = {}
         self._last: str | None = None
+        self.folder: Folder | None = None
+        self._run_folders: dict[str, Folder] = {}
         if resume_doc is not None:
             self._take_over(resume_doc)
 
@@ -139,9 +144,12 @@ class SweepRunner:
         self.started_at = dt.datetime.fromisoformat(str(doc["started_at"]).replace("Z", "+00:00"))
         for cell in doc.get("cells", []):
             for run in cell.get("runs", []):
-                rel = str(run["path"]).removesuffix("/result.json")
+                path = str(run["path"])
+                rel = path.removesuffix("/result.json")
                 if rel not in self.records or run.get("status") != "done":
                     continue
+                if not files.inside(self.out_dir, path):
+                    continue  # a path that leaves the sweep (through a link): run it again
                 try:
                     result = load_result(self.out_dir / run["path"])
                 except UsageError:
@@ -163,11 +171,24 @@ class SweepRunner:
     # -- running -------------------------------------------------------------------------
 
     def run(self) -> bool:
-        """Run what is pending; True when every run is done. Ctrl-C/SIGTERM stop it early."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.save()
-        trio.run(self._main)
-        self.save()
+        """Run what is pending; True when every run is done. Ctrl-C/SIGTERM stop it early.
+
+        The sweep's folder and every pending run's folder are opened first (core/files.py:
+        no link followed, the caller's own), so a planted ``cells/<cell>`` link stops the
+        sweep before anything runs; each run then starts inside its folder's descriptor."""
+        self.folder = Folder.open(self.out_dir)
+        try:
+            for r in self.pending:
+                where = self._run_folders[r.rel_dir] = self.folder.subpath(r.rel_dir)
+                where.refuse_links(["run.log", "result.json", "intervals.jsonl"])
+            self.save()
+            trio.run(self._main)
+            self.save()
+        finally:
+            for f in self._run_folders.values():
+                f.close()
+            self._run_folders.clear()
+            self.folder.close()
         return all(r.status == "done" for r in self.records.values())
 
     async def _main(self) -> None:
@@ -230,7 +251,7 @@ class SweepRunner:
         rec = self.records[r.rel_dir]
         rec.status = "running"
         run_dir = self.out_dir / r.rel_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
+        where = self._run_folders[r.rel_dir]
         cmd = [
             sys.executable,
             "-m",
@@ -238,7 +259,7 @@ class SweepRunner:
             "run",
             *r.argv,
             "--out",
-            str(run_dir),
+            ".",  # the child starts in the run's folder, opened here (no path to swap)
             "--quiet",
             "--no-report",
             "--force",  # a rerun (--resume) replaces the partial result of an interrupted run
@@ -248,10 +269,16 @@ class SweepRunner:
         self._progress()
         log = run_dir / "run.log"
         try:
-            returncode = await run_child(cmd, log)
+            with where.stream("run.log") as out:
+                returncode = await run_child(cmd, out, cwd_fd=where.fd)
         except trio.Cancelled:
             rec.status = "interrupted"
             raise
+        except PortstormError as e:  # run.log cannot be made (a full disk, a link since)
+            rec.status, rec.error = "failed", str(e)
+            self._last = f"{r.cell.label} r{r.repeat}: failed"
+            self.save()
+            return
         finally:
             self._running_since.pop(r.rel_dir, None)
         wall = time.monotonic() - started
@@ -348,11 +375,15 @@ class SweepRunner:
         }
 
     def save(self) -> None:
-        save_json_atomic(self.out_dir / "sweep.json", self.doc())
+        if self.folder is None:
+            save_json_atomic(self.out_dir / "sweep.json", self.doc())
+        else:
+            self.folder.write_json("sweep.json", self.doc())
 
 
-async def run_child(cmd: list[str], log: Path) -> int:
-    """Run ``cmd`` with its output in ``log``; its exit status (negative: killed by signal).
+async def run_child(cmd: list[str], out: IO[bytes], cwd_fd: int | None = None) -> int:
+    """Run ``cmd`` with its output in ``out`` (and, given ``cwd_fd``, in that folder); its
+    exit status (negative: killed by signal).
 
     Started from this (the event loop's) thread on purpose: PR_SET_PDEATHSIG fires when
     the *thread* that forked the child exits, and trio.run_process forks from a worker
@@ -360,15 +391,27 @@ async def run_child(cmd: list[str], log: Path) -> int:
     Its end is awaited on a pidfd. Cancelled (Ctrl-C): SIGTERM, so the run saves its partial
     result; SIGKILL if it has not ended 10 s later.
     """
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
+
+    def in_child() -> None:
+        die_with_parent()
+        if cwd_fd is not None:
+            os.fchdir(cwd_fd)  # still open: close_fds runs after preexec_fn
+
+    env = None
+    if cwd_fd is not None:  # started elsewhere, ``-m portstorm`` must still find this code
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p
         )
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
+        preexec_fn=in_child,
+        env=env,
+    )
     pidfd = os.pidfd_open(proc.pid)
     try:
         try:
@@ -390,9 +433,10 @@ async def run_child(cmd: list[str], log: Path) -> int:
 def _last_error(log: Path) -> str | None:
     """The run's own one-line error, or its last line of output."""
     try:
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
+        text = files.read_bytes(log, "a run log", cap=16 << 20).decode(errors="replace")
+    except UsageError:
         return None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("portstorm:")]
     chosen = errors or lines
     return chosen[-1] if chosen else None

@@ -16,7 +16,9 @@ PR_SET_PDEATHSIG (a worker dies with portstorm, even after a SIGKILL). One line 
   same stretch of time, and this process samples the port space at the same ticks.
 - stdout: ``ready``, then one JSON object per interval ``{"k", "interval",
   "first_failure"}``, then ``{"done": ...}`` with the per-flow counts.
-- SIGTERM (by PID) stops a worker early; it still reports what it measured.
+- SIGTERM (by PID) stops a worker early; it still reports what it measured. One that has
+  not reported within STOP_GRACE_S is killed, and the run keeps what it had sent: a stopped
+  run ends within 2 s whatever a worker is doing.
 
 Merging is exact: counts add, histograms add (HdrHistogram), the first failure is the
 earliest. Open-loop starts are dealt round-robin (worker k of n takes starts k, k + n, ...),
@@ -59,7 +61,8 @@ from portstorm.engine.sampler import Sample
 
 START_TIMEOUT_S = 60.0  # importing trio and portstorm, on a machine already busy
 GO_MARGIN_NS = 20_000_000  # "go" reaches every worker before t0
-STOP_TIMEOUT_S = 10.0  # a stopped worker reports within this, or is killed
+STOP_TIMEOUT_S = 10.0  # at the run's end, a worker reports within this, or is killed
+STOP_GRACE_S = 1.0  # after stop() (a signal): what is left of the promised 2 s, after saving
 
 
 def effective_workers(scenario: Scenario, workers: int) -> int:
@@ -183,6 +186,7 @@ class DriverPool:
         self._report = DriverReport()
         self._t0 = 0
         self._stopped = False
+        self._stop_event = trio.Event()
 
     @property
     def first_failure(self) -> tuple[float, str] | None:
@@ -192,6 +196,7 @@ class DriverPool:
     def stop(self) -> None:
         self._report.interrupted = True
         self._stopped = True
+        self._stop_event.set()
         for w in self._workers:
             w.signal(signal.SIGTERM)
 
@@ -201,9 +206,11 @@ class DriverPool:
             if not self._stopped:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._ticker)
-                    async with trio.open_nursery() as readers:
-                        for w in self._workers:
-                            readers.start_soon(self._read, w)
+                    with trio.CancelScope() as reading:
+                        nursery.start_soon(self._stop_reading_after_grace, reading)
+                        async with trio.open_nursery() as readers:
+                            for w in self._workers:
+                                readers.start_soon(self._read, w)
                     nursery.cancel_scope.cancel()
             final = await self._take_sample()
             for k in sorted(self._parts):
@@ -220,12 +227,22 @@ class DriverPool:
         for w in self._workers:
             job = (self.scenario, self.flows, Share(w.index, self.n))
             w.start(base64.b64encode(pickle.dumps(job)) + b"\n")
+        failed: _Worker | None = None
         with trio.move_on_after(START_TIMEOUT_S) as cs:
-            for w in self._workers:
-                assert w.lines is not None
-                line = await w.lines.readline()
-                if line != b"ready":
-                    raise EnvironmentProblem(f"{w.why_ended()} (while starting)")
+            # a signal while the workers start (imports take a second on a busy machine)
+            # ends the wait at once: the run is over before its load began
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._cancel_when_stopped, nursery.cancel_scope)
+                for w in self._workers:
+                    assert w.lines is not None
+                    if await w.lines.readline() != b"ready":
+                        failed = w
+                        break
+                nursery.cancel_scope.cancel()
+        if self._stopped:
+            return  # a worker our SIGTERM ended before it could say ready is no problem
+        if failed is not None:
+            raise EnvironmentProblem(f"{failed.why_ended()} (while starting)")
         if cs.cancelled_caught:
             raise EnvironmentProblem(
                 f"the driver workers did not start within {START_TIMEOUT_S:g} s"
@@ -235,8 +252,22 @@ class DriverPool:
             w.send(f"go {self._t0}\n".encode())
             w.close_stdin()
 
+    async def _cancel_when_stopped(self, scope: trio.CancelScope) -> None:
+        await self._stop_event.wait()
+        scope.cancel()
+
+    async def _stop_reading_after_grace(self, reading: trio.CancelScope) -> None:
+        """Once stopped, wait STOP_GRACE_S for the workers' last reports, then stop reading:
+        a worker that is stuck (a full pipe, a kernel call that does not return) must not
+        hold the run past the 2 s a signal promises. What it sent so far is kept."""
+        await self._stop_event.wait()
+        await trio.sleep(STOP_GRACE_S)
+        reading.cancel()
+
     async def _end_workers(self) -> None:
         """Every worker process ends here: asked (SIGTERM), then told (SIGKILL)."""
+        # stopped, the workers were asked at stop() and had their grace: no second wait
+        deadline = trio.current_time() + (0.1 if self._stopped else STOP_TIMEOUT_S)
         for w in self._workers:
             w.close_stdin()
             if w.proc is None:
@@ -244,7 +275,7 @@ class DriverPool:
             if w.done is None:
                 w.signal(signal.SIGTERM)
             proc = w.proc
-            with trio.move_on_after(STOP_TIMEOUT_S):
+            with trio.move_on_at(deadline):
                 while proc.poll() is None:
                     await trio.sleep(0.01)
             if proc.poll() is None:

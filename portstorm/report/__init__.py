@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import signal
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 from portstorm.core.compare import METRICS, Subject, compare
 from portstorm.core.errors import UsageError
+from portstorm.core.files import Folder
 from portstorm.core.findings import compare_findings, run_findings
 from portstorm.core.inputs import Loaded, load, subjects_of
 from portstorm.core.result import RunResult, utc_iso
@@ -49,27 +52,68 @@ def _prefix(html: Path) -> str:
     return "" if html.name == DEFAULT_NAME else f"{html.stem}-"
 
 
-def _prepare(html: Path) -> None:
+def run_report_names(html: Path = Path(DEFAULT_NAME)) -> list[str]:
+    """Every file a run report named ``html`` writes beside it."""
+    from portstorm.report.exports import export_paths
+    from portstorm.report.runcharts import RUN_CHARTS
+
+    names = [html.name, *(p.name for p in export_paths(html.parent, _prefix(html)).values())]
+    return names + [f"{_prefix(html)}{stem}.png" for stem, _title, _draw in RUN_CHARTS]
+
+
+def many_report_names(html: Path) -> list[str]:
+    from portstorm.report.manycharts import MANY_CHARTS
+
+    return [html.name, *(f"{_prefix(html)}{stem}.png" for stem, _title, _draw in MANY_CHARTS)]
+
+
+def _prepare(html: Path, names: list[str]) -> Folder:
+    """The report's folder, open and checked (core/files.py) before anything is drawn:
+    a link planted at any of ``names`` is refused now, not after the drawing."""
     if html.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"-o {html}: the report is an HTML file; name it something.html")
+    folder = Folder.open(html.parent, what=f"-o {html}: folder")
     try:
-        html.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"-o {html}: cannot create {html.parent}: {e.strerror}") from None
+        folder.refuse_links(names)
+        folder.check_writable(what=f"-o {html}: folder")
+    except BaseException:
+        folder.remove_if_empty()
+        folder.close()
+        raise
+    return folder
 
 
-def _draw(specs: Sequence[tuple[str, str, Any]], data: Any, html: Path) -> list[Chart]:
-    from portstorm.report.style import charting, save_png
+def _draw(
+    specs: Sequence[tuple[str, str, Any]], data: Any, html: Path
+) -> tuple[list[Chart], dict[str, bytes]]:
+    """The charts, drawn in memory: (as the page shows them, file name -> PNG bytes)."""
+    from portstorm.report.style import charting, render_png
 
-    charts = []
+    charts, pngs = [], {}
     with charting():
         for stem, alt, draw in specs:
             fig = draw(data)
-            path = html.parent / f"{_prefix(html)}{stem}.png"
-            png = save_png(fig, path)
+            name = f"{_prefix(html)}{stem}.png"
+            png = pngs[name] = render_png(fig)
             uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-            charts.append(Chart(_title(fig), alt, path.name, uri))
-    return charts
+            charts.append(Chart(_title(fig), alt, name, uri))
+    return charts, pngs
+
+
+def _commit(folder: Folder, files: dict[str, bytes]) -> None:
+    """Write a report's files together, the HTML last, with Ctrl-C and SIGTERM held until
+    the last is written (milliseconds; drawing, the slow part, happened in memory before).
+    Interrupted while drawing, a report leaves nothing; once writing, it is whole. Each
+    file is whole or absent (a full disk stops at the file it could not write)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held) if main else set()
+    try:
+        for name, data in files.items():
+            folder.write_bytes(name, data, sync=False)
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a held signal arrives here
 
 
 def _title(fig: Any) -> str:
@@ -82,40 +126,38 @@ def _title(fig: Any) -> str:
 
 def write_run_report(result: RunResult, html: Path, source: Path | None = None) -> ReportFiles:
     """The report of one run: four charts, findings, tunings, tables and exports."""
-    from portstorm.report.exports import write_exports
+    from portstorm.report.exports import exports as run_exports
     from portstorm.report.page import render_run
     from portstorm.report.runcharts import RUN_CHARTS
 
-    _prepare(html)
-    charts = _draw(RUN_CHARTS, result, html)
-    exports = write_exports(result, html.parent, _prefix(html))
-    text = render_run(
-        result,
-        findings=run_findings(result),
-        charts=charts,
-        exports={k: p.name for k, p in exports.items()},
-        source=_relative(source, html) if source else None,
-        generated=_now(),
+    with _prepare(html, run_report_names(html)) as folder:
+        charts, files = _draw(RUN_CHARTS, result, html)
+        exports = run_exports(result, html.parent, _prefix(html))
+        text = render_run(
+            result,
+            findings=run_findings(result),
+            charts=charts,
+            exports={k: p.name for k, (p, _text) in exports.items()},
+            source=_relative(source, html) if source else None,
+            generated=_now(),
+        )
+        files.update({p.name: t.encode("utf-8") for p, t in exports.values()})
+        files[html.name] = text.encode("utf-8")
+        _commit(folder, files)
+    return ReportFiles(
+        html, [html.parent / c.file for c in charts], {k: p for k, (p, _t) in exports.items()}
     )
-    _write(html, text)
-    return ReportFiles(html, [html.parent / c.file for c in charts], exports)
 
 
 def remove_run_report(folder: Path) -> list[Path]:
     """Delete the default run report in ``folder`` (report.html, its charts and exports):
     ``run --force --no-report`` replaces a result, and a report of the old one must not
     stay beside the new one. Reports written under other names are the user's; kept."""
-    from portstorm.report.exports import export_paths
-    from portstorm.report.runcharts import RUN_CHARTS
-
-    html = folder / DEFAULT_NAME
-    names = [html, *export_paths(folder).values()]
-    names += [folder / f"{_prefix(html)}{stem}.png" for stem, _title, _draw in RUN_CHARTS]
     removed = []
-    for path in names:
-        if path.is_file():
-            path.unlink()
-            removed.append(path)
+    with Folder.open(folder, what="--out", create=False) as where:
+        for name in run_report_names():
+            if where.is_file(name) and where.remove(name):
+                removed.append(folder / name)
     return removed
 
 
@@ -131,23 +173,25 @@ def write_many_report(
     from portstorm.report.page import render_many
 
     if not subjects:
-        raise UsageError("nothing to report: no finished run in the inputs")
-    _prepare(html)
-    doc = compare(subjects)
-    charts = _draw(MANY_CHARTS, subjects, html)
-    text = render_many(
-        title=title,
-        doc=doc,
-        subjects=subjects,
-        metrics=METRICS,
-        findings=compare_findings(doc),
-        charts=charts,
-        sweep=sweep,
-        links=[[_relative(Path(p), html) for p in s.paths] for s in subjects],
-        inputs=[_relative(p, html) for p in inputs],
-        generated=_now(),
-    )
-    _write(html, text)
+        names = ", ".join(str(p) for p in inputs) or "the inputs"
+        raise UsageError(f"nothing to report: no finished run in {names}")
+    with _prepare(html, many_report_names(html)) as folder:
+        doc = compare(subjects)
+        charts, files = _draw(MANY_CHARTS, subjects, html)
+        text = render_many(
+            title=title,
+            doc=doc,
+            subjects=subjects,
+            metrics=METRICS,
+            findings=compare_findings(doc),
+            charts=charts,
+            sweep=sweep,
+            links=[[_relative(Path(p), html) for p in s.paths] for s in subjects],
+            inputs=[_relative(p, html) for p in inputs],
+            generated=_now(),
+        )
+        files[html.name] = text.encode("utf-8")
+        _commit(folder, files)
     return ReportFiles(html, [html.parent / c.file for c in charts])
 
 
@@ -204,17 +248,11 @@ def _now() -> str:
     return utc_iso(dt.datetime.now(dt.UTC))
 
 
-def _write(html: Path, text: str) -> None:
-    try:
-        html.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"-o {html}: cannot write: {e.strerror}") from None
-
-
 __all__ = [
     "DEFAULT_NAME",
     "ReportFiles",
     "build_report",
+    "run_report_names",
     "write_many_report",
     "write_run_report",
     "write_sweep_report",

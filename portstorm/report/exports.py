@@ -93,9 +93,8 @@ def export_paths(folder: Path, stem: str = "") -> dict[str, Path]:
     return {"csv": folder / f"{stem}intervals.csv", "hlog": folder / f"{stem}latency.hlog"}
 
 
-def write_exports(r: RunResult, folder: Path, stem: str) -> dict[str, Path]:
-    """``<stem>intervals.csv`` and ``<stem>latency.hlog`` in ``folder``."""
+def exports(r: RunResult, folder: Path, stem: str) -> dict[str, tuple[Path, str]]:
+    """``<stem>intervals.csv`` and ``<stem>latency.hlog`` for ``folder``: where each goes
+    and its text (the report writes them with its other files)."""
     out = export_paths(folder, stem)
-    out["csv"].write_text(intervals_csv(r), encoding="utf-8")
-    out["hlog"].write_text(hlog(r), encoding="utf-8")
-    return out
+    return {"csv": (out["csv"], intervals_csv(r)), "hlog": (out["hlog"], hlog(r))}

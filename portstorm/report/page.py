@@ -1,13 +1,17 @@
 """The HTML page: values shaped for the jinja2 template, and the rendering.
 
 Containing text formatting only; charts arrive as data URIs, findings as sentences.
-Autoescaping is on: labels and paths come from files and command lines.
+Autoescaping is on: labels and paths come from files and command lines. Paths become links
+through ``file_link`` only: a sweep.json names its run files, and a name such as
+``javascript:...`` must not become a live link.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from portstorm import __version__
 from portstorm.core.compare import Subject
@@ -16,6 +20,7 @@ from portstorm.core.result import RunResult
 
 if TYPE_CHECKING:
     from jinja2 import Environment
+    from markupsafe import Markup
 
     from portstorm.report import Chart
 
@@ -46,7 +51,20 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = _num
+    env.filters["file_link"] = file_link
     return env
+
+
+def file_link(rel: str) -> Markup:
+    """A file the report names, as the page shows it (``rel``: relative to the report's
+    folder, or absolute). Only a relative path that stays inside the folder becomes a link,
+    percent-encoded so that no part of it reads as a scheme (``javascript:``), a query or a
+    fragment; any other path is plain text."""
+    from markupsafe import Markup, escape
+
+    if not rel or rel.startswith("/") or ".." in PurePosixPath(rel).parts:
+        return escape(rel)
+    return Markup('<a href="{}">{}</a>').format(quote(rel), rel)
 
 
 def _num(v: object, digits: int = 2) -> str:

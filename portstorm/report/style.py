@@ -12,7 +12,6 @@ import io
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -78,13 +77,12 @@ def new_figure(height_in: float, width_in: float = WIDTH_IN) -> Figure:
     return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
 
 
-def save_png(fig: Figure, path: Path) -> bytes:
-    """Write the PNG and return its bytes (the HTML embeds the same image)."""
+def render_png(fig: Figure) -> bytes:
+    """The PNG's bytes, in memory: the report writes every file at the end, together
+    (report/__init__.py), and the HTML embeds the same image."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    data = buf.getvalue()
-    path.write_bytes(data)
-    return data
+    return buf.getvalue()
 
 
 def line(
