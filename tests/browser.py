@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.netns import require
 
 DEFAULT_TIMEOUT = 60.0
 MAX_SCREENSHOT_HEIGHT = 16_384  # Chromium's largest texture side
@@ -74,12 +74,9 @@ def chromium_path() -> str | None:
 def require_chromium() -> str:
     """The chromium path; skips the test without it, except under CI (CI=true): fails there."""
     path = chromium_path()
-    if path is not None:
-        return path
-    reason = "Debian's chromium is not installed (apt-get install chromium)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must run this test, but: {reason}", pytrace=False)
-    pytest.skip(reason)
+    require(path is not None, "Debian's chromium is not installed (apt-get install chromium)")
+    assert path is not None
+    return path
 
 
 def render(

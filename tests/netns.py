@@ -108,7 +108,7 @@ def start_in_netns(command: str, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def wait_for_lines(path: Path, n: int, proc: subprocess.Popen[bytes], timeout: float) -> float:
+def wait_for_lines(path: Path, n: int, proc: subprocess.Popen[Any], timeout: float) -> float:
     """Wait until ``path`` holds ``n`` whole lines (an interval log's header and first
     intervals); the time.monotonic() at which they were seen. Fails if ``proc`` ends first."""
     end = time.monotonic() + timeout

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
-from typing import Any
 
-from portstorm.core.capacity import CapacityInput, model
+from portstorm.core.capacity import Capacity, CapacityInput, model
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.result import HostInfo, Interval, RunResult
+from portstorm.core.setup import RunSetup
 
 COUNTERS = (
     "TcpExtTW",
@@ -104,9 +104,9 @@ def simulate(
         "net.ipv4.tcp_timestamps": "1",
         **(tunings or {}),
     }
-    cap: dict[str, Any] | None = None
+    cap: Capacity | None = None
     if capacity:
-        c = model(
+        cap = model(
             CapacityInput(
                 port_range=(40000, 40000 + ports - 1),
                 close=close,
@@ -115,30 +115,27 @@ def simulate(
                 rate=float(rate),
             )
         )
-        cap = c.to_json()
     return RunResult(
         tool_version="0.1.0",
         host=HostInfo("testbox", "6.18.0", 2),
         started_at="2026-11-21T19:00:00Z",
         duration_s=float(duration),
         complete=complete,
-        scenario={
-            "targets": ["198.18.0.2:9000"],
-            "sink": "builtin",
-            "sandbox": sandbox,
-            "rate": float(rate),
-            "duration_s": planned_s or float(duration),
-            "concurrency": None,
-            "close": close,
-            "bind": "connect",
-            "sources": [],
-            "set": {},
-        },
+        setup=RunSetup(
+            targets=("198.18.0.2:9000",),
+            sink="builtin",
+            sandbox=sandbox,
+            rate=float(rate),
+            duration_s=planned_s or float(duration),
+            close=close,
+            bind="connect",
+            client_set={},
+        ),
         tunings=tun,
         intervals=tuple(intervals),
         histogram=total,
         first_failure_s=first_failure,
         first_failure_outcome="port_exhausted" if first_failure is not None else None,
-        capacity=cap,
+        model=cap,
         server_tunings=dict(tun) if sandbox == "pair" else None,
     )

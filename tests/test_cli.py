@@ -171,7 +171,8 @@ def test_a_killed_run_leaves_intervals_that_portstorm_report_reads(tmp_path: Pat
     script = f"""
 $PORTSTORM run --duration 30 --rate 200 --out "{tmp_path}" > /dev/null 2>&1 &
 pid=$!
-sleep 3
+# two intervals logged (header + 2 lines), however slowly the run started (was: sleep 3)
+n=0; while [ "$(wc -l < "{tmp_path}/intervals.jsonl" 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done
 kill -KILL $pid
 wait $pid || true
 """
@@ -196,7 +197,7 @@ $PORTSTORM run --sandbox host --duration 30 --rate 10 --out "{tmp_path}" >/dev/n
 pid=$!
 # wait until the sink listens and the run is under way (killed earlier, a starting sink
 # would die of a broken pipe instead, hiding whether it dies with its parent)
-for i in $(seq 100); do [ -n "$(ss -Htln '( sport = :9000 )')" ] && break; sleep 0.1; done
+for i in $(seq 600); do [ -n "$(ss -Htln '( sport = :9000 )')" ] && break; sleep 0.1; done
 sleep 1
 sink=$(pgrep -P $pid -f "portstorm sin[k]") || {{ echo "no sink was running"; kill $pid; exit 1; }}
 kill -KILL $pid

@@ -39,9 +39,10 @@ def _reached(*args: object, **kwargs: object) -> None:
 
 @pytest.fixture(autouse=True)
 def _nothing_acts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr("portstorm.sweeping.SweepRunner", _reached)
-    monkeypatch.setattr("portstorm.report.write_run_report", _reached)
-    monkeypatch.setattr("portstorm.report.write_many_report", _reached)
+    monkeypatch.setattr("portstorm.cli.sweepcmd.SweepRunner", _reached)
+    for where in ("portstorm.report", "portstorm.report.build"):
+        monkeypatch.setattr(f"{where}.write_run_report", _reached)
+        monkeypatch.setattr(f"{where}.write_many_report", _reached)
     yield
 
 

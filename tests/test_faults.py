@@ -40,7 +40,7 @@ def _with_server(server: str, port: int, run: str) -> str:
     return f"""
 python3 -c "{server}" &
 pid=$!
-for i in $(seq 50); do [ "$(ss -Hltn 'sport = :{port}' | wc -l)" = 1 ] && break; sleep 0.1; done
+for i in $(seq 600); do [ "$(ss -Hltn 'sport = :{port}' | wc -l)" = 1 ] && break; sleep 0.1; done
 {run} || rc=$?
 kill $pid
 exit ${{rc:-0}}

@@ -4,7 +4,9 @@ parameters (tests/reportdata.py)."""
 from __future__ import annotations
 
 from portstorm.core.compare import Subject, compare
-from portstorm.core.findings import Finding, compare_findings, knee, run_findings
+from portstorm.core.comparefindings import compare_findings
+from portstorm.core.findings import Finding, run_findings
+from portstorm.core.signals import knee
 from tests.reportdata import simulate
 
 

@@ -49,10 +49,11 @@ def _would_run(*args: object, **kwargs: object) -> None:
 @pytest.fixture(autouse=True)
 def _nothing_acts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr("portstorm.engine.run.run", _would_run)
-    monkeypatch.setattr("portstorm.sweeping.SweepRunner", _would_run)
+    monkeypatch.setattr("portstorm.cli.sweepcmd.SweepRunner", _would_run)
     # reports: the files are read for real; only drawing the page is replaced
-    monkeypatch.setattr("portstorm.report.write_run_report", _would_run)
-    monkeypatch.setattr("portstorm.report.write_many_report", _would_run)
+    for where in ("portstorm.report", "portstorm.report.build"):
+        monkeypatch.setattr(f"{where}.write_run_report", _would_run)
+        monkeypatch.setattr(f"{where}.write_many_report", _would_run)
     # speed only: typer builds the same click command on every call of main (14 ms)
     monkeypatch.setattr(typer.main, "get_command", _command)
     yield
@@ -344,10 +345,10 @@ def _run_report_without_charts(result: Any, html: Path, source: Path | None = No
     terminal summary, so that a value of the wrong type that passed the loader shows."""
     from rich.console import Console
 
+    from portstorm.cli.console import print_summary
     from portstorm.core.findings import run_findings
     from portstorm.report.exports import hlog, intervals_csv
     from portstorm.report.page import render_run
-    from portstorm.ui import print_summary
 
     exports = {"csv": "intervals.csv", "hlog": "latency.hlog"}
     findings = run_findings(result)
@@ -363,7 +364,7 @@ def _many_report_without_charts(
     subjects: Any, html: Path, title: str, sweep: Any = None, inputs: Any = ()
 ) -> None:
     from portstorm.core.compare import METRICS, compare
-    from portstorm.core.findings import compare_findings
+    from portstorm.core.comparefindings import compare_findings
     from portstorm.report.page import render_many
 
     if not subjects:
@@ -380,12 +381,13 @@ def _many_report_without_charts(
 def _reports_without_charts(monkeypatch: pytest.MonkeyPatch) -> None:
     import portstorm.report.page as page
 
-    monkeypatch.setattr("portstorm.report.write_run_report", _run_report_without_charts)
-    monkeypatch.setattr("portstorm.report.write_many_report", _many_report_without_charts)
+    for where in ("portstorm.report", "portstorm.report.build"):
+        monkeypatch.setattr(f"{where}.write_run_report", _run_report_without_charts)
+        monkeypatch.setattr(f"{where}.write_many_report", _many_report_without_charts)
     # speed only: the template compiled once, and the SYN finding's walk of every
     # histogram bucket (tens of ms) skipped; the histogram itself is checked on loading
     monkeypatch.setattr(page, "_env", functools.lru_cache(maxsize=None)(page._env))
-    monkeypatch.setattr("portstorm.core.findings.syn_retransmits", lambda r: (0, 0))
+    monkeypatch.setattr("portstorm.core.signals.syn_retransmits", lambda r: (0, 0))
 
 
 def assert_file_refused_cleanly(argv: list[str], path: Path) -> None:

@@ -19,6 +19,23 @@ SHOW = (
 )
 
 
+# the run has applied its --set values (and so written its journal): poll, for up to 60 s,
+# rather than sleep a fixed time that a busy machine may not honour
+WAIT_CHANGED = (
+    "n=0; until [ \"$(tr '\\t' ' ' < /proc/sys/net/ipv4/ip_local_port_range)\" = '40000 40099' ] "
+    "|| [ $n -ge 1200 ]; do sleep 0.05; n=$((n+1)); done"
+)
+
+
+def _wait_for_an_interval(out: Path) -> str:
+    """The load is running (its first interval is logged), so the signal meets the load."""
+    log = out / "intervals.jsonl"
+    return (
+        f'n=0; until [ "$(wc -l < "{log}" 2>/dev/null || echo 0)" -ge 2 ] || [ $n -ge 1200 ]; '
+        "do sleep 0.05; n=$((n+1)); done"
+    )
+
+
 def _script(tmp_path: Path, body: str) -> str:
     return f"""
 export PORTSTORM_STATE_DIR="{tmp_path}/state"
@@ -54,7 +71,8 @@ def test_live_changes_are_restored_when_the_run_ends(tmp_path: Path, how: str) -
     else:
         body = f"""{run} --duration 30 >/dev/null 2>&1 &
 pid=$!
-sleep 2
+{WAIT_CHANGED}
+{_wait_for_an_interval(tmp_path / "r")}
 show during
 kill -{how} $pid
 wait $pid || echo "rc $?"
@@ -72,7 +90,7 @@ show after"""
 def test_after_sigkill_the_next_command_warns_and_restore_puts_values_back(tmp_path: Path) -> None:
     body = f"""$PORTSTORM run --sandbox host --change-host-sysctls {SETS} --duration 30 --rate 20 --quiet --out "{tmp_path}/r" >/dev/null 2>&1 &
 pid=$!
-sleep 2
+{WAIT_CHANGED}
 kill -KILL $pid
 wait $pid || true
 show killed

@@ -15,8 +15,8 @@ def _log(path: Path, n: int) -> None:
     r = simulate(ports=100, rate=50, duration=6)
     log = IntervalLog(path, {
         "tool": {"name": "portstorm", "version": "0.1.0"}, "host": r.host.to_json(),
-        "started_at": r.started_at, "scenario": dict(r.scenario), "tunings": dict(r.tunings),
-        "server_tunings": None, "capacity": r.capacity,
+        "started_at": r.started_at, "scenario": r.setup.to_json(), "tunings": dict(r.tunings),
+        "server_tunings": None, "capacity": r.model.to_json() if r.model else None,
     })  # fmt: skip
     for k, i in enumerate(r.intervals[:n]):
         log.interval(i)

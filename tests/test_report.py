@@ -15,7 +15,8 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from portstorm.core.compare import Subject
-from portstorm.core.result import RunResult, save_json_atomic
+from portstorm.core.files import save_json_atomic
+from portstorm.core.result import RunResult
 from portstorm.report import write_many_report, write_run_report
 from tests.reportdata import simulate
 

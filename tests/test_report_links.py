@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from portstorm.core.files import save_json_atomic
 from portstorm.core.inputs import subjects_of
-from portstorm.core.result import save_json_atomic
 from portstorm.report import build_report, write_many_report
 from portstorm.report.page import file_link
 from tests.browser import click_links, require_chromium

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from portstorm.core.capacity import Capacity
 from portstorm.core.errors import UsageError
+from portstorm.core.files import save_json_atomic
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.result import (
     FORMAT,
@@ -12,8 +14,8 @@ from portstorm.core.result import (
     RunResult,
     TupleStats,
     load_result,
-    save_json_atomic,
 )
+from portstorm.core.setup import RunSetup
 
 
 def _interval(t: float, ok: int, failed: dict[str, int] | None = None) -> Interval:
@@ -39,7 +41,7 @@ def _result(complete: bool = True) -> RunResult:
         started_at="2026-11-21T19:00:00Z",
         duration_s=2.0,
         complete=complete,
-        scenario={"targets": ["127.0.0.1:9000"], "close": "client"},
+        setup=RunSetup(targets=("127.0.0.1:9000",), close="client"),
         tunings={"net.ipv4.tcp_tw_reuse": "0"},
         intervals=(_interval(0.0, 100), _interval(1.0, 5, {"port_exhausted": 7})),
         histogram=h,
@@ -90,7 +92,7 @@ def test_histogram_must_hold_exactly_the_successes() -> None:
             started_at="x",
             duration_s=1,
             complete=True,
-            scenario={},
+            setup=RunSetup(),
             tunings={},
             intervals=(_interval(0, 3),),
             histogram=LatencyHistogram(),
@@ -189,7 +191,7 @@ def test_the_worst_tuple_fails_most_often_and_first() -> None:
         started_at="x",
         duration_s=1,
         complete=True,
-        scenario={},
+        setup=RunSetup(),
         tunings={},
         intervals=(_interval(0, 105, {"bind_in_use": 100}),),
         histogram=h,
@@ -225,22 +227,48 @@ def test_rate_after_exhaustion_counts_whole_hold_periods_within_whole_intervals(
         started_at="2026-11-21T19:00:00Z",
         duration_s=4.0,
         complete=True,
-        scenario={},
+        setup=RunSetup(),
         tunings={},
         intervals=tuple(ivs),
         histogram=h,
         first_failure_s=0.5,
         first_failure_outcome="port_exhausted",
-        capacity={
-            "usable_ports": 50,
-            "tuples": 1,
-            "hold_s": 0.1,
-            "sustainable_rate": 500.0,
-            "predicted_exhaustion_s": None,
-            "why": [],
-        },
+        model=Capacity(50, 1, 0.1, 500.0, None, reuse_applies=True, tw_cap_applies=False),
     )
     # 29 periods fit before the run's end (3.9 s); the intervals within them end at 3.0 s
     n, span = r.turnover() or (0, 0.0)
     assert (n, round(span, 6)) == (200, 2.0)
     assert r.sustained_after_exhaustion() == pytest.approx(100.0)
+
+
+def test_the_saved_setup_comes_back_typed_with_unknown_keys_and_sink_stats_kept(
+    tmp_path: Path,
+) -> None:
+    doc = _result().to_json()
+    # a file of the first version: few scenario keys, one this portstorm does not read
+    doc["scenario"] = {"targets": ["198.18.0.2:9000"], "rate": 100, "sandbox": "pair",
+                       "later_key": {"x": 1}, "sink_stats": {"accepted": 105}}  # fmt: skip
+    doc["capacity"] = {"usable_ports": 100, "tuples": 2, "hold_s": 60, "sustainable_rate": 3.3,
+                       "predicted_exhaustion_s": None, "why": []}  # fmt: skip
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(doc))
+    r = load_result(path)
+    assert (r.setup.targets, r.setup.rate, r.setup.pair, r.setup.close) == (
+        ("198.18.0.2:9000",),
+        100,
+        True,
+        None,
+    )
+    assert r.model is not None and (r.model.port_space, r.model.reuse_applies) == (200, None)
+    assert r.sink_stats == {"accepted": 105}
+    again = r.to_json()
+    assert again["scenario"]["later_key"] == {"x": 1}
+    assert again["scenario"]["sink_stats"] == {"accepted": 105}
+    assert r.setup.rate == 100
+
+
+def test_a_setup_of_the_wrong_type_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"^scenario\.rate: 'fast'"):
+        RunSetup(rate="fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^capacity\.usable_ports: 70000"):
+        Capacity(70000, 1, 60.0, None, None, None, None)

@@ -344,9 +344,9 @@ def test_as_nobody_an_out_folder_it_cannot_enter_is_one_line(open_tmp: Path) -> 
 
 def _planned_sweep(tmp_path: Path, **changes: Any) -> Path:
     """A sweep.json as a new sweep writes it, with ``changes`` made by hand."""
+    from portstorm.cli.sweepplan import plan_sweep
     from portstorm.core.sweep import parse_vary
     from portstorm.engine.sweep import SweepRunner
-    from portstorm.sweepplan import plan_sweep
 
     plan = plan_sweep([parse_vary("tcp_tw_reuse=0,1")], 1, ["--duration", "0.3"], None, None, 2)
     out = tmp_path / "sweep"
@@ -588,7 +588,7 @@ def test_a_sweep_sigtermed_after_its_runs_exits_130(tmp_path: Path) -> None:
     # SIGTERM arrives once the runs are over (while the sweep prints and reports)
     code = f"""
 import os, signal, sys
-import portstorm.sweeping as s
+import portstorm.cli.sweepcmd as s
 class Runner:
     def __init__(self, plan, out_dir, on_progress=None, resume_doc=None):
         self.plan, self.pending, self.interrupted, self.records = plan, [], False, {{}}

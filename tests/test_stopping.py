@@ -17,8 +17,9 @@ import trio
 
 from portstorm.core.errors import UsageError
 from portstorm.core.scenario import MIN_INTERVAL_S, Scenario
-from portstorm.engine.driver import DriverReport, Flow
-from portstorm.engine.workers import DriverPool
+from portstorm.engine.flows import Flow
+from portstorm.engine.load import DriverReport
+from portstorm.engine.pool import DriverPool
 from tests.netns import run_in_netns, start_in_netns, wait_for_lines
 
 STOP_S = 2.0  # the promise: a signal ends the run within this
@@ -54,7 +55,9 @@ SLOW_TICKER = """
 import os, signal, socket, sys, time
 import trio
 from portstorm.core.scenario import Scenario
-from portstorm.engine.driver import Driver, Flow, drive
+from portstorm.engine.driver import Driver
+from portstorm.engine.flows import Flow
+from portstorm.engine.load import drive
 
 # nothing listens on port 9: every connect() is refused at once, by the namespace's lo
 flow = Flow(socket.AF_INET, None, ("127.0.0.1", 9), "127.0.0.1", "127.0.0.1:9")
@@ -73,6 +76,7 @@ print(f"stopped {time.monotonic() - sent[0]:.3f} s after SIGTERM; interrupted {r
 
 
 @pytest.mark.netns
+@pytest.mark.xdist_group("alone")  # "within 2 s" of wall-clock time
 def test_a_driver_whose_ticker_is_behind_its_schedule_still_stops_on_sigterm(
     tmp_path: Path,
 ) -> None:
@@ -89,6 +93,8 @@ def test_a_driver_whose_ticker_is_behind_its_schedule_still_stops_on_sigterm(
 
 
 @pytest.mark.netns
+# alone: "within 2 s" of wall-clock time, and 32 connections in flight load both cores
+@pytest.mark.xdist_group("alone")
 @pytest.mark.parametrize(
     ("sig", "load"),
     [
@@ -138,6 +144,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.xdist_group("alone")  # "within 2 s" of wall-clock time
 def test_a_stopped_pool_kills_a_worker_that_does_not_report_and_returns_within_2_s(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -168,11 +168,11 @@ def test_a_kernel_without_the_socket_option_is_refused_with_exit_3(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from portstorm.core.errors import EnvironmentProblem
-    from portstorm.engine import driver
+    from portstorm.engine import flows
 
     # an option number no kernel knows stands in for IP_LOCAL_PORT_RANGE on Linux < 6.3
-    monkeypatch.setattr(driver, "IP_LOCAL_PORT_RANGE", 250)
+    monkeypatch.setattr(flows, "IP_LOCAL_PORT_RANGE", 250)
     with pytest.raises(EnvironmentProblem, match=r"IP_LOCAL_PORT_RANGE \(Linux 6.3\+\)") as e:
-        driver.check_socket_options(False, b"\x00\x00\x00\x00", kernel="5.15")
+        flows.check_socket_options(False, b"\x00\x00\x00\x00", kernel="5.15")
     assert e.value.exit_code == 3
-    driver.check_socket_options(True, None, kernel="6.18")  # IP_BIND_ADDRESS_NO_PORT: known
+    flows.check_socket_options(True, None, kernel="6.18")  # IP_BIND_ADDRESS_NO_PORT: known

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from portstorm.cli.sweepplan import default_parallel, plan_sweep
 from portstorm.core.compare import Spread, change, spread
 from portstorm.core.errors import UsageError
 from portstorm.core.scenario import SandboxKind, Scenario
 from portstorm.core.sweep import PRESETS, Factor, check_factors, expand, parse_vary, preset
-from portstorm.sweepplan import default_parallel, plan_sweep
 
 
 def test_vary_names_are_canonical_and_values_split_on_commas() -> None:
@@ -151,7 +151,7 @@ def test_host_mode_runs_wait_for_time_wait_to_drain_back_to_the_sweeps_level(
 def test_a_sweep_child_outlives_trios_idle_worker_threads(tmp_path: Path) -> None:
     # PR_SET_PDEATHSIG follows the thread that forked the child; trio retires idle worker
     # threads after 10 s, so a child forked from one was SIGKILLed 10 s in (every preset run).
-    from portstorm.engine.sweep import run_child
+    from portstorm.engine.processes import run_child
 
     log = tmp_path / "run.log"
     script = "import time; time.sleep(11); print('slept')"

@@ -14,9 +14,10 @@ import pytest
 from rich.console import Console
 
 from portstorm import cli
-from portstorm.core.result import HostInfo, RunResult, save_json_atomic
+from portstorm.cli.console import print_summary
+from portstorm.core.files import save_json_atomic
+from portstorm.core.result import HostInfo, RunResult
 from portstorm.core.text import one_line
-from portstorm.ui import print_summary
 from tests.reportdata import simulate
 
 EVIL = "evil\x1b]0;PWNED\x07\x1b[2J"
@@ -30,7 +31,7 @@ def _crafted(hostname: str, reuse: str) -> RunResult:
         tunings={**r.tunings, "net.ipv4.tcp_tw_reuse": reuse},
         host=HostInfo(hostname, "6.18.0\x1b[31m", 2),
         notes=(f"a note {EVIL}",),
-        scenario={**r.scenario, "targets": [f"198.18.0.2:9000{EVIL}"]},
+        setup=dataclasses.replace(r.setup, targets=(f"198.18.0.2:9000{EVIL}",)),
     )
 
 

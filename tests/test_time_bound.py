@@ -12,15 +12,18 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from portstorm.cli.console import print_summary
 from portstorm.core.findings import run_findings
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.result import HostInfo, Interval, RunResult, load_result, merge_intervals
-from portstorm.ui import print_summary
+from portstorm.core.setup import RunSetup
 from tests.netns import start_in_netns, wait_for_lines
 
 DURATION_S, RATE, TIMEOUT_S = 2, 200_000, 1
 
 
+# alone: it loads both cores on purpose (200,000/s), and its bound is wall-clock time
+@pytest.mark.xdist_group("alone")
 @pytest.mark.netns
 @pytest.mark.parametrize("load", ["--workers 1", "--workers 2", "--workers 1 --concurrency 16"])
 def test_an_open_loop_far_above_what_the_host_can_do_ends_at_its_duration(
@@ -76,7 +79,7 @@ def _result(intervals: list[Interval], planned_s: float = 2.0) -> RunResult:
         started_at="2026-12-01T00:00:00Z",
         duration_s=planned_s + 0.004,
         complete=True,
-        scenario={"rate": 1000.0, "duration_s": planned_s, "mode": "open", "close": "client"},
+        setup=RunSetup(rate=1000.0, duration_s=planned_s, mode="open", close="client"),
         tunings={},
         intervals=tuple(intervals),
         histogram=hist,

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from portstorm.core import fields
 from portstorm.core.ports import parse_port_list, parse_port_range
 
 TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
@@ -78,14 +79,48 @@ class CapacityInput:
 
 @dataclass(frozen=True)
 class Capacity:
+    """The model's figures for one run; result.json's ``capacity``. Validated in the
+    constructor, since a saved file's are read back here: the figures a report shows are
+    required, the two flags may be null (files from before they were saved)."""
+
     usable_ports: int
     tuples: int
     hold_s: float  # 0: ports are not held after close
     sustainable_rate: float | None  # None: the port space sets no limit
     predicted_exhaustion_s: float | None  # None: no exhaustion at this rate (or no rate)
-    reuse_applies: bool
-    tw_cap_applies: bool
+    reuse_applies: bool | None
+    tw_cap_applies: bool | None
     why: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        with fields.within("capacity"):
+            fields.integer(self.usable_ports, "usable_ports", 0, 65536)
+            fields.integer(self.tuples, "tuples")
+            fields.number(self.hold_s, "hold_s")
+            for k in ("sustainable_rate", "predicted_exhaustion_s"):
+                fields.number(getattr(self, k), k, null=True, high=fields.MAX_COUNT)
+            for k in ("reuse_applies", "tw_cap_applies"):
+                fields.flag(getattr(self, k), k, null=True)
+            fields.text_list(self.why, "why")
+
+    @property
+    def port_space(self) -> int:
+        """Usable ports x tuples: the ports held at once toward the targets, at most."""
+        return self.usable_ports * self.tuples
+
+    @classmethod
+    def from_json(cls, d: object) -> Capacity:
+        m = fields.mapping(d, "capacity")
+        return cls(
+            usable_ports=fields.member(m, "usable_ports"),
+            tuples=fields.member(m, "tuples"),
+            hold_s=fields.member(m, "hold_s"),
+            sustainable_rate=fields.member(m, "sustainable_rate"),
+            predicted_exhaustion_s=fields.member(m, "predicted_exhaustion_s"),
+            reuse_applies=m.get("reuse_applies"),
+            tw_cap_applies=m.get("tw_cap_applies"),
+            why=fields.copied(fields.member(m, "why")),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,7 +1,7 @@
 """Key metrics of runs, their medians and spread over repeats, and changes against a baseline.
 
 Containing no files and no printing: callers load RunResults and give them here, grouped
-into *subjects* (one run, or a sweep cell's repeats); ui.py prints what comes back.
+into *subjects* (one run, or a sweep cell's repeats); cli/console.py prints what comes back.
 
 Significance: a change against the first subject counts only when both sides were repeated
 (n >= 2 each) and the medians differ by more than either side's spread (max - min over its
@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from portstorm.core import formats
 from portstorm.core.result import RunResult
 
 # key, label, unit
@@ -36,8 +37,7 @@ MIN_RELATIVE_CHANGE = 0.02
 def run_metrics(r: RunResult) -> dict[str, float | None]:
     lat = r.histogram.summary()
     tws = [i.time_wait for i in r.intervals if i.time_wait is not None]
-    cap = r.capacity or {}
-    model = cap.get("sustainable_rate")
+    model = r.model.sustainable_rate if r.model is not None else None
     return {
         "rate": r.rate,
         "after_exhaustion": r.sustained_after_exhaustion(),
@@ -168,15 +168,16 @@ def compare(subjects: Sequence[Subject]) -> dict[str, Any]:
                 row["changes"][k] = {"delta": _r(c.delta), "relative": _r(c.relative),
                                      "significant": c.significant}  # fmt: skip
         out.append(row)
-    return {"format": "portstorm.compare/1", "baseline": subjects[0].label, "subjects": out,
+    return {"format": formats.COMPARE, "baseline": subjects[0].label, "subjects": out,
             "metrics": [{"key": k, "label": lab, "unit": u} for k, lab, u in METRICS]}  # fmt: skip
 
 
 def _facts(r: RunResult) -> dict[str, str]:
-    sc = r.scenario
-    out = {k: str(sc.get(k)) for k in ("sandbox", "close", "bind", "rate", "concurrency")}
-    out["targets"] = ",".join(sc.get("targets", []))
-    out["sources"] = str(len(sc.get("sources", [])))
+    s = r.setup
+    out = {"sandbox": str(s.sandbox), "close": str(s.close), "bind": str(s.bind)}
+    out |= {"rate": str(s.rate), "concurrency": str(s.concurrency)}
+    out["targets"] = ",".join(s.targets)
+    out["sources"] = str(len(s.sources))
     out.update({k.removeprefix("net.ipv4.").removeprefix("net."): v for k, v in r.tunings.items()})
     out["host"] = r.host.hostname
     out["kernel"] = r.host.kernel

@@ -6,6 +6,13 @@ names the offending value, what is allowed, and (where useful) what to do, on on
 
 from __future__ import annotations
 
+# The exit codes of DESIGN.md, in one place: the CLI exits with them and the engine reads a
+# child's exit status with them.
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention for "stopped by Ctrl-C"
+
 
 class PortstormError(Exception):
     """Base class: something the user must hear about in one line."""
@@ -16,10 +23,10 @@ class PortstormError(Exception):
 class UsageError(PortstormError):
     """Bad usage or bad input (exit 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class EnvironmentProblem(PortstormError):
     """The environment cannot do it: no privilege, unresolvable target, limits (exit 3)."""
 
-    exit_code = 3
+    exit_code = EXIT_ENVIRONMENT

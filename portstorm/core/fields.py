@@ -196,6 +196,12 @@ def text_list(v: object, field: str, *, null: bool = False) -> None:
         text(s, f"{field}[{i}]")
 
 
+def instance(v: object, cls: type, field: str) -> None:
+    """A value built in code (an Interval in a RunResult) of the class it is declared as."""
+    if not isinstance(v, cls):
+        raise FieldError(field, f"{shown(v)}; allowed: a {cls.__name__}")
+
+
 def copied(v: Any) -> Any:
     """A JSON object or list copied (dict, tuple) to be kept; any other value as it is, for
     the constructor's check to name."""

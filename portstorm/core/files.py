@@ -1,7 +1,9 @@
-"""Every file portstorm writes, and every saved file it reads, goes through here.
+"""Every file portstorm writes goes through here (every saved file it reads, through
+reading.py beside it).
 
-Containing file-system safety only: no formats, no measuring. portstorm runs as root, and
-its output folders may sit where other users can write (a shared checkout, /tmp). So:
+Containing file-system safety for writing only: no formats, no measuring. portstorm runs
+as root, and its output folders may sit where other users can write (a shared checkout,
+/tmp). So:
 
 - An output folder is opened once, by file descriptor, and every file in it is written as a
   temp file created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` beside its final name, then
@@ -20,8 +22,6 @@ its output folders may sit where other users can write (a shared checkout, /tmp)
   check, before the rename, is replaced by the rename, still never followed.)
 - A file that is written as it grows (intervals.jsonl, a run's log) is created the same
   way and renamed into place before its first byte.
-- Reading: regular files only (a FIFO, /dev/zero or a socket is refused before a byte is
-  read) and at most ``READ_CAP`` bytes, stated in the error.
 
 Every failure is one line: a planted link or a foreign folder is an EnvironmentProblem
 (exit 3); a full disk says "no space left on device while writing PATH" (exit 3).
@@ -42,7 +42,6 @@ from typing import IO, Any
 
 from portstorm.core.errors import EnvironmentProblem, UsageError
 
-READ_CAP = 1 << 30  # 1 GiB: a day of 1 s intervals is about 100 MB
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_MODE = 0o644  # every output alike (result.json was 0600 from mkstemp, the rest 0644)
@@ -386,81 +385,7 @@ def _open_error(what: str, path: Path, e: OSError, doing: str = "cannot open") -
     return EnvironmentProblem(f"{what} {path}: {doing}: {e.strerror or e}")
 
 
-# -- reading ------------------------------------------------------------------------------
-
-
-def _size(n: int) -> str:
-    return f"{n / (1 << 30):.0f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
-
-
-def read_bytes(path: Path, expected: str, cap: int = READ_CAP) -> bytes:
-    """A regular file's bytes, at most ``cap``; every refusal is one UsageError line."""
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, expected {expected}") from None
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"{path}: is a directory, expected {expected}")
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(
-                f"{path}: not a regular file ({_kind(st.st_mode)}), expected {expected}"
-            )
-        if st.st_size > cap:
-            raise UsageError(
-                f"{path}: {st.st_size:,} bytes, more than the {_size(cap)} portstorm reads "
-                f"as {expected}"
-            )
-        chunks: list[bytes] = []
-        got = 0
-        while got <= cap:
-            chunk = os.read(fd, min(1 << 20, cap + 1 - got))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        if got > cap:  # a file that grew while read, or one whose size lies (/proc)
-            raise UsageError(f"{path}: more than the {_size(cap)} portstorm reads as {expected}")
-        return b"".join(chunks)
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
-    finally:
-        os.close(fd)
-
-
-def read_text(path: Path, expected: str, cap: int = READ_CAP) -> str:
-    data = read_bytes(path, expected, cap)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{path}: not UTF-8 text (byte {e.start}), expected {expected}") from None
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def inside(base: Path, rel: str) -> bool:
-    """``rel`` is a plain relative path that stays inside ``base`` (no '..', not absolute,
-    and not leaving it through a link either)."""
-    p = Path(rel)
-    if not rel or p.is_absolute() or ".." in p.parts or "\0" in rel:
-        return False
-    try:
-        return (base / p).resolve().is_relative_to(base.resolve())
-    except (OSError, RuntimeError):
-        return False
+def save_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
+    """Write JSON whole or not at all, never through a planted link."""
+    with Folder.open(path.parent, what="folder") as folder:
+        folder.write_json(path.name, doc)

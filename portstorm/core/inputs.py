@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from portstorm.core import fields, files, intervallog
+from portstorm.core import fields, formats, intervallog
 from portstorm.core.compare import Subject, distinguishing_labels
 from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
-from portstorm.core.result import load_result, read_json_object, result_from_doc
+from portstorm.core.formats import check_format
+from portstorm.core.reading import inside, read_json_object
+from portstorm.core.result import load_result, result_from_doc
 from portstorm.core.sweep import check_sweep_doc
 
-COMPARE_FORMAT = "portstorm.compare/1"
+COMPARE_FORMAT = formats.COMPARE
 _EXPECTED = "a portstorm result.json, sweep.json or compare JSON"
 
 Kind = Literal["run", "sweep", "compare"]
@@ -61,8 +63,6 @@ def load(path: Path) -> Loaded:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"{path}: damaged sweep.json ({type(e).__name__}: {e})") from None
     if isinstance(fmt, str) and fmt.startswith("portstorm.compare/"):
-        from portstorm.core.result import check_format
-
         try:
             check_format(fmt, COMPARE_FORMAT, "comparison")
         except UsageError as e:
@@ -86,7 +86,7 @@ def load_sweep_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
             if run.get("status") != "done":
                 continue
             rel = str(run["path"])
-            if not files.inside(path.parent, rel):
+            if not inside(path.parent, rel):
                 raise UsageError(
                     f"{path}: run path {rel!r} leaves the sweep's folder; allowed: paths "
                     "inside it, such as cells/01-.../r1/result.json"

@@ -19,14 +19,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from portstorm.core import files
+from portstorm.core import fields, formats
+from portstorm.core.capacity import Capacity
 from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.fields import FieldError
 from portstorm.core.files import Folder, write_error
+from portstorm.core.formats import check_format
 from portstorm.core.histogram import LatencyHistogram
-from portstorm.core.result import HostInfo, Interval, RunResult, check_format
+from portstorm.core.reading import read_text
+from portstorm.core.records import Interval, read_header
+from portstorm.core.result import RunResult
+from portstorm.core.setup import RunSetup
 
-FORMAT = "portstorm.intervals/1"
+FORMAT = formats.INTERVALS
 NAME = "intervals.jsonl"
 RECOVERED_NOTE = (
     "recovered from intervals.jsonl: the run ended without writing result.json (killed, "
@@ -80,7 +85,7 @@ class IntervalLog:
 def read(path: Path) -> RunResult:
     """An interval log -> an incomplete RunResult; every way it can be wrong is one
     UsageError line naming the file. A last line cut short by the kill is skipped."""
-    lines = files.read_text(path, "a portstorm interval log").splitlines()
+    lines = read_text(path, "a portstorm interval log").splitlines()
     records = []
     for n, line in enumerate(lines, 1):
         try:
@@ -115,21 +120,22 @@ def _result(head: Mapping[str, Any], records: list[Any]) -> RunResult:
     for i in intervals:
         if i.hdr is not None:
             hist.add(LatencyHistogram.decode(i.hdr))
-    host = head["host"]
+    version, host = read_header(head)
     last = intervals[-1] if intervals else None
+    cap = head.get("capacity")
     return RunResult(
-        tool_version=str(head["tool"]["version"]),
-        host=HostInfo(str(host["hostname"]), str(host["kernel"]), int(host["cpus"])),
+        tool_version=version,
+        host=host,
         started_at=str(head["started_at"]),
         duration_s=(last.t + last.dt) if last else 0.0,
         complete=False,
-        scenario=dict(head["scenario"]),
+        setup=RunSetup.from_json(fields.member(head, "scenario")),
         tunings={str(k): str(v) for k, v in head["tunings"].items()},
         server_tunings=head.get("server_tunings"),
         intervals=tuple(intervals),
         histogram=hist,
         first_failure_s=float(failures[0]["t"]) if failures else None,
         first_failure_outcome=str(failures[0]["outcome"]) if failures else None,
-        capacity=head.get("capacity"),
+        model=Capacity.from_json(cap) if cap is not None else None,
         notes=(*head.get("notes", ()), RECOVERED_NOTE),
     )

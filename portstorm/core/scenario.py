@@ -205,34 +205,6 @@ class Scenario:
         assert self.rate is not None
         return int(self.rate * self.connect_timeout_s * 2) + 1, False
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "targets": [str(t) for t in self.targets],
-            "sink": "builtin" if not self.targets else None,
-            "sandbox": str(self.sandbox),
-            "set": dict(self.client_set),
-            "server_set": dict(self.server_set),
-            "change_host_sysctls": self.change_host,
-            "duration_s": self.duration_s,
-            "rate": self.rate,
-            "concurrency": self.in_flight_cap,
-            "mode": "open" if self.open_loop else "closed",
-            "workers": self.workers,
-            "sink_workers": self.sink_workers if not self.targets else None,
-            "close": str(self.close),
-            "bind": str(self.bind),
-            "port_range": (
-                f"{self.socket_port_range[0]}-{self.socket_port_range[1]}"
-                if self.socket_port_range
-                else None
-            ),
-            "sources": list(self.sources),
-            "sink_ports": self.sink_ports if not self.targets else None,
-            "sink_addresses": self.sink_addresses if not self.targets else None,
-            "interval_s": self.interval_s,
-            "connect_timeout_s": self.connect_timeout_s,
-        }
-
 
 # option -> (integer?, lowest allowed, lowest is exclusive?, highest, unit)
 _NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {

@@ -19,16 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from portstorm.core import fields
+from portstorm.core import fields, formats
 from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
-from portstorm.core.result import HostInfo
-from portstorm.core.result import check_format as result_check_format
+from portstorm.core.formats import check_format as check_any_format
+from portstorm.core.records import HostInfo
 from portstorm.core.tuning import lookup
 
-FORMAT = "portstorm.sweep/1"
-FORMAT_NAME, _, _v = FORMAT.partition("/")
-FORMAT_VERSION = int(_v)
+FORMAT = formats.SWEEP
 
 RUN_FACTORS: dict[str, str] = {
     "close": "--close",
@@ -231,7 +229,7 @@ def preset(name: str) -> Preset:
 
 def check_format(fmt: object, where: str) -> None:
     try:
-        result_check_format(fmt, FORMAT, "sweep")
+        check_any_format(fmt, FORMAT, "sweep")
     except UsageError as e:
         raise UsageError(f"{where}: {e}") from None
 

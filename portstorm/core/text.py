@@ -5,7 +5,7 @@ result.json may hold line breaks, escape sequences (``\\e]0;title\\a`` retitles 
 ``\\e[2J`` clears it) or bidirectional overrides; printed raw, they would rewrite what the
 user sees. Every such value goes through ``one_line`` before it reaches stdout or stderr
 (errors, the summary, ``compare``, the ``report:`` lines). Rich markup in such values is a
-matter for the printer: ui.py hands them to rich as plain ``Text``, never as markup.
+matter for the printer: cli/console.py hands them to rich as plain ``Text``, never as markup.
 """
 
 from __future__ import annotations

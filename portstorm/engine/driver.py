@@ -1,7 +1,9 @@
 """The churn driver: open and close outbound TCP connections, and measure each connect.
 
-Containing the hot loop and nothing else: no printing, no files, no /proc. It talks to
-the rest of portstorm through ``Interval`` records handed to a callback once per interval.
+Containing the hot loop and nothing else: no printing, no files, no /proc, no processes.
+It talks to the rest of portstorm through ``Interval`` records handed to a callback once per
+interval; what it connects over is flows.py, what a run needs of it load.py (a pool of
+worker processes, pool.py, offers the same).
 
 Two load shapes:
 - closed loop: ``concurrency`` tasks each run attempts back to back, as fast as possible;
@@ -17,14 +19,8 @@ a failure); attempts in flight get at most the connect timeout to finish, so a r
 within ``connect_timeout`` of its duration however far behind it was.
 
 Attempts go round-robin over the run's *flows*: one per (source, destination) tuple
-(core/addressing.py). Each flow's counts are kept apart, so result.json can say which tuple
-ran out first. How a socket gets its port is the bind mode (KERNEL.md, "Ports"):
-- connect: plain connect(); with --source, the address is set by bind() with
-  IP_BIND_ADDRESS_NO_PORT, the only way to choose a source address without bind() taking a
-  port, so the port is still picked per 4-tuple by connect();
-- bind: bind((source or any, 0)) then connect(): a port per source address;
-- no-port: IP_BIND_ADDRESS_NO_PORT, bind((source or any, 0)), connect();
-- range: IP_LOCAL_PORT_RANGE on each socket, then as connect.
+(core/addressing.py). Each flow's counts are kept apart (flows.FlowCounts), so result.json
+can say which tuple ran out first. How a socket gets its port is the bind mode (flows.py).
 
 Sockets are plain non-blocking stdlib sockets driven by trio.lowlevel.wait_writable():
 trio's socket wrapper resolves the address on every connect(), which a churn loop cannot
@@ -34,32 +30,35 @@ plus SO_ERROR (tcp_v4_connect(), then the handshake in softirq).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import math
-import signal
 import socket
 import struct
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from time import perf_counter_ns
-from typing import Protocol
 
 import trio
 
-from portstorm.core.addressing import TupleSpec
-from portstorm.core.errors import EnvironmentProblem
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES, Outcome, Phase, classify, errno_name
 from portstorm.core.result import Interval
-from portstorm.core.scenario import BindMode, CloseMode, Scenario
+from portstorm.core.scenario import CloseMode, Scenario
+from portstorm.engine.flows import (
+    IP_BIND_ADDRESS_NO_PORT,
+    IP_LOCAL_PORT_RANGE,
+    N_FAILURES,
+    Flow,
+    FlowCounts,
+    socket_options,
+)
+from portstorm.engine.load import DriverReport, Share, is_empty_tail, take_sample, tick, with_sample
 from portstorm.engine.sampler import Sample
 from portstorm.engine.timer import PreciseTimer
 
 _LINGER_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST (tcp_disconnect)
 _FAILURE_INDEX = {o: i for i, o in enumerate(FAILURES)}
-_N_FAILURES = len(FAILURES)
+_WHOLE_LOAD = Share()  # one driver, all of the run's load
 # Attempts that complete inside _begin() never wait, so a task yields to the others (the
 # ticker, a stop, attempts waiting on the event loop) once it has run this long: trio runs
 # every ready task once per scheduler pass, so a pass lasts up to tasks x slice. Counted in
@@ -68,104 +67,6 @@ _N_FAILURES = len(FAILURES)
 _SLICE_NS = 500_000
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK  # no separate fcntl()
 _EINPROGRESS, _EALREADY, _EISCONN = errno.EINPROGRESS, errno.EALREADY, errno.EISCONN
-
-# include/uapi/linux/in.h; Python's socket module does not name them on every version
-IP_BIND_ADDRESS_NO_PORT = 24  # Linux 4.2: bind() defers the port choice to connect()
-IP_LOCAL_PORT_RANGE = 51  # Linux 6.3: u32 (high << 16) | low, per socket
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A resolved destination: what connect() takes, and how to name it."""
-
-    family: int
-    sockaddr: tuple[str, int] | tuple[str, int, int, int]
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class Flow:
-    """One tuple as the hot loop needs it: what to bind (if anything), where to connect."""
-
-    family: int
-    bind_addr: tuple[str, int] | None  # (source or wildcard, 0)
-    sockaddr: tuple[str, int] | tuple[str, int, int, int]
-    source: str  # the source address, or the kernel's choice by route
-    destination: str
-
-
-def make_flows(
-    specs: list[TupleSpec],
-    endpoints: dict[tuple[str, int], Endpoint],
-    mode: BindMode,
-    route_source: Callable[[Endpoint], str],
-) -> list[Flow]:
-    """TupleSpecs (by address) -> Flows for ``mode``; see the module header for what each binds."""
-    flows = []
-    for spec in specs:
-        ep = endpoints[(spec.dst_host, spec.dst_port)]
-        wildcard = "::" if ep.family == socket.AF_INET6 else "0.0.0.0"
-        bind_addr: tuple[str, int] | None = None
-        if spec.source is not None:
-            bind_addr = (spec.source, 0)
-        elif mode in (BindMode.BIND, BindMode.NO_PORT):
-            bind_addr = (wildcard, 0)
-        source = spec.source if spec.source is not None else route_source(ep)
-        flows.append(Flow(ep.family, bind_addr, ep.sockaddr, source, ep.label))
-    return flows
-
-
-def socket_options(scenario: Scenario) -> tuple[bool, bytes | None]:
-    """(set IP_BIND_ADDRESS_NO_PORT?, IP_LOCAL_PORT_RANGE value or None) for every socket.
-
-    The range is a u32 (high << 16 | low), passed as bytes: above 2**31 it is no C int.
-    """
-    mode = scenario.bind
-    no_port = mode is BindMode.NO_PORT or (mode is not BindMode.BIND and bool(scenario.sources))
-    port_range = None
-    if mode is BindMode.RANGE:
-        assert scenario.socket_port_range is not None
-        low, high = scenario.socket_port_range
-        port_range = struct.pack("=I", (high << 16) | low)
-    return no_port, port_range
-
-
-def check_socket_options(no_port: bool, port_range: bytes | None, kernel: str) -> None:
-    """Refuse before the run when this kernel lacks an option the bind mode needs."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        for wanted, opt, value, what in (
-            (no_port, IP_BIND_ADDRESS_NO_PORT, 1, "IP_BIND_ADDRESS_NO_PORT (Linux 4.2+)"),
-            (port_range is not None, IP_LOCAL_PORT_RANGE, port_range or b"",
-             "IP_LOCAL_PORT_RANGE (Linux 6.3+)"),
-        ):  # fmt: skip
-            if not wanted:
-                continue
-            try:
-                probe.setsockopt(socket.SOL_IP, opt, value)
-            except OSError as e:
-                raise EnvironmentProblem(
-                    f"this bind mode needs {what}, which kernel {kernel} refuses "
-                    f"({e.strerror}): use --bind connect or bind"
-                ) from None
-    finally:
-        probe.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Share:
-    """Which part of the run's load a driver carries: worker ``index`` of ``count``."""
-
-    index: int = 0
-    count: int = 1
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.index < self.count:
-            raise ValueError(f"worker {self.index} of {self.count}")
-
-    def part(self, total: int) -> int:
-        """This worker's part of ``total`` (in-flight slots): the parts add up to it."""
-        return total // self.count + (1 if self.index < total % self.count else 0)
 
 
 class _Tally:
@@ -183,24 +84,6 @@ class _Tally:
         self.not_started = 0  # scheduled starts dropped at the time bound
 
 
-@dataclass
-class DriverReport:
-    intervals: list[Interval] = field(default_factory=list)
-    histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
-    first_failure_s: float | None = None
-    first_failure_outcome: str | None = None
-    elapsed_s: float = 0.0
-    interrupted: bool = False
-    sample_errors: list[str] = field(default_factory=list)
-    # per flow, in the order of Driver.flows
-    flow_succeeded: list[int] = field(default_factory=list)
-    flow_failed: list[dict[str, int]] = field(default_factory=list)
-    flow_first_failure_s: list[float | None] = field(default_factory=list)
-    flow_ports_last: list[int | None] = field(default_factory=list)
-    flow_ports_peak: list[int | None] = field(default_factory=list)
-    worker_errors: list[str] = field(default_factory=list)  # workers that ended early
-
-
 class Driver:
     def __init__(
         self,
@@ -208,7 +91,7 @@ class Driver:
         flows: list[Flow],
         on_interval: Callable[[Interval], None] | None = None,
         sample: Callable[[], Sample] | None = None,
-        share: Share = Share(),
+        share: Share = _WHOLE_LOAD,
         start_ns: int | None = None,
         keep_intervals: bool = True,
     ) -> None:
@@ -227,17 +110,17 @@ class Driver:
         self._close = scenario.close
         self._no_port, self._port_range = socket_options(scenario)
         self._next_flow = share.index % len(flows)  # workers start spread over the flows
-        n = len(flows)
-        self._flow_ok = [0] * n
-        self._flow_failed = [0] * (n * _N_FAILURES)  # [flow * _N_FAILURES + outcome index]
-        self._flow_first: list[float | None] = [None] * n
-        self._ports = FlowPorts(n)
+        self.counts = FlowCounts(len(flows))
+        # the hot loop adds to these lists directly: no attribute lookup through counts
+        self._flow_ok, self._flow_failed = self.counts.ok, self.counts.failed
+        self._flow_first = self.counts.first
         self._t0 = 0
         self._tally = _Tally(0)
         self._report = DriverReport()
         self._load_scope = trio.CancelScope()
         self._stopped = trio.Event()
         self._min_final_ns = int(scenario.interval_s * 1e9) // 100
+        self._deadline_ns = 0  # perf_counter_ns() time: the planned end of the load
         self._drain_end = math.inf  # trio time: the planned end plus the connect timeout
 
     # -- control -----------------------------------------------------------------------
@@ -249,12 +132,6 @@ class Driver:
         if r.first_failure_s is None or r.first_failure_outcome is None:
             return None
         return r.first_failure_s, r.first_failure_outcome
-
-    def flow_totals(self) -> tuple[list[int], list[int], list[float | None]]:
-        """Copies of the per-flow counts so far: successes, failures (flat, flow-major in
-        FAILURES order) and first-failure times. A worker sends their changes with each
-        interval, so a worker that dies leaves its counts up to its last interval."""
-        return list(self._flow_ok), list(self._flow_failed), list(self._flow_first)
 
     def stop(self) -> None:
         """End the run now (Ctrl-C, SIGTERM): in-flight attempts are abandoned, not counted."""
@@ -272,13 +149,13 @@ class Driver:
                 await self._stopped.wait()
         self._t0 = perf_counter_ns() if t0_ns is None else t0_ns
         self._tally = _Tally(self._t0)
-        deadline_ns = self._t0 + int(sc.duration_s * 1e9)
+        self._deadline_ns = deadline_ns = self._t0 + int(sc.duration_s * 1e9)
         self._drain_end = _trio_time(deadline_ns) + self._timeout
         cap = sc.in_flight_cap
         if cap is not None:
             cap = self.share.part(cap)
         async with trio.open_nursery() as outer:
-            outer.start_soon(self._ticker)
+            outer.start_soon(tick, self._t0, int(sc.interval_s * 1e9), self._tick)
             with self._load_scope:
                 async with trio.open_nursery() as load:
                     if sc.rate is not None:
@@ -289,23 +166,21 @@ class Driver:
                             load.start_soon(self._closed_worker, deadline_ns)
             outer.cancel_scope.cancel()
         tally = self._tally
-        # The last tick may have fallen on the end of the load: do not emit an empty sliver.
+        # the last tick may have fallen on the end of the load: no empty interval after it
         if (
             tally.latencies_ns
             or any(tally.failed)
             or tally.not_started
-            or perf_counter_ns() - tally.t_start_ns > self._min_final_ns
+            or not is_empty_tail(
+                tally.t_start_ns, perf_counter_ns(), self._deadline_ns, self._min_final_ns
+            )
         ):
-            sample = await self._take_sample()
+            sample = await take_sample(self._sample, self._report.sample_errors)
             self._flush(perf_counter_ns(), sample)
         end = perf_counter_ns()
         rep = self._report
         rep.elapsed_s = (end - self._t0) / 1e9
-        rep.flow_succeeded = list(self._flow_ok)
-        rep.flow_failed = failures_by_flow(self._flow_failed, len(self.flows))
-        rep.flow_first_failure_s = list(self._flow_first)
-        rep.flow_ports_last = list(self._ports.last)
-        rep.flow_ports_peak = list(self._ports.peak)
+        self.counts.fill(rep)
         return rep
 
     # -- load shapes -------------------------------------------------------------------
@@ -507,7 +382,7 @@ class Driver:
         tally = self._tally
         k = _FAILURE_INDEX[outcome]
         tally.failed[k] += 1
-        self._flow_failed[flow_i * _N_FAILURES + k] += 1
+        self._flow_failed[flow_i * N_FAILURES + k] += 1
         if outcome is Outcome.OTHER:
             name = errno_name(err or 0)
             tally.other[name] = tally.other.get(name, 0) + 1
@@ -521,38 +396,9 @@ class Driver:
 
     # -- intervals ---------------------------------------------------------------------
 
-    async def _ticker(self) -> None:
-        step_ns = int(self.scenario.interval_s * 1e9)
-        k = 1
-        while True:
-            wait = self._t0 + k * step_ns - perf_counter_ns()
-            if wait > 0:
-                await trio.sleep(wait / 1e9)
-            else:
-                # Behind: the last interval's sample or callback took longer than the
-                # interval (a worker's write to a full stdout pipe). Still give the scheduler
-                # back at every tick: without a sampler nothing here awaits, and a ticker
-                # that never caught up ran no other task again, not the load's end, not the
-                # signal receiver (trio delivers SIGTERM to a task), so only SIGKILL ended it.
-                await trio.lowlevel.checkpoint()
-            sample = await self._take_sample()
-            self._flush(perf_counter_ns(), sample)
-            k += 1
-
-    async def _take_sample(self) -> Sample | None:
-        """Read the port space in a worker thread: /proc and netlink reads block.
-
-        Not abandoned on cancel: a sample takes milliseconds, and an abandoned one would
-        still be using the sampler when the next begins. A failed sample leaves that
-        interval's readings null (and is counted); it never ends the run.
-        """
-        if self._sample is None:
-            return None
-        try:
-            return await trio.to_thread.run_sync(self._sample)
-        except (OSError, ValueError) as e:
-            self._report.sample_errors.append(f"{type(e).__name__}: {e}")
-            return None
+    async def _tick(self, _k: int) -> None:
+        sample = await take_sample(self._sample, self._report.sample_errors)
+        self._flush(perf_counter_ns(), sample)
 
     def _flush(self, end_ns: int, sample: Sample | None) -> None:
         tally = self._tally
@@ -574,7 +420,7 @@ class Driver:
             not_started=tally.not_started,
         )
         interval = with_sample(interval, sample)
-        self._ports.update(sample)
+        self.counts.update_ports(sample)
         self._report.histogram.add(hist)
         if self._keep_intervals:
             self._report.intervals.append(interval)
@@ -597,71 +443,3 @@ def _trio_time(t_ns: int) -> float:
     """A perf_counter_ns() instant on trio's clock, for move_on_at(): both count
     CLOCK_MONOTONIC (trio's SystemClock is perf_counter() plus an offset)."""
     return trio.current_time() + (t_ns - perf_counter_ns()) / 1e9
-
-
-def failures_by_flow(flat: list[int], n_flows: int) -> list[dict[str, int]]:
-    """Flat per-flow failure counts (flow-major, FAILURES order) -> one {outcome: n} per flow."""
-    return [
-        {str(o): n for j, o in enumerate(FAILURES) if (n := flat[i * _N_FAILURES + j])}
-        for i in range(n_flows)
-    ]
-
-
-def with_sample(interval: Interval, sample: Sample | None) -> Interval:
-    """``interval`` with the port-space readings taken at its end (none: left null)."""
-    if sample is None:
-        return interval
-    return dataclasses.replace(
-        interval,
-        time_wait=sample.time_wait,
-        server_time_wait=sample.server_time_wait,
-        ports_in_use=sample.ports_in_use,
-        ports_by_destination=sample.ports_by_destination,
-        kernel=sample.kernel,
-        server_kernel=sample.server_kernel,
-        fds=sample.fds,
-    )
-
-
-class FlowPorts:
-    """Ports in use per flow: the last reading and the peak (None until one is read)."""
-
-    def __init__(self, n_flows: int) -> None:
-        self.last: list[int | None] = [None] * n_flows
-        self.peak: list[int | None] = [None] * n_flows
-
-    def update(self, sample: Sample | None) -> None:
-        if sample is None or sample.ports_by_flow is None:
-            return
-        last, peak = self.last, self.peak
-        for i, n in enumerate(sample.ports_by_flow):
-            last[i] = n
-            p = peak[i]
-            peak[i] = n if p is None or n > p else p
-
-
-class Load(Protocol):
-    """A driver, or several in worker processes (workers.py): what a run needs of it."""
-
-    @property
-    def first_failure(self) -> tuple[float, str] | None: ...
-
-    def stop(self) -> None: ...
-
-    async def run(self) -> DriverReport: ...
-
-
-async def drive(load: Load) -> DriverReport:
-    """Run the load; SIGINT/SIGTERM stop it early and the partial report is kept."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for _ in signals:
-                    load.stop()
-                    return
-
-            nursery.start_soon(stop_on_signal)
-            report = await load.run()
-            nursery.cancel_scope.cancel()
-    return report

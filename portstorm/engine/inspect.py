@@ -9,9 +9,10 @@ from typing import Any
 from portstorm.core.advice import HostState, advise, capacity_for_one_destination
 from portstorm.core.ports import parse_port_range
 from portstorm.core.tuning import STUDIED, describe
+from portstorm.engine.kernel import read_sysctls
 from portstorm.engine.sampler import read_time_wait
 from portstorm.engine.sockdiag import SockDiag
-from portstorm.engine.sysinfo import host_info, read_sysctls
+from portstorm.engine.sysinfo import host_info
 
 
 def _conntrack() -> tuple[int, int] | None:

@@ -27,12 +27,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from portstorm.core import files
+from portstorm.core import reading
 from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.files import Folder
 from portstorm.core.tuning import CATALOGUE, Context
 from portstorm.engine import netns
-from portstorm.engine.sysinfo import read_sysctls, sysctl_path, write_sysctl
+from portstorm.engine.kernel import read_sysctls, sysctl_path, write_sysctl
 
 FORMAT = "portstorm.journal/1"
 NAME = "restore-journal.json"
@@ -148,7 +148,7 @@ def load_journal(path: Path | None = None) -> dict[str, Any] | None:
             f"(mode {stat.S_IMODE(parent.st_mode):o}); nothing restored"
         )
     try:
-        text = files.read_text(path, "a portstorm restore journal", cap=1 << 20)
+        text = reading.read_text(path, "a portstorm restore journal", cap=1 << 20)
         doc = json.loads(text)
     except (UsageError, ValueError, RecursionError) as e:
         raise EnvironmentProblem(f"restore journal {path} is unreadable: {e}") from None

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
-PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 CLONE_NEWUSER = 0x10000000
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -31,15 +29,6 @@ def _check(rc: int, what: str) -> None:
     if rc != 0:
         err = ctypes.get_errno()
         raise NamespaceError(err, f"{what}: {os.strerror(err)}")
-
-
-def die_with_parent() -> None:
-    """In a child (preexec_fn, or after fork()): SIGKILL this process when the parent
-    *thread* that forked it exits, so no child, and no namespace only a child holds,
-    outlives portstorm, even after a SIGKILL. Fork from a thread that lives as long as the
-    child should (trio's worker threads retire after 10 s idle)."""
-    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        os._exit(121)
 
 
 def unshare(flags: int) -> None:

@@ -1,7 +1,8 @@
 """One run end to end: resolve targets or start the sink, drive, collect, save result.json.
 
 Containing the order of operations and nothing a test would want to fake: the driver is
-in driver.py, the sink process in sinkproc.py, the file format in core/result.py.
+in driver.py (several in worker processes: pool.py), the sink's process in sink_handle.py,
+the file format in core/result.py.
 """
 
 from __future__ import annotations
@@ -22,25 +23,20 @@ from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.files import Folder
 from portstorm.core.intervallog import NAME as INTERVAL_LOG
 from portstorm.core.intervallog import IntervalLog
+from portstorm.core.outdir import default_out_dir
 from portstorm.core.ports import parse_port_range
+from portstorm.core.records import file_header
 from portstorm.core.result import Interval, RunResult, TupleStats, utc_iso
 from portstorm.core.scenario import BindMode, SandboxKind, Scenario, Target
+from portstorm.core.setup import RunSetup
 from portstorm.core.tuning import reuse_notes
-from portstorm.engine.driver import (
-    Driver,
-    DriverReport,
-    Endpoint,
-    Flow,
-    Load,
-    check_socket_options,
-    drive,
-    make_flows,
-    socket_options,
-)
+from portstorm.engine.driver import Driver
+from portstorm.engine.flows import Endpoint, Flow, check_socket_options, make_flows, socket_options
+from portstorm.engine.load import DriverReport, Load, drive
+from portstorm.engine.pool import DriverPool, effective_workers
 from portstorm.engine.sampler import Sampler
 from portstorm.engine.sandbox import Sandbox
 from portstorm.engine.sysinfo import ensure_nofile, host_info
-from portstorm.engine.workers import DriverPool, effective_workers
 
 FD_HEADROOM = 64  # stdio, the event loop's own fds, the sink pipe, /proc reads
 
@@ -51,10 +47,6 @@ class RunOutput:
     path: Path
     # what went wrong during the load (a driver worker that died): the result is partial
     problems: tuple[str, ...] = ()
-
-
-def default_out_dir(now: dt.datetime, name: str = "run") -> Path:
-    return Path("reports") / f"{now.strftime('%Y%m%dT%H%M%SZ')}-{name}"
 
 
 def resolve(target: Target) -> Endpoint:
@@ -88,7 +80,7 @@ def prepare_out_dir(
     silently replace what an earlier one measured. The default folder is named by the
     second, so a second run within it gets a suffix (-2, -3, ...)."""
     if out is None:
-        base = default_out_dir(started)
+        base = default_out_dir("run", started)
         n = 1
         while True:
             folder = Folder.open(base if n == 1 else base.with_name(f"{base.name}-{n}"))
@@ -201,17 +193,18 @@ def _run(
         )
         cap_in = capacity_input(scenario, sandbox.tunings, endpoints)
         capacity = model(cap_in)
-        sc = scenario.to_json()
-        sc["targets"] = [ep.label for ep in endpoints]
-        sc["user_namespace"] = sandbox.userns
-        sc["workers"] = workers = effective_workers(scenario, scenario.workers)
+        workers = effective_workers(scenario, scenario.workers)
+        setup = RunSetup.of(
+            scenario,
+            targets=[ep.label for ep in endpoints],
+            workers=workers,
+            user_namespace=sandbox.userns,
+        )
         log = IntervalLog(
             folder.path / INTERVAL_LOG,
             {
-                "tool": {"name": "portstorm", "version": __version__},
-                "host": host_info().to_json(),
-                "started_at": utc_iso(started),
-                "scenario": sc,
+                **file_header(__version__, host_info(), utc_iso(started)),
+                "scenario": setup.to_json(),
                 "tunings": sandbox.tunings,
                 "server_tunings": sandbox.server_tunings,
                 "capacity": capacity.to_json(),
@@ -262,24 +255,23 @@ def _run(
             f"sampling failed {len(report.sample_errors)} time(s); those intervals have no "
             f"port-space readings (first: {report.sample_errors[0]})"
         )
-    if sandbox.sink is not None:
-        sc["sink_stats"] = sandbox.sink.stats
     result = RunResult(
         tool_version=__version__,
         host=host_info(),
         started_at=utc_iso(started),
         duration_s=report.elapsed_s,
         complete=not report.interrupted,
-        scenario=sc,
+        setup=setup,
         tunings=sandbox.tunings,
         server_tunings=sandbox.server_tunings,
         intervals=tuple(report.intervals),
         histogram=report.histogram,
         first_failure_s=report.first_failure_s,
         first_failure_outcome=report.first_failure_outcome,
-        capacity=capacity.to_json(),
+        model=capacity,
         notes=tuple(notes),
         tuples=tuple_stats(flows, report),
+        sink_stats=sandbox.sink.stats if sandbox.sink is not None else None,
     )
     path = folder.write_json("result.json", result.to_json())
     return RunOutput(result, path, (*report_error, *report.worker_errors))

@@ -33,9 +33,9 @@ from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.scenario import CloseMode, SandboxKind
 from portstorm.core.tuning import STUDIED
 from portstorm.engine import journal, netns
-from portstorm.engine.driver import IP_BIND_ADDRESS_NO_PORT, Endpoint
-from portstorm.engine.sinkproc import SinkProcess
-from portstorm.engine.sysinfo import apply_sysctls, read_sysctls
+from portstorm.engine.flows import IP_BIND_ADDRESS_NO_PORT, Endpoint
+from portstorm.engine.kernel import apply_sysctls, read_sysctls
+from portstorm.engine.sink_handle import SinkProcess
 
 CLIENT_ADDR = str(PAIR_CLIENT)
 PREFIX_LEN = PAIR_NETWORK.prefixlen  # all of 198.18.0.0/15 is on-link: extra addresses too

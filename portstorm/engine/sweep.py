@@ -2,7 +2,7 @@
 
 Containing the order of runs, parallelism, the host-mode drain gate and the bookkeeping
 that makes a sweep resumable. What a cell is comes from core/sweep.py; what its command
-line means from runargs.py. Each run is a separate process: a run moves its process into
+line means from cli/options.py. Each run is a separate process: a run moves its process into
 its own network namespaces, so parallel cells cannot share one.
 
 - Sandboxed runs (pair, loopback) go first, ``parallel`` at a time: their namespaces are
@@ -12,9 +12,10 @@ its own network namespaces, so parallel cells cannot share one.
   60 s and may expire up to a few seconds late, KERNEL.md), not a fixed sleep.
 - sweep.json is rewritten atomically after every run, so a sweep killed midway keeps every
   finished run, and ``--resume`` runs only those without a complete result.json.
-- Children get PR_SET_PDEATHSIG and their own session: they die with the sweep even on
-  SIGKILL, and a Ctrl-C reaches the sweep, which stops them with SIGTERM (a run saves its
-  partial result on SIGTERM; such runs count as not done).
+- Children are started by processes.run_child() (PR_SET_PDEATHSIG, their own session): they
+  die with the sweep even on SIGKILL, and a Ctrl-C reaches the sweep, which stops them with
+  SIGTERM (a run saves its partial result on SIGTERM, exits EXIT_INTERRUPTED, and counts as
+  not done).
 """
 
 from __future__ import annotations
@@ -23,37 +24,30 @@ import datetime as dt
 import math
 import os
 import shlex
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import trio
 
 from portstorm import __version__
-from portstorm.core import files
+from portstorm.core import reading
 from portstorm.core.compare import METRICS, run_metrics, spread
-from portstorm.core.errors import PortstormError, UsageError
-from portstorm.core.files import Folder
-from portstorm.core.result import (
-    load_result,
-    save_json_atomic,
-    utc_iso,
-)
+from portstorm.core.errors import EXIT_INTERRUPTED, EXIT_OK, PortstormError, UsageError
+from portstorm.core.files import Folder, save_json_atomic
+from portstorm.core.records import file_header
+from portstorm.core.result import load_result, utc_iso
 from portstorm.core.sweep import FORMAT, Cell, Factor
-from portstorm.engine.netns import die_with_parent
+from portstorm.engine.processes import run_child, stopped_by_signal
 from portstorm.engine.sockdiag import TCP_TIME_WAIT, SockDiag
 from portstorm.engine.sysinfo import host_info
 
 RUN_OVERHEAD_S = 1.5  # process start, namespaces, sink start: measured ~1 s on 2 cores
 DRAIN_TIMEOUT_S = 70.0  # TIME_WAIT is 60 s; expiry may come a few seconds late
 DRAIN_POLL_S = 0.5
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-CHILD_STOP_S = 10.0  # after SIGTERM, a run saves its partial result within ~2 s
 
 
 @dataclass
@@ -148,7 +142,7 @@ class SweepRunner:
                 rel = path.removesuffix("/result.json")
                 if rel not in self.records or run.get("status") != "done":
                     continue
-                if not files.inside(self.out_dir, path):
+                if not reading.inside(self.out_dir, path):
                     continue  # a path that leaves the sweep (through a link): run it again
                 try:
                     result = load_result(self.out_dir / run["path"])
@@ -193,19 +187,16 @@ class SweepRunner:
 
     async def _main(self) -> None:
         self._t0 = time.monotonic()
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
 
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        self.interrupted = True
-                        nursery.cancel_scope.cancel()
-                        return
+            def stop() -> None:
+                self.interrupted = True
+                nursery.cancel_scope.cancel()
 
-                nursery.start_soon(stop_on_signal)
+            async with stopped_by_signal(stop):
                 nursery.start_soon(self._ticker)
                 await self._all_runs()
-                nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
 
     async def _ticker(self) -> None:
         while True:
@@ -283,7 +274,7 @@ class SweepRunner:
             self._running_since.pop(r.rel_dir, None)
         wall = time.monotonic() - started
         rec.exit_code, rec.wall_s = returncode, round(wall, 3)
-        if returncode == 0:
+        if returncode == EXIT_OK:
             try:
                 result = load_result(run_dir / "result.json")
             except UsageError as e:
@@ -293,7 +284,7 @@ class SweepRunner:
                 rec.metrics, rec.tunings = run_metrics(result), dict(result.tunings)
                 self._walls.append(wall)
         else:
-            rec.status = "interrupted" if returncode == 130 else "failed"
+            rec.status = "interrupted" if returncode == EXIT_INTERRUPTED else "failed"
             rec.error = _last_error(log) or f"exit status {returncode}"
         self._last = f"{r.cell.label} r{r.repeat}: {rec.status}"
         self.save()
@@ -363,9 +354,7 @@ class SweepRunner:
         now = dt.datetime.now(dt.UTC)
         return {
             "format": FORMAT,
-            "tool": {"name": "portstorm", "version": __version__},
-            "host": host_info().to_json(),
-            "started_at": utc_iso(self.started_at),
+            **file_header(__version__, host_info(), utc_iso(self.started_at)),
             "updated_at": utc_iso(now),
             "complete": complete,
             "preset": self.plan.preset,
@@ -381,59 +370,10 @@ class SweepRunner:
             self.folder.write_json("sweep.json", self.doc())
 
 
-async def run_child(cmd: list[str], out: IO[bytes], cwd_fd: int | None = None) -> int:
-    """Run ``cmd`` with its output in ``out`` (and, given ``cwd_fd``, in that folder); its
-    exit status (negative: killed by signal).
-
-    Started from this (the event loop's) thread on purpose: PR_SET_PDEATHSIG fires when
-    the *thread* that forked the child exits, and trio.run_process forks from a worker
-    thread that trio retires after 10 s idle, which SIGKILLed every run longer than that.
-    Its end is awaited on a pidfd. Cancelled (Ctrl-C): SIGTERM, so the run saves its partial
-    result; SIGKILL if it has not ended 10 s later.
-    """
-
-    def in_child() -> None:
-        die_with_parent()
-        if cwd_fd is not None:
-            os.fchdir(cwd_fd)  # still open: close_fds runs after preexec_fn
-
-    env = None
-    if cwd_fd is not None:  # started elsewhere, ``-m portstorm`` must still find this code
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p
-        )
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=out,
-        start_new_session=True,
-        preexec_fn=in_child,
-        env=env,
-    )
-    pidfd = os.pidfd_open(proc.pid)
-    try:
-        try:
-            await trio.lowlevel.wait_readable(pidfd)
-        except trio.Cancelled:
-            proc.terminate()
-            with trio.move_on_after(CHILD_STOP_S) as scope:
-                scope.shield = True
-                await trio.lowlevel.wait_readable(pidfd)
-            if scope.cancelled_caught:
-                proc.kill()
-            proc.wait()
-            raise
-        return proc.wait()
-    finally:
-        os.close(pidfd)
-
-
 def _last_error(log: Path) -> str | None:
     """The run's own one-line error, or its last line of output."""
     try:
-        text = files.read_bytes(log, "a run log", cap=16 << 20).decode(errors="replace")
+        text = reading.read_bytes(log, "a run log", cap=16 << 20).decode(errors="replace")
     except UsageError:
         return None
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from portstorm.core.compare import Spread, Subject
-from portstorm.core.findings import fmt_rate, syn_tail
 from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.signals import syn_tail
+from portstorm.core.words import fmt_rate
 from portstorm.report.runcharts import TIME_LABEL, draw_spectrum, mark_syn_tails, style_spectrum
 from portstorm.report.style import BLUE, GREY, ORANGE, VERMILLION, line, new_figure, styles
 
@@ -174,7 +175,7 @@ def first_failure(subjects: Sequence[Subject]) -> Figure:
 
 def _predicted(s: Subject) -> float | None:
     for r in s.runs:
-        p = (r.capacity or {}).get("predicted_exhaustion_s")
+        p = r.model.predicted_exhaustion_s if r.model is not None else None
         if p is not None:
             return float(p)
     return None

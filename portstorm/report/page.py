@@ -9,20 +9,31 @@ through ``file_link`` only: a sweep.json names its run files, and a name such as
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from portstorm import __version__
 from portstorm.core.compare import Subject
-from portstorm.core.findings import SANDBOX_WORDS, Finding, describe_load, fmt_us
+from portstorm.core.findings import Finding
 from portstorm.core.result import RunResult
+from portstorm.core.words import SANDBOX_WORDS, describe_load, fmt_us
 
 if TYPE_CHECKING:
     from jinja2 import Environment
     from markupsafe import Markup
 
-    from portstorm.report import Chart
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart as the template shows it."""
+
+    title: str
+    alt: str
+    file: str  # the PNG's name beside the HTML
+    data_uri: str
+
 
 MAX_TUPLE_ROWS = 50
 NONE = "\N{EN DASH}"  # a value not measured
@@ -85,8 +96,7 @@ def _short(name: str) -> str:
 
 def tunings_table(r: RunResult) -> list[dict[str, Any]]:
     """Rows of name, client value, server value (pair), and whether the run set it."""
-    given = {_short(k) for k in (r.scenario.get("set") or {})}
-    given |= {_short(k) for k in (r.scenario.get("server_set") or {})}
+    given = {_short(k) for k in r.setup.sysctls_given}
     client = {_short(k): v for k, v in r.tunings.items()}
     server = {_short(k): v for k, v in (r.server_tunings or {}).items()}
     names = [n for n in TUNING_ORDER if n in client or n in server]
@@ -98,9 +108,9 @@ def tunings_table(r: RunResult) -> list[dict[str, Any]]:
 
 
 def _header(r: RunResult) -> list[tuple[str, str]]:
-    sc = r.scenario
-    targets = ", ".join(sc.get("targets") or []) or NONE
-    if sc.get("sink"):
+    s = r.setup
+    targets = s.targets_text or NONE
+    if s.sink:
         targets += " (built-in sink)"
     rows = [
         ("host", f"{r.host.hostname}: Linux {r.host.kernel}, {r.host.cpus} CPUs"),
@@ -109,12 +119,12 @@ def _header(r: RunResult) -> list[tuple[str, str]]:
             f"{r.started_at}, {r.duration_s:.2f} s of load"
             + ("" if r.complete else " (INTERRUPTED: partial results)"),
         ),
-        ("topology", SANDBOX_WORDS.get(str(sc.get("sandbox")), str(sc.get("sandbox")))),
+        ("topology", SANDBOX_WORDS.get(str(s.sandbox), str(s.sandbox))),
         ("targets", targets),
-        ("load", describe_load(sc, r.duration_s)),
+        ("load", describe_load(s, r.duration_s)),
         ("tunings", _key_tunings(r) or NONE),
     ]
-    sources = list(sc.get("sources") or [])
+    sources = list(s.sources)
     if sources:
         shown = ", ".join(sources[:8]) + (
             f" and {len(sources) - 8} more" if len(sources) > 8 else ""
@@ -174,8 +184,7 @@ def render_run(
     source: str | None,
     generated: str,
 ) -> str:
-    sc = r.scenario
-    title = f"portstorm run: {', '.join(sc.get('targets') or ['?'])} ({sc.get('sandbox')})"
+    title = f"portstorm run: {r.setup.targets_text or '?'} ({r.setup.sandbox})"
     return (
         _env()
         .get_template("run.html.j2")
@@ -187,7 +196,7 @@ def render_run(
             tunings=tunings_table(r),
             has_server=r.server_tunings is not None,
             totals=_totals(r),
-            capacity=r.capacity,
+            capacity=r.model,
             tuples=_tuples(r) if len(r.tuples) > 1 else [],
             n_tuples=len(r.tuples),
             notes=list(r.notes),
@@ -223,7 +232,7 @@ def render_many(
                 "factors": [s.factors.get(k, NONE) for k in factor_names],
                 "repeats": row["repeats"],
                 "hosts": ", ".join(s.hosts),
-                "sandbox": r0.scenario.get("sandbox"),
+                "sandbox": r0.setup.sandbox,
                 "tunings": _key_tunings(r0),
                 "metrics": row["metrics"],
                 "changes": row.get("changes"),

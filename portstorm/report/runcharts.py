@@ -1,7 +1,7 @@
 """The four charts of a run report, each a matplotlib Figure drawn from a saved RunResult.
 
 Containing drawing only: what the numbers mean (the knee, SYN tails, ceilings) comes from
-core/findings.py, so the charts and the sentences above them cannot disagree.
+core/signals.py, so the charts and the sentences above them cannot disagree.
 Samples are taken at the end of each interval, so sampled series are plotted at t + dt;
 per-interval counts are drawn as bars over [t, t + dt).
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from portstorm.core.findings import SYN_RTO_US, ceiling, fmt_s, knee, syn_tail
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
+from portstorm.core.signals import SYN_RTO_US, ceiling, knee, syn_tail
+from portstorm.core.words import fmt_s
 from portstorm.report.style import (
     BLACK,
     BLUE,
@@ -138,11 +139,10 @@ def port_space(r: RunResult) -> Figure:
             continue
         top = max(top, max(y for _t, y in pts))
         line(ax, pts, colour, dash, label)
-    cap = r.capacity or {}
     ceil = ceiling(r)
-    if ceil is not None:
-        tuples = int(cap.get("tuples") or 1)
-        what = f"{int(cap['usable_ports']):,} usable ports" + (
+    if ceil is not None and r.model is not None:
+        tuples = r.model.tuples or 1
+        what = f"{r.model.usable_ports:,} usable ports" + (
             f" x {tuples} tuples" if tuples > 1 else ""
         )
         ax.axhline(ceil, color=GREY, lw=5, alpha=0.5, zorder=1, label=f"ceiling: {what} = {ceil:,}")
@@ -185,7 +185,7 @@ def connection_rate(r: RunResult) -> Figure:
             label=name.replace("_", " "),
         )
         bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
-    model = (r.capacity or {}).get("sustainable_rate")
+    model = r.model.sustainable_rate if r.model is not None else None
     if model is not None:
         ax.axhline(
             float(model),
@@ -241,7 +241,7 @@ def style_spectrum(ax: Axes, lo_us: float, hi_us: float) -> None:
 
 
 def mark_syn_tails(ax: Axes, highest_us: float) -> None:
-    """Name the 1 s and 3 s SYN-retransmit levels (call only when findings.syn_tail found
+    """Name the 1 s and 3 s SYN-retransmit levels (call only when signals.syn_tail found
     connects there: a slow smear crossing 1 s is not a retransmission)."""
     for level, text in (
         (SYN_RTO_US, "1 s: one SYN retransmitted"),

@@ -1,21 +1,27 @@
 """``portstorm sweep`` and ``portstorm compare`` end to end: options in, files and tables out.
 
 Containing the order of operations only: planning is sweepplan.py, running engine/sweep.py,
-metrics core/compare.py, printing ui.py.
+metrics core/compare.py, printing console.py.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import textwrap
 from pathlib import Path
 from typing import Any
 
+from portstorm.cli.sweepplan import plan_sweep
 from portstorm.core.compare import Subject, compare
-from portstorm.core.errors import PortstormError, UsageError
+from portstorm.core.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PortstormError,
+    UsageError,
+)
 from portstorm.core.inputs import load_subjects, subjects_of
-from portstorm.core.result import read_json_object
-from portstorm.core.scenario import parse_number
+from portstorm.core.outdir import default_out_dir
+from portstorm.core.reading import read_json_object
 from portstorm.core.sweep import (
     PRESETS,
     check_sweep_doc,
@@ -25,13 +31,10 @@ from portstorm.core.sweep import (
 )
 from portstorm.core.text import one_line
 from portstorm.engine.sweep import SweepPlan, SweepRunner, cpu_count
-from portstorm.sweepplan import plan_sweep
-
-EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
 
 class SweepIncomplete(PortstormError):
-    exit_code = 3
+    exit_code = EXIT_ENVIRONMENT
 
 
 def list_presets_text() -> str:
@@ -47,15 +50,11 @@ def list_presets_text() -> str:
     return "\n".join(lines)
 
 
-def _parallel(text: str | None) -> int | None:
-    return None if text is None else int(parse_number("--parallel", text))
-
-
 CONFIRM_HOST = "--change-host-sysctls"
 
 
 def _resume_plan(
-    existing: Path, doc: dict[str, Any], parallel: str | None, confirmed: bool
+    existing: Path, doc: dict[str, Any], parallel: int | None, confirmed: bool
 ) -> SweepPlan:
     """The stored plan, validated by the same code as a new sweep (factors, repeat, every
     cell's run options and their bounds, parallel): a sweep.json is a file anyone may have
@@ -75,7 +74,7 @@ def _resume_plan(
             repeat,
             base_args,
             None,
-            _parallel(parallel) or _parallel(str(stored_parallel)),
+            parallel or stored_parallel,
             cpu_count(),
         )
     except UsageError as e:
@@ -98,8 +97,8 @@ def _resume_plan(
 def _plan(
     vary: list[str],
     preset_name: str | None,
-    repeat: str,
-    parallel: str | None,
+    repeat: int,
+    parallel: int | None,
     run_args: list[str],
 ) -> SweepPlan:
     if preset_name is not None and vary:
@@ -110,10 +109,10 @@ def _plan(
         raise UsageError("nothing to sweep: give --vary NAME=V1,V2,... or --preset NAME")
     return plan_sweep(
         factors,
-        int(parse_number("--repeat", repeat)),
+        repeat,
         run_args,
         chosen,
-        _parallel(parallel),
+        parallel,
         cpu_count(),
     )
 
@@ -128,19 +127,18 @@ def run_sweep(
     *,
     vary: list[str],
     preset_name: str | None,
-    repeat: str,
-    parallel: str | None,
+    repeat: int,
+    repeat_given: bool,
+    parallel: int | None,
     resume: bool,
     out: Path | None,
     quiet: bool,
     run_args: list[str],
     report: bool = True,
 ) -> int:
-    from portstorm.ui import SweepLine, print_compare
+    from portstorm.cli.console import SweepLine, print_compare
 
-    now = dt.datetime.now(dt.UTC)
-    name = preset_name or "vary"
-    out_dir = out or Path("reports") / f"{now.strftime('%Y%m%dT%H%M%SZ')}-sweep-{name}"
+    out_dir = out or default_out_dir(f"sweep-{preset_name or 'vary'}")
     existing = out_dir / "sweep.json"
     resume_doc: dict[str, Any] | None = None
     if existing.exists():
@@ -150,6 +148,14 @@ def run_sweep(
                 "it, or choose another --out"
             )
         resume_doc = _read_sweep(existing)
+        stored_repeat = resume_doc["repeat"]
+        if repeat_given and repeat != stored_repeat:
+            raise UsageError(
+                f"--resume: {existing} was planned with --repeat {stored_repeat}, not "
+                f"{repeat}; drop --repeat to finish it as planned (a sweep's repeats are "
+                "fixed when it starts)"
+            )
+        repeat = stored_repeat if isinstance(stored_repeat, int) else repeat
         confirmed = CONFIRM_HOST in run_args
         if not vary and preset_name is None and not [a for a in run_args if a != CONFIRM_HOST]:
             # Plain --resume: the sweep as it was planned.

@@ -1,21 +1,21 @@
 """Several driver processes for one run: start them, deal out the load, merge what they measure.
 
 Containing the fan-out and the merge; the load itself is driver.py, the worker's side of the
-protocol worker.py. Why processes: one Python process churns about 25,000 connections/s on
-a 2-core machine, most of it inside connect() and close() (benchmarks/README.md); a
-second process puts the second core to work. Threads would share one interpreter lock.
+protocol worker_main.py, how a child is started and ended processes.py. Why processes: one
+Python process churns about 25,000 connections/s on a 2-core machine, most of it inside
+connect() and close() (benchmarks/README.md); a second process puts the second core to
+work. Threads would share one interpreter lock.
 
-Each worker is ``python -m portstorm.engine.worker``, forked from the thread that runs this
-event loop, in this process's network namespace (the client's), in a session of its own (a
-Ctrl-C on the terminal reaches only portstorm, which then stops the workers) and with
-PR_SET_PDEATHSIG (a worker dies with portstorm, even after a SIGKILL). One line each way:
+Each worker is ``python -m portstorm.engine.worker_main``, started by processes.spawn() (its
+own session, PR_SET_PDEATHSIG, forked from this event loop's thread) in this process's
+network namespace (the client's). One line each way:
 
 - stdin: the job (base64 pickle of scenario, flows, share: the same program on both ends),
   then ``go T0_NS``: every worker starts its load at the same perf_counter_ns() instant
   (CLOCK_MONOTONIC, one clock for every process), so interval k of every worker covers the
   same stretch of time, and this process samples the port space at the same ticks.
 - stdout: ``ready``, then one JSON object per interval ``{"k", "interval",
-  "first_failure"}``, then ``{"done": ...}`` with the per-flow counts.
+  "first_failure"}`` with what changed per flow (flows.FlowCounts), then ``{"done": ...}``.
 - SIGTERM (by PID) stops a worker early; it still reports what it measured. One that has
   not reported within STOP_GRACE_S is killed, and the run keeps what it had sent: a stopped
   run ends within 2 s whatever a worker is doing.
@@ -45,18 +45,11 @@ import trio
 
 from portstorm.core.errors import EnvironmentProblem
 from portstorm.core.histogram import LatencyHistogram
-from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, merge_intervals
 from portstorm.core.scenario import Scenario
-from portstorm.engine.driver import (
-    DriverReport,
-    Flow,
-    FlowPorts,
-    Share,
-    failures_by_flow,
-    with_sample,
-)
-from portstorm.engine.netns import die_with_parent
+from portstorm.engine.flows import Flow, FlowCounts
+from portstorm.engine.load import DriverReport, Share, take_sample, tick, with_sample
+from portstorm.engine.processes import spawn
 from portstorm.engine.sampler import Sample
 
 START_TIMEOUT_S = 60.0  # importing trio and portstorm, on a machine already busy
@@ -109,13 +102,11 @@ class _Worker:
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "portstorm.engine.worker"],
+            self.proc = spawn(
+                [sys.executable, "-m", "portstorm.engine.worker_main"],
                 stdin=in_r,
                 stdout=out_w,
                 stderr=self.stderr,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
             )
         finally:
             os.close(in_r)
@@ -178,11 +169,7 @@ class DriverPool:
         self._parts: dict[int, list[Interval | None]] = {}
         self._samples: dict[int, Sample | None] = {}
         self._next_k = 0
-        self._ports = FlowPorts(len(flows))
-        n = len(flows)  # per-flow counts, summed from the workers' interval messages
-        self._flow_ok = [0] * n
-        self._flow_failed = [0] * (n * len(FAILURES))
-        self._flow_first: list[float | None] = [None] * n
+        self._counts = FlowCounts(len(flows))  # summed from the workers' interval messages
         self._report = DriverReport()
         self._t0 = 0
         self._stopped = False
@@ -205,7 +192,8 @@ class DriverPool:
             await self._start()
             if not self._stopped:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._ticker)
+                    step_ns = int(self.scenario.interval_s * 1e9)
+                    nursery.start_soon(tick, self._t0, step_ns, self._tick)
                     with trio.CancelScope() as reading:
                         nursery.start_soon(self._stop_reading_after_grace, reading)
                         async with trio.open_nursery() as readers:
@@ -299,14 +287,7 @@ class DriverPool:
             ff = msg["first_failure"]
             if ff is not None and w.first_failure is None:
                 w.first_failure = (float(ff[0]), str(ff[1]))
-            for i, n in msg["flow_ok"].items():
-                self._flow_ok[int(i)] += n
-            for i, n in msg["flow_failed"].items():
-                self._flow_failed[int(i)] += n
-            for i, t in msg["flow_first"].items():
-                first = self._flow_first[int(i)]
-                if first is None or t < first:
-                    self._flow_first[int(i)] = float(t)
+            self._counts.add_changes(msg)
             parts = self._parts.setdefault(int(msg["k"]), [None] * self.n)
             parts[w.index] = Interval.from_json(msg["interval"])
             self._emit_ready()
@@ -316,20 +297,14 @@ class DriverPool:
         self._emit_ready()
         self._report.interrupted = True
 
-    async def _ticker(self) -> None:
-        step_ns = int(self.scenario.interval_s * 1e9)
-        k = 0
-        while True:
-            wait = self._t0 + (k + 1) * step_ns - perf_counter_ns()
-            if wait > 0:
-                await trio.sleep(wait / 1e9)
-            self._samples[k] = await self._take_sample()
-            self._emit_ready()
-            k += 1
+    async def _tick(self, k: int) -> None:
+        """The end of interval k - 1: its sample, taken here at the workers' tick."""
+        self._samples[k - 1] = await self._take_sample()
+        self._emit_ready()
 
     async def _take_sample(self) -> Sample | None:
-        """As the driver does it (in a thread; a failure leaves the readings null), with the
-        workers' open fds added to this process's own."""
+        """As the driver does it (load.take_sample), with the workers' open fds added to
+        this process's own."""
         if self._sample is None:
             return None
         sample = self._sample
@@ -339,11 +314,7 @@ class DriverPool:
             s = sample()
             return dataclasses.replace(s, fds=s.fds + sum(w.fd_count() for w in workers))
 
-        try:
-            return await trio.to_thread.run_sync(read)
-        except (OSError, ValueError) as e:
-            self._report.sample_errors.append(f"{type(e).__name__}: {e}")
-            return None
+        return await take_sample(read, self._report.sample_errors)
 
     def _emit_ready(self) -> None:
         """Emit intervals in order while each has its sample and every running worker's part."""
@@ -358,7 +329,7 @@ class DriverPool:
         self._samples.pop(k, None)  # kept only until its interval is out
         self._next_k = k + 1
         interval = with_sample(merge_intervals(parts), sample)
-        self._ports.update(sample)
+        self._counts.update_ports(sample)
         self._report.intervals.append(interval)
         if interval.hdr is not None:
             self._report.histogram.add(LatencyHistogram.decode(interval.hdr))
@@ -375,13 +346,10 @@ class DriverPool:
                 rep.elapsed_s = max(rep.elapsed_s, float(d["elapsed_s"]))
                 rep.interrupted |= bool(d["interrupted"])
                 rep.sample_errors += [str(e) for e in d["sample_errors"]]
-        rep.flow_succeeded = list(self._flow_ok)
-        rep.flow_failed = failures_by_flow(self._flow_failed, len(self.flows))
-        rep.flow_first_failure_s = list(self._flow_first)
+        self._counts.fill(rep)
         if rep.elapsed_s == 0.0:
             rep.elapsed_s = max(0.0, (perf_counter_ns() - self._t0) / 1e9) if self._t0 else 0.0
         ff = self.first_failure
         if ff is not None:
             rep.first_failure_s, rep.first_failure_outcome = ff
-        rep.flow_ports_last, rep.flow_ports_peak = self._ports.last, self._ports.peak
         return rep

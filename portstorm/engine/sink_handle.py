@@ -1,12 +1,15 @@
-"""The built-in sink as a child process of a run: start it, learn its port, stop it by PID.
+"""The run's handle on the built-in sink's process: start it, learn its ports, stop it, read
+its counts.
 
-Containing no sink logic (that is sink.py). The sink runs in its own process so that it
-does not share an event loop with the driver: one Trio loop doing both accepts and connects
-overflows the accept queue and adds 1 s SYN-retransmit tails (KERNEL.md, "Observing").
+Containing no server (that is sink_server.py, run in the child as ``portstorm sink
+--machine-readable``). The sink runs in its own process so that it does not share an event
+loop with the driver: one Trio loop doing both accepts and connects overflows the accept
+queue and adds 1 s SYN-retransmit tails (KERNEL.md, "Observing").
 
-The child gets its own session, so a Ctrl-C on the terminal reaches only portstorm, which
-then stops the sink after the driver has finished; and PR_SET_PDEATHSIG, so the sink dies
-with portstorm even when portstorm is killed with SIGKILL.
+The child is started by processes.spawn() (its own session, so a Ctrl-C reaches only
+portstorm, which stops the sink after the driver has finished; PR_SET_PDEATHSIG, so it dies
+with portstorm even after a SIGKILL). Its stdout says ``READY_PREFIX`` once it listens and
+``STATS_PREFIX`` with its counts after it has stopped (sink_server.py).
 """
 
 from __future__ import annotations
@@ -25,15 +28,13 @@ from portstorm.core.errors import EnvironmentProblem
 from portstorm.core.ports import parse_port_list, parse_port_range
 from portstorm.core.scenario import CloseMode
 from portstorm.engine import netns
-from portstorm.engine.sysinfo import read_sysctls
+from portstorm.engine.kernel import read_sysctls
+from portstorm.engine.processes import spawn
+from portstorm.engine.sink_server import READY_PREFIX, STATS_PREFIX
 
-READY_PREFIX = "portstorm-sink listening "
-STATS_PREFIX = "portstorm-sink stats "
 
-
-def die_with_parent_in_new_netns() -> None:
-    """preexec_fn: as die_with_parent, and start in a fresh network namespace of its own."""
-    netns.die_with_parent()
+def _into_new_netns() -> None:
+    """In the child before exec: start in a fresh network namespace of its own."""
     try:
         netns.unshare(netns.CLONE_NEWNET)
     except OSError:
@@ -129,14 +130,13 @@ class SinkProcess:
                 cmd += ["--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         if self.own_netns:
             cmd.append("--wait-for-go")
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             cmd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            start_new_session=True,
-            preexec_fn=die_with_parent_in_new_netns if self.own_netns else netns.die_with_parent,
+            in_child=_into_new_netns if self.own_netns else None,
         )
         if not self.own_netns:
             self.go()

@@ -1,8 +1,10 @@
-"""The command line: parse, call one function, map errors to exit codes.
+"""The command line: the commands, each parsing and calling one function, and errors -> exit codes.
 
-Containing no logic of its own. Only this module exits. Exit codes (DESIGN.md): 0 done
-(connection failures are data, not errors); 2 bad usage or input; 3 the environment cannot
-do it; 130 interrupted, with partial results saved. No traceback reaches the user for these.
+Containing no logic of its own: the run options are declared in options.py, the sweep's
+order of operations is sweepcmd.py, what the terminal shows is console.py. Only this module
+exits. Exit codes (DESIGN.md, core/errors.py): 0 done (connection failures are data, not
+errors); 2 bad usage or input; 3 the environment cannot do it; 130 interrupted, with
+partial results saved. No traceback reaches the user for these.
 """
 
 from __future__ import annotations
@@ -14,29 +16,16 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from portstorm.core.errors import PortstormError, UsageError
-from portstorm.core.scenario import (
-    BindMode,
-    CloseMode,
-    SandboxKind,
-    Target,
-    parse_number,
-    parse_target,
+from portstorm.cli.options import RunOptions, with_run_options
+from portstorm.cli.parsers import click_message, listen_address, out_path, typed, whole
+from portstorm.core.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PortstormError,
 )
+from portstorm.core.scenario import CloseMode, Target
 from portstorm.core.text import one_line as _one_line
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_ENVIRONMENT = 3
-EXIT_INTERRUPTED = 130
-
-
-def _path(text: str) -> Path:
-    """An output path as typed: an empty one would silently mean the current folder."""
-    if not text.strip():
-        raise typer.BadParameter("an empty path; name a folder or file (e.g. . for this folder)")
-    return Path(text)
-
 
 app = typer.Typer(
     name="portstorm",
@@ -48,139 +37,14 @@ app = typer.Typer(
 
 
 @app.command()
+@with_run_options
 def run(
-    targets: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="[HOST:PORT]...",
-            help="Where to connect (through this host's own stack). None: the built-in sink, "
-            "in the sandbox (pair by default).",
-            show_default=False,
-        ),
-    ] = None,
-    duration: Annotated[str, typer.Option(metavar="SECONDS", help="Seconds of load.")] = "10",
-    rate: Annotated[
-        str | None,
-        typer.Option(
-            metavar="CONN_PER_S",
-            help="Open loop: attempts started per second on a fixed schedule. "
-            "Omitted: closed loop, as fast as possible.",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        str | None,
-        typer.Option(
-            metavar="N",
-            help="Closed loop: attempts in flight (default 32). "
-            "With --rate: a cap on attempts in flight (default none).",
-        ),
-    ] = None,
-    workers: Annotated[
-        str | None,
-        typer.Option(
-            metavar="N",
-            help="Driver processes; the rate or concurrency is split among them and their "
-            "counts and histograms merged. Default: one per CPU core (with --rate, at most "
-            "one per 10,000 attempts/s).",
-        ),
-    ] = None,
-    sink_workers: Annotated[
-        str | None,
-        typer.Option(
-            metavar="N",
-            help="Built-in sink processes (SO_REUSEPORT listeners). "
-            "Default: one per two driver processes.",
-        ),
-    ] = None,
-    close: Annotated[
-        CloseMode,
-        typer.Option(
-            help="Who ends each connection: client (TIME_WAIT on the client), "
-            "server (TIME_WAIT on the server), rst (abort, no TIME_WAIT)."
-        ),
-    ] = CloseMode.CLIENT,
-    bind: Annotated[
-        BindMode,
-        typer.Option(
-            help="How each socket gets its port: connect (plain connect(), a port per "
-            "4-tuple), bind (bind((ip, 0)) first: a port per source address whatever the "
-            "destination), no-port (IP_BIND_ADDRESS_NO_PORT, bind, connect), range "
-            "(IP_LOCAL_PORT_RANGE per socket, see --port-range)."
-        ),
-    ] = BindMode.CONNECT,
-    port_range: Annotated[
-        str | None,
-        typer.Option(
-            metavar="LOW-HIGH",
-            help="With --bind range: the per-socket port range (IP_LOCAL_PORT_RANGE).",
-        ),
-    ] = None,
-    source: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="IP|CIDR",
-            help="Source address(es) to spread connections over, round-robin. Repeatable. "
-            "pair sandbox: from 198.18.0.0/15, added by portstorm (e.g. 198.18.1.0/24); "
-            "loopback: 127.0.0.0/8; host: addresses this host already has.",
-        ),
-    ] = None,
-    sink_ports: Annotated[
-        str,
-        typer.Option(metavar="N", help="The built-in sink listens on N ports (destinations x N)."),
-    ] = "1",
-    sink_addresses: Annotated[
-        str,
-        typer.Option(
-            metavar="N",
-            help="The built-in sink listens on N addresses (pair: 198.18.0.2 and up; "
-            "loopback and host: 127.0.0.1 and up).",
-        ),
-    ] = "1",
-    sandbox: Annotated[
-        SandboxKind | None,
-        typer.Option(
-            help="pair: client and sink namespaces joined by a veth (default without "
-            "a target); loopback: one namespace on 127.0.0.1 (flatters capacity: "
-            "tcp_tw_reuse=2 applies there only); host: this host's own stack "
-            "(default with a target)."
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="NAME=VALUE",
-            help="A sysctl for the client side, e.g. tcp_tw_reuse=1 or "
-            "ip_local_port_range=40000-40099. Repeatable.",
-        ),
-    ] = None,
-    server_set: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="NAME=VALUE",
-            help="A sysctl for the pair sandbox's server namespace. Repeatable.",
-        ),
-    ] = None,
-    change_host_sysctls: Annotated[
-        bool,
-        typer.Option(
-            "--change-host-sysctls",
-            help="With --sandbox host: let --set change this host's live sysctls. "
-            "A restore journal is written first; values are restored at the end, "
-            "on Ctrl-C and SIGTERM, and by 'portstorm restore' after a SIGKILL.",
-        ),
-    ] = False,
-    interval: Annotated[
-        str, typer.Option(metavar="SECONDS", help="Seconds per interval record.")
-    ] = "1",
-    connect_timeout: Annotated[
-        str, typer.Option(metavar="SECONDS", help="Seconds before an attempt counts as a timeout.")
-    ] = "3",
+    options: RunOptions,
     out: Annotated[
         Path | None,
         typer.Option(
             metavar="DIR",
-            parser=_path,
+            parser=out_path,
             help="Folder for result.json. Default: reports/<UTC timestamp>-run/.",
         ),
     ] = None,
@@ -197,23 +61,15 @@ def run(
 ) -> int:
     """Churn TCP connections against targets (or the built-in sink) and save result.json,
     then report.html with its charts (PNG), intervals.csv and latency.hlog beside it."""
+    from portstorm.cli.console import LiveLine, print_summary
     from portstorm.engine.run import run as do_run
     from portstorm.report import run_report_names
-    from portstorm.runargs import scenario_from_options
-    from portstorm.ui import LiveLine, print_summary
 
-    scenario = scenario_from_options(
-        targets=targets, duration=duration, rate=rate, concurrency=concurrency,
-        workers=workers, sink_workers=sink_workers, close=close,
-        bind=bind, port_range=port_range, source=source, sink_ports=sink_ports,
-        sink_addresses=sink_addresses, sandbox=sandbox, set_=set_, server_set=server_set,
-        change_host_sysctls=change_host_sysctls, interval=interval,
-        connect_timeout=connect_timeout,
-    )  # fmt: skip
+    scenario = options.to_scenario()
     live = LiveLine(quiet=quiet)
     # SIGTERM unwinds like Ctrl-C (exit 130), so namespaces, the sink and any live sysctl
     # changes are cleaned up by the same code; during the load trio handles both itself.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    _interrupt_on_signals()
     try:
         output = do_run(
             scenario,
@@ -268,11 +124,15 @@ def sweep(
     list_presets: Annotated[
         bool, typer.Option("--list-presets", help="Name and explain each preset, then exit.")
     ] = False,
-    repeat: Annotated[str, typer.Option(metavar="N", help="Runs per cell.")] = "1",
+    repeat: Annotated[
+        int,
+        typer.Option(metavar="N", parser=whole("--repeat"), help="Runs per cell."),
+    ] = 1,
     parallel: Annotated[
-        str | None,
+        int | None,
         typer.Option(
             metavar="N",
+            parser=whole("--parallel"),
             help="Sandboxed cells at once, each in its own namespaces. Default: what the "
             "cores allow at the chosen rates. Host-mode cells always run one at a time.",
         ),
@@ -284,7 +144,7 @@ def sweep(
         Path | None,
         typer.Option(
             metavar="DIR",
-            parser=_path,
+            parser=out_path,
             help="Folder for sweep.json and cells/. Default: reports/<UTC time>-sweep-NAME/.",
         ),
     ] = None,
@@ -295,17 +155,18 @@ def sweep(
 ) -> int:
     """Run a matrix of experiments; any 'portstorm run' option applies to every cell.
     Writes sweep.json, cells/, and report.html comparing the cells."""
-    from portstorm.sweeping import list_presets_text, run_sweep
+    from portstorm.cli.sweepcmd import list_presets_text, run_sweep
 
     # SIGTERM unwinds like Ctrl-C (exit 130) whenever it comes: during the runs the runner
     # handles both itself; before and after them (planning, the table, the report) this does
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    _interrupt_on_signals()
     if list_presets:
         print(list_presets_text())
         return EXIT_OK
     return run_sweep(
-        vary=vary or [], preset_name=preset, repeat=repeat, parallel=parallel,
-        resume=resume, out=out, quiet=quiet, report=not no_report, run_args=list(ctx.args),
+        vary=vary or [], preset_name=preset, repeat=repeat, repeat_given=typed(ctx, "repeat"),
+        parallel=parallel, resume=resume, out=out, quiet=quiet, report=not no_report,
+        run_args=list(ctx.args),
     )  # fmt: skip
 
 
@@ -326,7 +187,7 @@ def compare(
         typer.Option(
             "--html",
             metavar="FILE.html",
-            parser=_path,
+            parser=out_path,
             help="Also write the comparison report (and its PNGs).",
         ),
     ] = None,
@@ -335,8 +196,8 @@ def compare(
     beyond the spread of repeats."""
     import json
 
-    from portstorm.sweeping import compare_paths
-    from portstorm.ui import print_compare
+    from portstorm.cli.console import print_compare
+    from portstorm.cli.sweepcmd import compare_paths
 
     doc, subjects = compare_paths(paths)
     if json_out:
@@ -369,7 +230,7 @@ def report(
             "-o",
             "--out",
             metavar="FILE.html",
-            parser=_path,
+            parser=out_path,
             help="Where to write it; PNGs go beside it. Default: report.html beside a single "
             "input, reports/<UTC time>-compare/report.html for several.",
         ),
@@ -407,23 +268,22 @@ def sink(
         float, typer.Option(help="Seconds to wait for a client to end a connection.", min=0.001)
     ] = 60.0,
     workers: Annotated[
-        str,
+        int,
         typer.Option(
             metavar="N",
+            parser=whole("--workers"),
             help="Processes, each with its own SO_REUSEPORT listener on every address.",
         ),
-    ] = "1",
+    ] = 1,
     machine_readable: Annotated[bool, typer.Option(hidden=True)] = False,
     wait_for_go: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> int:
     """Run the built-in sink until interrupted (Ctrl-C or SIGTERM)."""
 
-    from portstorm.engine.sink import run_sink
-    from portstorm.engine.sinkproc import READY_PREFIX, STATS_PREFIX
+    from portstorm.engine.sink_server import READY_PREFIX, STATS_PREFIX, run_sink
     from portstorm.engine.sysinfo import raise_nofile_to_hard
 
-    addresses = [_parse_listen(text) for text in listen]
-    n_workers = int(parse_number("--workers", workers))
+    addresses = [listen_address(text) for text in listen]
     raise_nofile_to_hard()
     if wait_for_go and sys.stdin.readline().strip() != "go":
         return EXIT_ENVIRONMENT  # the parent went away before the namespace was ready
@@ -440,7 +300,7 @@ def sink(
             )
 
     try:
-        stats = run_sink(addresses, close, ready, idle_timeout, n_workers)
+        stats = run_sink(addresses, close, ready, idle_timeout, workers)
     except OSError as e:
         raise _ListenError(f"--listen: cannot listen on {e.strerror}") from None
     counts = (
@@ -461,8 +321,8 @@ def inspect(
     """This host's port space: range, TIME_WAIT, ports in use, the sysctls that matter, advice."""
     import json
 
+    from portstorm.cli.console import print_inspect
     from portstorm.engine.inspect import gather
-    from portstorm.ui import print_inspect
 
     doc = gather()
     if json_out:
@@ -508,23 +368,18 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM both end a run or sweep as Ctrl-C does, at any point. SIGINT too:
+    a command started in the background of a script inherits SIGINT ignored, and Python
+    then installs no handler; trio's receiver catches it during the load regardless, so
+    without this a SIGINT was obeyed during the load and ignored while the sandbox was
+    being built."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
 class _ListenError(PortstormError):
     exit_code = EXIT_ENVIRONMENT
-
-
-def _parse_listen(text: str) -> tuple[str, int]:
-    raw = text.strip()
-    if raw.startswith("[") and raw.endswith("]:0"):
-        return raw[1:-3], 0
-    if raw.endswith(":0") and "]" not in raw and raw.count(":") == 1:
-        host = raw[:-2]
-        parse_target(f"{host}:1")  # validates the host part
-        return host, 0
-    try:
-        t = parse_target(raw)
-    except PortstormError as e:
-        raise UsageError(str(e).replace("target", "--listen", 1)) from None
-    return t.host, t.port
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -534,8 +389,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except typer.TyperException as e:
         # click's errors (typer vendors click; TyperException is their public base).
         # Usage errors are exit 2; "no arguments" shows the help text instead.
-        from portstorm.runargs import click_message
-
         message = click_message(e)
         ctx = getattr(e, "ctx", None)
         if not message.strip():

@@ -1,7 +1,7 @@
-"""One driver worker process: the worker's side of workers.py's protocol.
+"""One driver worker process's main: the worker's side of pool.py's protocol.
 
-Containing no load logic (driver.py) and no merging (workers.py). Started as
-``python -m portstorm.engine.worker`` by DriverPool, never by a user: it reads its job from
+Containing no load logic (driver.py) and no merging (pool.py). Started as
+``python -m portstorm.engine.worker_main`` by DriverPool, never by a user: it reads its job from
 stdin, says ``ready``, waits for ``go T0_NS``, drives its share of the load, and writes one
 JSON line per interval and a last ``done`` line to stdout. SIGTERM ends the load early;
 what was measured is still reported.
@@ -19,9 +19,11 @@ from typing import Any
 
 import trio
 
-from portstorm.core.outcome import FAILURES
+from portstorm.core.errors import EXIT_OK, EXIT_USAGE
 from portstorm.core.result import Interval
-from portstorm.engine.driver import Driver, drive
+from portstorm.engine.driver import Driver
+from portstorm.engine.flows import FlowCounts
+from portstorm.engine.load import drive
 
 
 def main() -> int:
@@ -37,25 +39,18 @@ def main() -> int:
     scenario, flows, share = pickle.loads(base64.b64decode(sys.stdin.buffer.readline()))
     out = sys.stdout
     k = 0
-    n_flows = len(flows)
-    prev_ok, prev_failed = [0] * n_flows, [0] * (n_flows * len(FAILURES))
-    prev_first: list[float | None] = [None] * n_flows
+    prev = FlowCounts(len(flows))
 
     def emit(interval: Interval) -> None:
         """One interval, with what changed per flow since the previous one (sparse)."""
-        nonlocal k, prev_ok, prev_failed, prev_first
-        ok, failed, first = driver.flow_totals()
+        nonlocal k, prev
         msg = {
             "k": k,
             "interval": interval.to_json(),
             "first_failure": driver.first_failure,
-            "flow_ok": {i: n - prev_ok[i] for i, n in enumerate(ok) if n != prev_ok[i]},
-            "flow_failed": {
-                i: n - prev_failed[i] for i, n in enumerate(failed) if n != prev_failed[i]
-            },
-            "flow_first": {i: t for i, t in enumerate(first) if t != prev_first[i]},
+            **driver.counts.changes_since(prev),
         }
-        prev_ok, prev_failed, prev_first = ok, failed, first
+        prev = driver.counts.snapshot()
         out.write(json.dumps(msg, separators=(",", ":")) + "\n")
         out.flush()
         k += 1
@@ -64,7 +59,7 @@ def main() -> int:
     out.flush()
     go = sys.stdin.buffer.readline().split()
     if len(go) != 2 or go[0] != b"go":
-        return 2  # the parent went away before the start
+        return EXIT_USAGE  # the parent went away before the start
     driver = Driver(scenario, flows, emit, share=share, start_ns=int(go[1]), keep_intervals=False)
     if stopped:
         driver.stop()
@@ -76,7 +71,7 @@ def main() -> int:
     }
     out.write(json.dumps({"done": done}, separators=(",", ":")) + "\n")
     out.flush()
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,28 +2,29 @@
 
 Containing the merge of a preset's defaults, the user's run options and each cell's factor
 values, and the default parallelism. Every cell is validated by the code that validates
-``portstorm run`` (runargs.py), so a bad value in any cell stops the sweep before it starts.
+``portstorm run`` (options.py), so a bad value in any cell stops the sweep before it starts.
+Each option is parsed once here, by its declared parser; a cell's command line is written
+from the parsed options (and parsed again only by the cell's own ``portstorm run``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
 
+from portstorm.cli.options import RunOptions, options_from_argv, to_argv
 from portstorm.core.errors import UsageError
 from portstorm.core.scenario import SandboxKind, Scenario
 from portstorm.core.sweep import SERVER_PREFIX, Factor, Preset, check_factors, expand
 from portstorm.core.tuning import lookup
 from portstorm.engine.run import resolve
 from portstorm.engine.sweep import PlannedRun, SweepPlan
-from portstorm.runargs import parse_run_args, run_argv, scenario_from_options
 
 # Attempts per second per core that parallel cells may add up to without disturbing each
 # other's latency. Measured on 2 cores: two cells at 1,000/s each kept p50/p99 at 116/325 us
 # (one cell alone: 117/326 us); four cells at 2,000/s each pushed p99 from ~0.2 ms to 14-91 ms.
 RATE_PER_CORE = 1000.0
-_NOT_PASSED = ("out", "quiet", "no_report", "force")
 
 
 def _sysctl_name(setting: str) -> str:
@@ -42,50 +43,50 @@ def _merge_sets(first: Sequence[str], then: Sequence[str]) -> list[str]:
     return list(out.values())
 
 
-def base_params(
+def base_options(
     user_args: Sequence[str], preset: Preset | None, factors: Sequence[Factor]
-) -> dict[str, Any]:
+) -> RunOptions:
     """The preset's defaults, overridden by what the user gave; factors may not be both."""
-    params, given = parse_run_args(user_args)
+    options, given = options_from_argv(user_args)
     for f in factors:
         if f.kind == "run" and f.name in given:
             raise UsageError(
                 f"--{f.name} is also varied by --vary {f.name}: give it in one place only"
             )
         if f.kind != "run":
-            key = "server_set" if f.kind == "server" else "set_"
+            sets = options.server_set if f.kind == "server" else options.set_
             name = f.name.removeprefix(SERVER_PREFIX)
-            if any(_sysctl_name(s) == name for s in params.get(key) or ()):
+            if any(_sysctl_name(s) == name for s in sets or ()):
                 option = "--server-set" if f.kind == "server" else "--set"
                 raise UsageError(
                     f"{option} {f.label.removeprefix(SERVER_PREFIX)} is also varied by --vary "
                     f"{f.label}: give it in one place only"
                 )
     if preset is not None:
-        defaults, _ = parse_run_args(
+        defaults, in_preset = options_from_argv(
             [*(a for k, v in preset.defaults.items() for a in (f"--{k}", v)), *preset.extra]
         )
-        for name, value in defaults.items():
-            if name not in given and value != params.get(name):
-                params[name] = value
+        options = replace(options, **{name: getattr(defaults, name) for name in in_preset - given})
         varied = {f.name for f in factors}
         preset_sets = [s for s in preset.sets if _sysctl_name(s) not in varied]
-        params["set_"] = _merge_sets(preset_sets, params.get("set_") or ())
-    for name in _NOT_PASSED:
-        params.pop(name, None)
-    return params
+        options = replace(options, set_=_merge_sets(preset_sets, options.set_ or ()))
+    return options
 
 
-def cell_params(base: dict[str, Any], values: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    params = dict(base)
+def cell_options(base: RunOptions, values: Sequence[tuple[str, str]]) -> RunOptions:
+    """The base options with one cell's factor values, each parsed by its option's parser."""
+    options = base
     for name, value in values:
         f = Factor(name, (value,))
         if f.kind == "run":
-            params[name] = value
+            parsed, _ = options_from_argv(f.argv(value))
+            options = replace(options, **{name: getattr(parsed, name)})
+        elif f.kind == "server":
+            merged = _merge_sets(options.server_set or (), [f.argv(value)[1]])
+            options = replace(options, server_set=merged)
         else:
-            key = "server_set" if f.kind == "server" else "set_"
-            params[key] = _merge_sets(params.get(key) or (), [f"{f.argv(value)[1]}"])
-    return params
+            options = replace(options, set_=_merge_sets(options.set_ or (), [f.argv(value)[1]]))
+    return options
 
 
 def default_parallel(scenarios: Sequence[Scenario], cpus: int) -> int:
@@ -112,19 +113,18 @@ def plan_sweep(
     cpus: int,
 ) -> SweepPlan:
     check_factors(factors, repeat)
-    base = base_params(user_args, preset, factors)
+    base = base_options(user_args, preset, factors)
     cells = expand(factors)
     runs: list[PlannedRun] = []
     scenarios: list[Scenario] = []
     for cell in cells:
-        params = cell_params(base, cell.values)
-        argv = run_argv(params)
         try:
-            checked, _ = parse_run_args(argv)
-            scenario = scenario_from_options(**checked)
+            options = cell_options(base, cell.values)
+            scenario = options.to_scenario()
         except UsageError as e:
             where = f"cell {cell.label}: " if cell.values else ""
             raise UsageError(f"{where}{e}") from None
+        argv = to_argv(options)
         scenarios += [scenario] * repeat  # one per run: parallelism counts runs
         targets = [("127.0.0.1", -1)]  # host mode's built-in sink: any port on 127.0.0.1
         if scenario.targets and scenario.sandbox is SandboxKind.HOST:
@@ -142,7 +142,7 @@ def plan_sweep(
         factors=list(factors),
         cells=cells,
         repeat=repeat,
-        base_args=run_argv(base),
+        base_args=to_argv(base),
         preset=preset.name if preset else None,
         runs=runs,
         parallel=parallel,

@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from portstorm.core.findings import SANDBOX_WORDS, describe_load
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.scenario import Scenario
 from portstorm.core.text import one_line
-from portstorm.engine.driver import Endpoint
+from portstorm.core.words import SANDBOX_WORDS, describe_load
+from portstorm.engine.flows import Endpoint
 
 
 class LiveLine:
@@ -113,19 +113,19 @@ def _plain(text: str, split_lines: bool = False) -> Text:
 
 def print_summary(result: RunResult, path: str, console: Console | None = None) -> None:
     console = console or Console(highlight=False)
-    sc = result.scenario
+    s = result.setup
     state = "complete" if result.complete else "INTERRUPTED (partial results)"
     t = _PlainTable(title=f"portstorm run: {state}", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")
     t.add_row(
         "targets",
-        _listed(list(sc.get("targets", []))) + (" (built-in sink)" if sc.get("sink") else ""),
+        _listed(list(s.targets)) + (" (built-in sink)" if s.sink else ""),
     )
-    if sc.get("sources"):
-        t.add_row("sources", _listed(list(sc["sources"])))
-    t.add_row("load", describe_load(sc, result.duration_s))
-    sandbox = sc.get("sandbox", "host")
+    if s.sources:
+        t.add_row("sources", _listed(list(s.sources)))
+    t.add_row("load", describe_load(s, result.duration_s))
+    sandbox = s.sandbox or "host"
     t.add_row("sandbox", SANDBOX_WORDS.get(sandbox, sandbox))
     t.add_row("attempts", f"{result.attempts:,}")
     t.add_row("succeeded", f"{result.succeeded:,}  ({result.rate:,.1f} conn/s)")
@@ -139,7 +139,7 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
     else:
         t.add_row("failed", "0")
     if result.not_started:
-        ns, rate = result.not_started, sc.get("rate")
+        ns, rate = result.not_started, s.rate
         lag = f" by {ns / float(rate):,.2f} s" if rate else ""
         t.add_row(
             "not started",
@@ -168,16 +168,15 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
         "connect latency",
         "  ".join(f"{k} {_us(lat[k])}" for k in ("p50", "p90", "p99", "p999", "max")),
     )
-    cap = result.capacity
+    cap = result.model
     if cap is not None:
-        sus = cap.get("sustainable_rate")
-        hold = cap.get("hold_s")
-        model_line = (
-            f"{cap['usable_ports']:,} ports x {cap['tuples']} tuple(s), held {hold:g} s: "
-            + (f"{sus:,.2f} conn/s sustainable" if sus is not None else "no port limit")
+        sus = cap.sustainable_rate
+        hold = cap.hold_s
+        model_line = f"{cap.usable_ports:,} ports x {cap.tuples} tuple(s), held {hold:g} s: " + (
+            f"{sus:,.2f} conn/s sustainable" if sus is not None else "no port limit"
         )
         t.add_row("capacity model", model_line)
-        predicted = cap.get("predicted_exhaustion_s")
+        predicted = cap.predicted_exhaustion_s
         if predicted is not None or result.first_failure_s is not None:
             measured = (
                 f"{result.first_failure_s:.3f} s" if result.first_failure_s is not None else "none"
@@ -188,7 +187,8 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
         if after is not None:
             expect = f"{sus:,.2f} conn/s" if sus is not None else "no port limit"
             line = f"measured {after:,.2f} conn/s, model {expect}"
-            if hold and result.duration_s < result.first_failure_s + hold:
+            ff = result.first_failure_s
+            if hold and ff is not None and result.duration_s < ff + hold:
                 line += f" (reached only once ports free up, {hold:g} s after they closed)"
             t.add_row("after exhaustion", line)
     last = result.intervals[-1] if result.intervals else None

@@ -1,0 +1,291 @@
+"""What a run measured, record by record: each interval, each source/destination tuple,
+and the host it ran on. The parts ``result.json`` (core/result.py) is made of.
+
+Containing frozen values, their validation (core/fields.py) and their JSON form; no files.
+Interval and TupleStats hold counts that must add up; a value of the wrong type or range is
+a FieldError naming its field, so a damaged file is refused whole, never half read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from portstorm.core import fields
+from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.outcome import FAILURES
+
+FAILURE_NAMES = frozenset(str(o) for o in FAILURES)
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    hostname: str
+    kernel: str
+    cpus: int
+
+    def __post_init__(self) -> None:
+        fields.text(self.hostname, "hostname")
+        fields.text(self.kernel, "kernel")
+        fields.integer(self.cpus, "cpus", 1, fields.MAX_CPUS)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "kernel": self.kernel, "cpus": self.cpus}
+
+    @classmethod
+    def from_json(cls, d: object) -> HostInfo:
+        m = fields.mapping(d, "")
+        return cls(*(fields.member(m, k) for k in ("hostname", "kernel", "cpus")))
+
+
+TOOL = "portstorm"
+
+
+def file_header(version: str, host: HostInfo, started_at: str) -> dict[str, Any]:
+    """The block result.json, intervals.jsonl and sweep.json open with: which portstorm
+    wrote the file, on which host, from when (UTC ISO 8601, ``utc_iso``)."""
+    return {
+        "tool": {"name": TOOL, "version": version},
+        "host": host.to_json(),
+        "started_at": started_at,
+    }
+
+
+def read_header(m: Mapping[str, Any]) -> tuple[str, HostInfo]:
+    """The tool version and host of a file's header (``file_header``), checked."""
+    tool = fields.mapping(fields.member(m, "tool"), "tool")
+    with fields.within("host"):
+        host = HostInfo.from_json(fields.member(m, "host"))
+    with fields.within("tool"):
+        version = fields.text(fields.member(tool, "version"), "version")
+    assert version is not None
+    return version, host
+
+
+def utc_iso(t: dt.datetime) -> str:
+    """``2026-11-21T20:37:46Z``: the timestamps in portstorm's files."""
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """What completed during [t, t + dt) seconds after the start of the load."""
+
+    t: float
+    dt: float
+    attempts: int
+    succeeded: int
+    failed: Mapping[str, int]  # outcome name -> count, only non-zero entries
+    other_errnos: Mapping[str, int]  # errno name -> count, for the ``other`` outcome
+    latency_us: Mapping[str, int | None]  # p50, p99 of this interval's successful connects
+    time_wait: int | None = None
+    server_time_wait: int | None = None
+    ports_in_use: int | None = None
+    kernel: Mapping[str, int] | None = None  # client-side counter deltas over the interval
+    server_kernel: Mapping[str, int] | None = None  # pair sandbox: the sink's namespace
+    ports_by_destination: Mapping[str, int] | None = None
+    fds: int | None = None  # open file descriptors of the driver at the sample
+    hdr: str | None = None  # this interval's latency histogram, encoded; None when empty
+    # open loop: scheduled starts dropped at the time bound (not attempts, not failures)
+    not_started: int = 0
+
+    def __post_init__(self) -> None:
+        fields.number(self.t, "t")
+        fields.number(self.dt, "dt")
+        fields.integer(self.attempts, "attempts")
+        fields.integer(self.succeeded, "succeeded")
+        _check_failed(self.failed)
+        fields.counts(self.other_errnos, "other_errnos")
+        fields.counts(self.latency_us, "latency_us", null_values=True)
+        for name in ("time_wait", "server_time_wait", "ports_in_use", "fds"):
+            fields.integer(getattr(self, name), name, null=True)
+        # deltas of the kernel's counters: a counter that was reset goes down
+        fields.counts(self.kernel, "kernel", -fields.MAX_COUNT, null=True)
+        fields.counts(self.server_kernel, "server_kernel", -fields.MAX_COUNT, null=True)
+        fields.counts(self.ports_by_destination, "ports_by_destination", null=True)
+        fields.text(self.hdr, "hdr", null=True)
+        fields.integer(self.not_started, "not_started")
+        if self.attempts != self.succeeded + sum(self.failed.values()):
+            raise ValueError(
+                f"interval at t={self.t}: attempts {self.attempts} != succeeded "
+                f"{self.succeeded} + failed {sum(self.failed.values())}"
+            )
+        if self.dt < 0 or self.t < 0:
+            raise ValueError(f"interval t={self.t} dt={self.dt}: times must be >= 0")
+
+    @property
+    def n_failed(self) -> int:
+        return sum(self.failed.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "t": round(self.t, 6),
+            "dt": round(self.dt, 6),
+            "attempts": self.attempts,
+            "succeeded": self.succeeded,
+            "failed": dict(self.failed),
+            "other_errnos": dict(self.other_errnos),
+            "latency_us": dict(self.latency_us),
+            "time_wait": self.time_wait,
+            "server_time_wait": self.server_time_wait,
+            "ports_in_use": self.ports_in_use,
+            "kernel": _opt(self.kernel),
+            "server_kernel": _opt(self.server_kernel),
+            "ports_by_destination": _opt(self.ports_by_destination),
+            "fds": self.fds,
+            "hdr": self.hdr,
+            "not_started": self.not_started,
+        }
+
+    @classmethod
+    def from_json(cls, d: object) -> Interval:
+        """Every wrong shape is a FieldError naming the field (core/fields.py)."""
+        m = fields.mapping(d, "")
+        hdr = m.get("hdr")
+        if hdr is not None:
+            decode_histogram(hdr, "hdr")  # decoded by the exports: a bad one fails here
+        return cls(
+            t=fields.as_float(fields.member(m, "t")),
+            dt=fields.as_float(fields.member(m, "dt")),
+            attempts=fields.member(m, "attempts"),
+            succeeded=fields.member(m, "succeeded"),
+            failed=fields.copied(fields.member(m, "failed")),
+            other_errnos=fields.copied(m.get("other_errnos", {})),
+            latency_us=fields.copied(fields.member(m, "latency_us")),
+            time_wait=m.get("time_wait"),
+            server_time_wait=m.get("server_time_wait"),
+            ports_in_use=m.get("ports_in_use"),
+            kernel=fields.copied(m.get("kernel")),
+            server_kernel=fields.copied(m.get("server_kernel")),
+            ports_by_destination=fields.copied(m.get("ports_by_destination")),
+            fds=m.get("fds"),
+            hdr=hdr,
+            not_started=m.get("not_started", 0),  # absent before it existed: none dropped
+        )
+
+
+def decode_histogram(text: object, field: str) -> LatencyHistogram:
+    """An HdrHistogram's compressed encoding, or a FieldError naming ``field``."""
+    if isinstance(text, str):
+        try:
+            return LatencyHistogram.decode(text)
+        except Exception:  # hdrh raises its own classes, binascii's, zlib's, struct's, ...
+            pass
+    raise fields.FieldError(
+        field, f"{fields.shown(text)}; allowed: an HdrHistogram in its compressed encoding"
+    )
+
+
+def merge_intervals(parts: Iterable[Interval]) -> Interval:
+    """One interval from the parts several driver workers measured over the same stretch:
+    counts and histograms added (exact), the span covering every part. Port-space readings
+    are left null: they belong to the run, not to a worker, and are added by the caller."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("no interval parts to merge")
+    start = min(p.t for p in parts)
+    end = max(p.t + p.dt for p in parts)
+    failed: Counter[str] = Counter()
+    other: Counter[str] = Counter()
+    hist = LatencyHistogram()
+    for p in parts:
+        failed.update(p.failed)
+        other.update(p.other_errnos)
+        if p.hdr is not None:
+            hist.add(LatencyHistogram.decode(p.hdr))
+    succeeded = sum(p.succeeded for p in parts)
+    return Interval(
+        t=start,
+        dt=end - start,
+        attempts=sum(p.attempts for p in parts),
+        succeeded=succeeded,
+        failed={str(o): failed[str(o)] for o in FAILURES if failed[str(o)]},
+        other_errnos=dict(other),
+        latency_us={"p50": hist.percentile(50.0), "p99": hist.percentile(99.0)},
+        hdr=hist.encode() if hist.count else None,
+        not_started=sum(p.not_started for p in parts),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TupleStats:
+    """One (source IP, destination IP, destination port) over the whole run."""
+
+    source: str  # the address bound, or the kernel's choice by route
+    destination: str  # "IP:PORT"
+    succeeded: int
+    failed: Mapping[str, int]  # outcome name -> count, only non-zero entries
+    first_failure_s: float | None = None
+    ports_in_use: int | None = None  # at the last sample
+    ports_in_use_peak: int | None = None  # highest at any sample
+
+    def __post_init__(self) -> None:
+        fields.text(self.source, "source")
+        fields.text(self.destination, "destination")
+        fields.integer(self.succeeded, "succeeded")
+        _check_failed(self.failed)
+        fields.number(self.first_failure_s, "first_failure_s", null=True)
+        fields.integer(self.ports_in_use, "ports_in_use", null=True)
+        fields.integer(self.ports_in_use_peak, "ports_in_use_peak", null=True)
+
+    @property
+    def attempts(self) -> int:
+        return self.succeeded + sum(self.failed.values())
+
+    @property
+    def failure_ratio(self) -> float:
+        return sum(self.failed.values()) / self.attempts if self.attempts else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "attempts": self.attempts,
+            "succeeded": self.succeeded,
+            "failed": dict(self.failed),
+            "first_failure_s": _round6(self.first_failure_s),
+            "ports_in_use": self.ports_in_use,
+            "ports_in_use_peak": self.ports_in_use_peak,
+        }
+
+    @classmethod
+    def from_json(cls, d: object) -> TupleStats:
+        m = fields.mapping(d, "")
+        stats = cls(
+            source=fields.member(m, "source"),
+            destination=fields.member(m, "destination"),
+            succeeded=fields.member(m, "succeeded"),
+            failed=fields.copied(fields.member(m, "failed")),
+            first_failure_s=fields.as_float(m.get("first_failure_s")),
+            ports_in_use=m.get("ports_in_use"),
+            ports_in_use_peak=m.get("ports_in_use_peak"),
+        )
+        if "attempts" in m and fields.integer(m["attempts"], "attempts") != stats.attempts:
+            raise fields.FieldError(
+                "attempts",
+                f"{m['attempts']} for {stats.source} -> {stats.destination}; allowed: "
+                f"succeeded + failed = {stats.attempts}",
+            )
+        return stats
+
+
+def _round6(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
+
+
+def _opt(m: Mapping[str, int] | None) -> dict[str, int] | None:
+    return dict(m) if m is not None else None
+
+
+def _check_failed(failed: Mapping[str, int]) -> None:
+    unknown = sorted(set(fields.mapping(failed, "failed")) - FAILURE_NAMES)
+    if unknown:
+        raise fields.FieldError(
+            "failed",
+            f"unknown outcome name {fields.shown(unknown[0])}; allowed: "
+            + ", ".join(sorted(FAILURE_NAMES)),
+        )
+    fields.counts(failed, "failed")

@@ -1,0 +1,130 @@
+"""Derived readings of a saved run: the port-space ceiling, the latency knee, the SYN
+retransmission tail, whether an open loop fell behind, the kernel's counters summed.
+
+Containing arithmetic on RunResult only, no sentences (findings.py words them) and no
+charts (report/runcharts.py draws the same readings, so the two cannot disagree). Each
+reading is None or 0 when its evidence is missing, never guessed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from portstorm.core.records import Interval
+from portstorm.core.result import RunResult
+
+EXHAUSTION = ("port_exhausted", "bind_in_use")
+SYN_RTO_US = 1_000_000  # the first SYN retransmission waits 1 s (TCP_TIMEOUT_INIT, RFC 6298)
+# A connect that needed retransmitted SYNs lands just after 1 s (one), 3 s (two: 1 + 2) or
+# 7 s (three); a smear of slow connects between them is something else (a driver behind
+# its schedule, a slow port search).
+SYN_BANDS_US = ((950_000, 1_300_000), (2_900_000, 3_400_000), (6_900_000, 7_500_000))
+BEHIND_SLACK = 1.05  # an open loop taking 5 % (and 0.5 s) longer than planned fell behind
+KNEE_FACTOR = 3.0  # p50 this many times the early p50 ...
+KNEE_MIN_US = 50  # ... and at least this much higher
+KNEE_OCCUPANCY = 0.45  # ... once this share of the port space was in use
+MODEL_AGREES = 0.10  # measured within 10 % (or 1 conn/s) of the model counts as agreeing
+
+
+@dataclass(frozen=True, slots=True)
+class Knee:
+    """Where connect() latency jumped as the port space filled (the port search)."""
+
+    t: float  # the interval's end, seconds into the load
+    before_us: float  # typical p50 while under half the range was in use
+    after_us: int  # p50 in the interval where it jumped
+    ports_in_use: int
+    ceiling: int
+
+
+def ceiling(r: RunResult) -> int | None:
+    """The port space toward the targets: usable ports x tuples, from the model."""
+    return r.model.port_space if r.model is not None else None
+
+
+def knee(r: RunResult) -> Knee | None:
+    top = ceiling(r)
+    if not top:
+        return None
+    early = [
+        float(p50)
+        for i in r.intervals
+        if (p50 := i.latency_us.get("p50")) is not None
+        and i.ports_in_use is not None
+        and i.ports_in_use < 0.4 * top
+    ]
+    if not early:
+        return None
+    before = statistics.median(early)
+    for i in r.intervals:
+        p50 = i.latency_us.get("p50")
+        if p50 is None or i.ports_in_use is None or i.ports_in_use < KNEE_OCCUPANCY * top:
+            continue
+        if p50 >= KNEE_FACTOR * before and p50 - before >= KNEE_MIN_US:
+            return Knee(i.t + i.dt, before, int(p50), i.ports_in_use, top)
+    return None
+
+
+def syn_retransmits(r: RunResult) -> tuple[int, int]:
+    """(connects in a SYN-retransmission band, just after 1, 3 or 7 s; connects at or over
+    the first band's start)."""
+    *bands, slow = r.histogram.counts_in([*SYN_BANDS_US, (SYN_BANDS_US[0][0], 2**62)])
+    return sum(bands), slow
+
+
+def fell_behind(r: RunResult) -> bool:
+    """An open loop behind its schedule: starts dropped at the time bound, or (files from
+    before the bound) a run that took longer than planned, its attempts waiting for it."""
+    if r.not_started:
+        return True
+    planned = r.setup.duration_s
+    return (
+        r.setup.open_loop
+        and planned is not None
+        and r.duration_s > float(planned) * BEHIND_SLACK + 0.5
+    )
+
+
+def counter_total(intervals: Sequence[Interval], name: str, server: bool = False) -> int | None:
+    values = [(i.server_kernel if server else i.kernel) for i in intervals]
+    known = [v.get(name, 0) for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def rate_before(r: RunResult, t: float) -> float | None:
+    """Attempts per second over the whole intervals that ended by ``t``."""
+    before = [i for i in r.intervals if i.t + i.dt <= t + 1e-3]
+    span = sum(i.dt for i in before)
+    if span > 0:
+        return sum(i.attempts for i in before) / span
+    rate = r.setup.rate
+    if rate is not None:
+        return float(rate)
+    first = r.intervals[0] if r.intervals else None
+    return first.attempts / first.dt if first is not None and first.dt > 0 else None
+
+
+def agrees(measured: float, model: float) -> bool:
+    return abs(measured - model) <= max(MODEL_AGREES * model, 1.0)
+
+
+def listen_overflows(r: RunResult) -> int | None:
+    """ListenOverflows where the listener is: the sink's namespace in the pair sandbox,
+    else this namespace (a target on this host; a remote one's are not seen)."""
+    return counter_total(r.intervals, "TcpExtListenOverflows", server=r.setup.pair)
+
+
+def listen_drops(r: RunResult) -> int:
+    """SYNs dropped by the listener: the sink's namespace in the pair sandbox, else ours."""
+    drops = counter_total(r.intervals, "TcpExtListenDrops", server=True)
+    return drops or counter_total(r.intervals, "TcpExtListenDrops") or 0
+
+
+def syn_tail(r: RunResult) -> int:
+    """Connects to call SYN retransmissions: those in the bands, when the listener dropped
+    SYNs or when they are at least half of all connects over 0.95 s (else the slow ones
+    are a smear, e.g. a driver behind its schedule, and naming them SYN losses would lie)."""
+    n, slow = syn_retransmits(r)
+    return n if n and (listen_drops(r) or n * 2 >= slow) else 0

@@ -1,0 +1,64 @@
+"""Suite-wide: the tests marked ``xdist_group("alone")`` run with no other test beside them.
+
+The suite runs on several pytest-xdist workers (``-n`` in pyproject.toml's addopts): most
+namespace tests wait on a rate, not on the cores. A few must not share the machine:
+
+- their assertions compare wall-clock time (four sweep cells in parallel against one; a
+  signal ends a run within 2 s; an open loop ends at its duration) or counts per interval at
+  a rate (500/s, +-1 % per interval), which a neighbour's load shifts;
+- they load both cores on purpose (the benchmarks; 200,000 attempts/s), which would shift
+  those of every test beside them;
+- they count what the whole machine holds (every network namespace, every sink process).
+
+``--dist loadgroup`` keeps the group on one worker, so they run one after another; but the
+other workers would go on running tests beside them. So every test also takes a lock shared
+by the workers of this session: shared by ordinary tests, exclusive by an ``alone`` test. An
+``alone`` test first takes a turnstile that ordinary tests pass through before they take
+the shared lock: no new test starts while it waits for the running ones to end, so it is not
+starved by the stream of shared ones. The locks are flock(2) locks on files in the session's
+temporary folder (its workers' folders sit in it): nothing outside this session shares them,
+and a worker that dies releases its locks with its file descriptors.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+
+import pytest
+
+ALONE = "alone"
+
+
+def _is_alone(item: pytest.Item) -> bool:
+    for mark in item.iter_markers("xdist_group"):
+        name = mark.args[0] if mark.args else mark.kwargs.get("name")
+        if name == ALONE:
+            return True
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _alone_or_beside_others(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        yield  # one process: every test runs by itself anyway
+        return
+    session = tmp_path_factory.getbasetemp().parent  # .../pytest-N, holding popen-gwK
+    with (
+        (session / "alone.turnstile").open("a+b") as turnstile,
+        (session / "alone.lock").open("a+b") as lock,
+    ):
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if _is_alone(request.node):
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the running tests end; no new one starts
+        else:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
