@@ -9,7 +9,6 @@ partial results saved. No traceback reaches the user for these.
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -67,9 +66,11 @@ def run(
 
     scenario = options.to_scenario()
     live = LiveLine(quiet=quiet)
-    # SIGTERM unwinds like Ctrl-C (exit 130), so namespaces, the sink and any live sysctl
-    # changes are cleaned up by the same code; during the load trio handles both itself.
-    _interrupt_on_signals()
+    # SIGINT and SIGTERM unwind like Ctrl-C (exit 130) at any point, so namespaces, the sink
+    # and any live sysctl changes are cleaned up by the same code (engine/processes.py)
+    from portstorm.engine.processes import interrupt_on_signals
+
+    interrupt_on_signals()
     try:
         output = do_run(
             scenario,
@@ -159,7 +160,9 @@ def sweep(
 
     # SIGTERM unwinds like Ctrl-C (exit 130) whenever it comes: during the runs the runner
     # handles both itself; before and after them (planning, the table, the report) this does
-    _interrupt_on_signals()
+    from portstorm.engine.processes import interrupt_on_signals
+
+    interrupt_on_signals()
     if list_presets:
         print(list_presets_text())
         return EXIT_OK
@@ -362,20 +365,6 @@ def _every_command(ctx: typer.Context) -> None:
         warning = pending_warning()
         if warning:
             print(f"portstorm: warning: {warning}", file=sys.stderr)
-
-
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _interrupt_on_signals() -> None:
-    """SIGINT and SIGTERM both end a run or sweep as Ctrl-C does, at any point. SIGINT too:
-    a command started in the background of a script inherits SIGINT ignored, and Python
-    then installs no handler; trio's receiver catches it during the load regardless, so
-    without this a SIGINT was obeyed during the load and ignored while the sandbox was
-    being built."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
 
 class _ListenError(PortstormError):

@@ -34,7 +34,6 @@ import errno
 import math
 import socket
 import struct
-from array import array
 from collections.abc import Callable
 from time import perf_counter_ns
 
@@ -54,7 +53,8 @@ from portstorm.engine.flows import (
 )
 from portstorm.engine.load import DriverReport, Share, is_empty_tail, take_sample, tick, with_sample
 from portstorm.engine.sampler import Sample
-from portstorm.engine.timer import PreciseTimer
+from portstorm.engine.tally import Tally, interval_of
+from portstorm.engine.timer import PreciseTimer, planned_starts, trio_time
 
 _LINGER_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST (tcp_disconnect)
 _FAILURE_INDEX = {o: i for i, o in enumerate(FAILURES)}
@@ -67,21 +67,6 @@ _WHOLE_LOAD = Share()  # one driver, all of the run's load
 _SLICE_NS = 500_000
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK  # no separate fcntl()
 _EINPROGRESS, _EALREADY, _EISCONN = errno.EINPROGRESS, errno.EALREADY, errno.EISCONN
-
-
-class _Tally:
-    """What completed since the last interval boundary (swapped out at each tick)."""
-
-    __slots__ = ("failed", "latencies_ns", "not_started", "other", "t_start_ns")
-
-    def __init__(self, t_start_ns: int) -> None:
-        self.t_start_ns = t_start_ns
-        # one per success, recorded into the histogram at the interval's end; an array
-        # holds them as machine integers: no int object per connection to allocate and free
-        self.latencies_ns = array("q")
-        self.failed = [0] * len(FAILURES)
-        self.other: dict[str, int] = {}
-        self.not_started = 0  # scheduled starts dropped at the time bound
 
 
 class Driver:
@@ -115,7 +100,7 @@ class Driver:
         self._flow_ok, self._flow_failed = self.counts.ok, self.counts.failed
         self._flow_first = self.counts.first
         self._t0 = 0
-        self._tally = _Tally(0)
+        self._tally = Tally(0)
         self._report = DriverReport()
         self._load_scope = trio.CancelScope()
         self._stopped = trio.Event()
@@ -148,9 +133,9 @@ class Driver:
             with trio.move_on_after(wait / 1e9):
                 await self._stopped.wait()
         self._t0 = perf_counter_ns() if t0_ns is None else t0_ns
-        self._tally = _Tally(self._t0)
+        self._tally = Tally(self._t0)
         self._deadline_ns = deadline_ns = self._t0 + int(sc.duration_s * 1e9)
-        self._drain_end = _trio_time(deadline_ns) + self._timeout
+        self._drain_end = trio_time(deadline_ns) + self._timeout
         cap = sc.in_flight_cap
         if cap is not None:
             cap = self.share.part(cap)
@@ -215,7 +200,7 @@ class Driver:
         period_ns = 1e9 / rate
         n, k = self.share.count, self.share.index
         planned = planned_starts(period_ns, n, k, deadline_ns - self._t0)
-        slot_deadline = _trio_time(deadline_ns)
+        slot_deadline = trio_time(deadline_ns)
         begin, finish, next_flow = self._begin, self._finish, self._flow
         i = 0
         slice_end = 0
@@ -402,44 +387,12 @@ class Driver:
 
     def _flush(self, end_ns: int, sample: Sample | None) -> None:
         tally = self._tally
-        self._tally = _Tally(end_ns)
-        failed = {str(FAILURES[i]): n for i, n in enumerate(tally.failed) if n}
-        succeeded = len(tally.latencies_ns)
+        self._tally = Tally(end_ns)
         hist = self._interval_hist
-        hist.reset()
-        hist.record_many(ns // 1000 for ns in tally.latencies_ns)
-        interval = Interval(
-            t=(tally.t_start_ns - self._t0) / 1e9,
-            dt=(end_ns - tally.t_start_ns) / 1e9,
-            attempts=succeeded + sum(failed.values()),
-            succeeded=succeeded,
-            failed=failed,
-            other_errnos=tally.other,
-            latency_us={"p50": hist.percentile(50.0), "p99": hist.percentile(99.0)},
-            hdr=hist.encode() if hist.count else None,
-            not_started=tally.not_started,
-        )
-        interval = with_sample(interval, sample)
+        interval = with_sample(interval_of(tally, end_ns, self._t0, hist), sample)
         self.counts.update_ports(sample)
         self._report.histogram.add(hist)
         if self._keep_intervals:
             self._report.intervals.append(interval)
         if self._on_interval is not None:
             self._on_interval(interval)
-
-
-def planned_starts(period_ns: float, n: int, k: int, duration_ns: int) -> int:
-    """How many starts of the schedule worker ``k`` of ``n`` makes within the duration: the
-    j >= 0 with int((j * n + k) * period_ns) < duration_ns, by the open loop's own formula."""
-    c = max(0, math.ceil((duration_ns / period_ns - k) / n))
-    while c > 0 and int(((c - 1) * n + k) * period_ns) >= duration_ns:
-        c -= 1
-    while int((c * n + k) * period_ns) < duration_ns:
-        c += 1
-    return c
-
-
-def _trio_time(t_ns: int) -> float:
-    """A perf_counter_ns() instant on trio's clock, for move_on_at(): both count
-    CLOCK_MONOTONIC (trio's SystemClock is perf_counter() plus an offset)."""
-    return trio.current_time() + (t_ns - perf_counter_ns()) / 1e9

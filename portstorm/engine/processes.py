@@ -131,3 +131,18 @@ async def stopped_by_signal(stop: Callable[[], None]) -> AsyncIterator[None]:
             nursery.start_soon(stop_on_signal)
             yield
             nursery.cancel_scope.cancel()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_signals() -> None:
+    """Outside trio (building the sandbox, writing the report), SIGINT and SIGTERM both
+    unwind as Ctrl-C does (KeyboardInterrupt, exit 130), so namespaces, the sink and any
+    live sysctl change are cleaned up by the same code; inside, stopped_by_signal handles
+    both. SIGINT is set too: a command started in the background of a script inherits
+    SIGINT ignored, and Python then installs no handler of its own, so a SIGINT was obeyed
+    during the load (trio's receiver) and ignored while the sandbox was being built."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

@@ -1,6 +1,8 @@
 """A wake-up at a precise instant for the open-loop schedule: a timerfd that Trio waits on.
 
-Containing only the timer. Why it exists: trio.sleep() ends in epoll_wait(), whose timeout
+Containing the timer and the open-loop schedule's arithmetic on the same clock (how many
+starts fall within the duration; a perf_counter_ns() instant on trio's clock). Why the timer
+exists: trio.sleep() ends in epoll_wait(), whose timeout
 is whole milliseconds (Python rounds up), so a scheduler that sleeps until each attempt's
 intended start wakes 0 to 1 ms late. The open loop measures latency from the intended start
 (coordinated omission), so that lateness was reported as connect latency: 1,001 us p50 at
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import struct
 from time import perf_counter_ns
@@ -82,3 +85,23 @@ class PreciseTimer:
                 os.read(self._fd, 8)  # the expiry count; reading disarms readability
         while perf_counter_ns() < deadline_ns:
             await trio.lowlevel.checkpoint()
+
+
+# -- the schedule's arithmetic, beside its clock ------------------------------------------
+
+
+def planned_starts(period_ns: float, n: int, k: int, duration_ns: int) -> int:
+    """How many starts of the schedule worker ``k`` of ``n`` makes within the duration: the
+    j >= 0 with int((j * n + k) * period_ns) < duration_ns, by the open loop's own formula."""
+    c = max(0, math.ceil((duration_ns / period_ns - k) / n))
+    while c > 0 and int(((c - 1) * n + k) * period_ns) >= duration_ns:
+        c -= 1
+    while int((c * n + k) * period_ns) < duration_ns:
+        c += 1
+    return c
+
+
+def trio_time(t_ns: int) -> float:
+    """A perf_counter_ns() instant on trio's clock, for move_on_at(): both count
+    CLOCK_MONOTONIC (trio's SystemClock is perf_counter() plus an offset)."""
+    return trio.current_time() + (t_ns - perf_counter_ns()) / 1e9
