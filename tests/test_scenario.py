@@ -165,3 +165,12 @@ def test_bad_port_ranges_are_refused(text: str) -> None:
 def test_reserved_port_lists_parse() -> None:
     assert parse_port_list("") == frozenset()
     assert parse_port_list("8080,9000-9002") == {8080, 9000, 9001, 9002}
+
+
+def test_live_host_sysctls_change_only_with_the_explicit_flag() -> None:
+    # the guard lives in the Scenario, so run, sweep cells and resumed sweeps all meet it
+    sets = (("net.ipv4.tcp_tw_reuse", "0"),)
+    with pytest.raises(UsageError, match="--change-host-sysctls to confirm"):
+        Scenario(sandbox=SandboxKind.HOST, client_set=sets)
+    assert Scenario(sandbox=SandboxKind.HOST, client_set=sets, change_host=True).change_host
+    assert Scenario(sandbox=SandboxKind.PAIR, client_set=sets).client_set == sets

@@ -207,11 +207,6 @@ class RunOptions:
         kind = self.sandbox or (SandboxKind.HOST if targets else SandboxKind.PAIR)
         ctx = tuning_context(in_new_namespace=kind is not SandboxKind.HOST)
         client_set = parse_settings(self.set_ or (), ctx, "--set")
-        if client_set and kind is SandboxKind.HOST and not self.change_host_sysctls:
-            raise UsageError(
-                "--set with --sandbox host would change this host's live sysctls: add "
-                "--change-host-sysctls to confirm, or use --sandbox pair or loopback"
-            )
         return Scenario(
             targets=targets,
             sandbox=kind,

@@ -148,6 +148,11 @@ class Scenario:
                 f"--sandbox {self.sandbox} runs the built-in sink inside new namespaces, where "
                 f"{self.targets[0]} cannot be reached: drop the target or use --sandbox host"
             )
+        if self.client_set and self.sandbox is SandboxKind.HOST and not self.change_host:
+            raise UsageError(
+                "--set with --sandbox host would change this host's live sysctls: add "
+                "--change-host-sysctls to confirm, or use --sandbox pair or loopback"
+            )
         if self.bind is BindMode.RANGE and self.socket_port_range is None:
             raise UsageError("--bind range needs --port-range LOW-HIGH (the per-socket range)")
         if self.socket_port_range is not None and self.bind is not BindMode.RANGE:

@@ -163,12 +163,11 @@ class Sandbox:
             self._start_pair()
 
     def _change_host_sysctls(self) -> None:
-        """Live changes, only when asked: journal first, restore on every normal way out."""
+        """Live changes, only when asked (Scenario refuses --set on the host without
+        --change-host-sysctls; this is the last line of that defence): journal first,
+        restore on every normal way out."""
         if not self.change_host:
-            raise UsageError(
-                "--set with --sandbox host changes this host's live sysctls: add "
-                "--change-host-sysctls to confirm (they are restored when the run ends)"
-            )
+            raise UsageError("live host sysctls change only with --change-host-sysctls")
         originals = {n: self.host_values[n] for n in self.client_set if n in self.host_values}
         journal.write_journal(originals)
         # restored from memory, not by re-reading a file someone could have edited meanwhile
