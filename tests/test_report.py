@@ -123,6 +123,22 @@ def test_csv_has_a_row_per_interval_and_adds_up(tmp_path: Path) -> None:
     assert sum(int(x["failed_port_exhausted"]) for x in rows) == 200
     assert [x["time_wait"] for x in rows][-1] == "100"
     assert "server_TcpExtListenDrops" in rows[0]
+    assert {x["not_started"] for x in rows} == {"0"}
+
+
+def test_csv_counts_the_starts_a_late_driver_dropped(tmp_path: Path) -> None:
+    import dataclasses
+
+    r = simulate(ports=100, rate=50, duration=3)
+    late = dataclasses.replace(r.intervals[-1], not_started=7)
+    r = dataclasses.replace(r, intervals=(*r.intervals[:-1], late))
+    files = write_run_report(r, tmp_path / "report.html")
+    rows = list(csv.DictReader(files.exports["csv"].open()))
+    assert (
+        [int(x["not_started"]) for x in rows]
+        == [0] * (len(rows) - 1) + [7]
+        == [i.not_started for i in r.intervals]
+    )
 
 
 def test_sweep_style_report_tabulates_cases_and_draws_four_charts(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ def intervals_csv(r: RunResult) -> str:
     counters += extra
     has_server = any(i.server_kernel is not None for i in r.intervals)
     header = ["t_s", "dt_s", "attempts", "succeeded"] + [f"failed_{o}" for o in outcomes]
+    header += ["not_started"]  # scheduled starts dropped at the time bound (not a failure)
     header += ["p50_us", "p99_us", "ports_in_use", "time_wait", "server_time_wait", "fds"]
     header += counters + ([f"server_{c}" for c in counters] if has_server else [])
     buf = io.StringIO()
@@ -41,6 +42,7 @@ def intervals_csv(r: RunResult) -> str:
     for i in r.intervals:
         row: list[object] = [f"{i.t:.6f}", f"{i.dt:.6f}", i.attempts, i.succeeded]
         row += [i.failed.get(o, 0) for o in outcomes]
+        row += [i.not_started]
         row += [_blank(i.latency_us.get("p50")), _blank(i.latency_us.get("p99"))]
         row += [_blank(v) for v in (i.ports_in_use, i.time_wait, i.server_time_wait, i.fds)]
         row += [_blank((i.kernel or {}).get(c)) if i.kernel is not None else "" for c in counters]
