@@ -619,3 +619,25 @@ def test_no_signal_handler_leaks_from_the_report(tmp_path: Path) -> None:
     before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
     write_run_report(simulate(), tmp_path / "report.html")
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before
+
+
+@pytest.mark.netns
+def test_a_second_ctrl_c_skips_the_report_of_an_interrupted_run(tmp_path: Path) -> None:
+    # the first Ctrl-C saves result.json and says the report is being drawn; a second one
+    # (sent once that line is out) skips the drawing and leaves no part of a report
+    out, err = tmp_path / "r", tmp_path / "stderr"
+    script = f"""
+$PORTSTORM run --duration 60 --rate 200 --quiet --out "{out}" > /dev/null 2> "{err}" &
+pid=$!
+n=0; until [ "$(wc -l < "{out}/intervals.jsonl" 2>/dev/null || echo 0)" -ge 3 ] || [ $n -ge 1200 ]; do sleep 0.05; n=$((n+1)); done
+kill -INT $pid
+n=0; until grep -q "Ctrl-C again" "{err}" || [ $n -ge 1200 ]; do sleep 0.01; n=$((n+1)); done
+kill -INT $pid
+wait $pid || echo "rc=$?"
+"""
+    proc = run_in_netns(script)
+    assert "rc=130" in proc.stdout, proc.stdout + proc.stderr
+    text = err.read_text()
+    assert "Traceback" not in text and "report skipped" in text, text
+    assert load(out / "result.json")["complete"] is False
+    assert sorted(p.name for p in out.iterdir()) == ["intervals.jsonl", "result.json"]

@@ -60,49 +60,9 @@ def run(
 ) -> int:
     """Churn TCP connections against targets (or the built-in sink) and save result.json,
     then report.html with its charts (PNG), intervals.csv and latency.hlog beside it."""
-    from portstorm.cli.console import LiveLine, print_summary
-    from portstorm.engine.run import run as do_run
-    from portstorm.report import run_report_names
+    from portstorm.cli.runcmd import run_command
 
-    scenario = options.to_scenario()
-    live = LiveLine(quiet=quiet)
-    # SIGINT and SIGTERM unwind like Ctrl-C (exit 130) at any point, so namespaces, the sink
-    # and any live sysctl changes are cleaned up by the same code (engine/processes.py)
-    from portstorm.engine.processes import interrupt_on_signals
-
-    interrupt_on_signals()
-    try:
-        output = do_run(
-            scenario,
-            out,
-            on_start=lambda eps: live.start(scenario, eps),
-            on_interval=live.on_interval,
-            force=force,
-            also_writes=() if no_report else run_report_names(),
-        )
-    finally:
-        live.finish()
-    print_summary(output.result, str(output.path))
-    if no_report and force and out is not None:
-        from portstorm.report import remove_run_report
-
-        # --force replaced what was in --out: a report there describes the old result
-        if removed := remove_run_report(output.path.parent):
-            print(f"removed the replaced result's report ({len(removed)} files); --no-report")
-    if not no_report:
-        from portstorm.report import DEFAULT_NAME, write_run_report
-
-        files = write_run_report(output.result, output.path.parent / DEFAULT_NAME, output.path)
-        print(f"report: {_one_line(files.html)}")
-    if output.problems:
-        # not an interruption: the environment failed mid-run (a worker killed, out of memory)
-        print(
-            f"portstorm: error: {_one_line(output.problems[0])}; "
-            f"partial result in {_one_line(output.path)}",
-            file=sys.stderr,
-        )
-        return EXIT_ENVIRONMENT
-    return EXIT_OK if output.result.complete else EXIT_INTERRUPTED
+    return run_command(options.to_scenario(), out, quiet=quiet, report=not no_report, force=force)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

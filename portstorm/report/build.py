@@ -16,7 +16,7 @@ import base64
 import datetime as dt
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,14 +78,21 @@ def _prepare(html: Path, names: list[str]) -> Folder:
 
 
 def _draw(
-    specs: Sequence[tuple[str, str, Any]], data: Any, html: Path
+    specs: Sequence[tuple[str, str, Any]],
+    data: Any,
+    html: Path,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> tuple[list[Chart], dict[str, bytes]]:
-    """The charts, drawn in memory: (as the page shows them, file name -> PNG bytes)."""
+    """The charts, drawn in memory: (as the page shows them, file name -> PNG bytes).
+    ``cancelled`` is asked between charts: True raises KeyboardInterrupt (a Ctrl-C that
+    landed in a finalizer, where Python only reports it, still stops the drawing)."""
     from portstorm.report.style import charting, render_png
 
     charts, pngs = [], {}
     with charting():
         for stem, alt, draw in specs:
+            if cancelled():
+                raise KeyboardInterrupt
             fig = draw(data)
             name = f"{_prefix(html)}{stem}.png"
             png = pngs[name] = render_png(fig)
@@ -118,14 +125,21 @@ def _title(fig: Any) -> str:
     return str(axes[0].get_title()) if axes else ""
 
 
-def write_run_report(result: RunResult, html: Path, source: Path | None = None) -> ReportFiles:
+def write_run_report(
+    result: RunResult,
+    html: Path,
+    source: Path | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> ReportFiles:
     """The report of one run: four charts, findings, tunings, tables and exports."""
     from portstorm.report.exports import exports as run_exports
     from portstorm.report.page import render_run
     from portstorm.report.runcharts import RUN_CHARTS
 
     with _prepare(html, run_report_names(html)) as folder:
-        charts, files = _draw(RUN_CHARTS, result, html)
+        charts, files = _draw(RUN_CHARTS, result, html, cancelled)
+        if cancelled():
+            raise KeyboardInterrupt
         exports = run_exports(result, html.parent, _prefix(html))
         text = render_run(
             result,
