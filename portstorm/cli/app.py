@@ -164,7 +164,7 @@ def compare(
 
     doc, subjects = compare_paths(paths)
     if json_out:
-        print(json.dumps(doc, indent=1))
+        print(json.dumps(doc.to_json(), indent=1))
     else:
         print_compare(doc)
     if html is not None:

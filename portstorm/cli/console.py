@@ -1,6 +1,7 @@
 """What a person sees in the terminal: a live line while a run goes, a summary table after.
 
-Containing no measurement and no files: it formats ``Interval`` and ``RunResult`` values.
+Containing no measurement and no files: it formats ``Interval``, ``RunResult`` and
+``Comparison`` values.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from portstorm.core.comparison import Comparison
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.scenario import Scenario
 from portstorm.core.text import one_line
@@ -306,39 +308,38 @@ def _value(key: str, v: float | None) -> str:
     return f"{v:,.1f}"
 
 
-def print_compare(doc: dict[str, Any], console: Console | None = None, title: str = "") -> None:
+def print_compare(doc: Comparison, console: Console | None = None, title: str = "") -> None:
     """Subjects as rows, metrics as columns; each value with its change against the first."""
     if console is None:
         # a log or a pipe gets the whole table rather than 80 columns of ellipses
         console = Console(highlight=False)
         if not console.is_terminal:
             console = Console(highlight=False, width=180)
-    heading = title or f"compare (baseline: {doc['baseline']})"
+    heading = title or f"compare (baseline: {doc.baseline})"
     t = _PlainLinesTable(title=_plain(heading), title_justify="left")
     t.add_column("subject")
-    for m in doc["metrics"]:
-        t.add_column(f"{m['label']}\n({m['unit']})", justify="right")
+    for m in doc.metrics:
+        t.add_column(f"{m.label}\n({m.unit})", justify="right")
     t.add_column("failures")
-    hosts = {h for s in doc["subjects"] for h in s["hosts"]}
-    for i, s in enumerate(doc["subjects"]):
-        label = one_line(s["label"])
-        label += f"\n{one_line(', '.join(s['hosts']))}" if len(hosts) > 1 else ""
-        if s["repeats"] > 1:
-            label += f" (n={s['repeats']})"
+    for s in doc.rows:
+        label = one_line(s.label)
+        label += f"\n{one_line(', '.join(s.hosts))}" if len(doc.hosts) > 1 else ""
+        if s.repeats > 1:
+            label += f" (n={s.repeats})"
         cells = []
-        for m in doc["metrics"]:
-            spread = s["metrics"][m["key"]]
-            text = _value(m["key"], spread["median"])
-            if spread["n"] > 1 and spread["low"] is not None and spread["high"] != spread["low"]:
-                text += f"\n{_value(m['key'], spread['low'])}..{_value(m['key'], spread['high'])}"
-            if i:
-                c = s["changes"][m["key"]]
-                if c["relative"] is not None:
-                    text += f"\n{c['relative'] * 100:+.1f}% {_MARK[c['significant']]}"
-                elif c["delta"] is not None and c["delta"] != 0:
-                    text += f"\n{c['delta']:+,.3g} {_MARK[c['significant']]}"
+        for m in doc.metrics:
+            spread = s.spread(m.key)
+            text = _value(m.key, spread.median)
+            if spread.n > 1 and spread.low is not None and spread.high != spread.low:
+                text += f"\n{_value(m.key, spread.low)}..{_value(m.key, spread.high)}"
+            if not s.is_baseline:
+                c = s.change(m.key)
+                if c.relative is not None:
+                    text += f"\n{c.relative * 100:+.1f}% {_MARK[c.significant]}"
+                elif c.delta is not None and c.delta != 0:
+                    text += f"\n{c.delta:+,.3g} {_MARK[c.significant]}"
             cells.append(text)
-        mix = ", ".join(f"{k} {v:.1f}%" for k, v in s["failure_mix_pct"].items()) or "none"
+        mix = ", ".join(f"{k} {v:.1f}%" for k, v in s.failure_mix_pct.items()) or "none"
         t.add_row(label, *cells, mix)
     console.print(t)
     console.print(

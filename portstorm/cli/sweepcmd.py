@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from portstorm.cli.sweepplan import plan_sweep
-from portstorm.core.compare import Subject, compare
+from portstorm.core.compare import Subject, comparison
+from portstorm.core.comparison import Comparison
 from portstorm.core.errors import (
     EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
@@ -184,7 +185,7 @@ def run_sweep(
         line.finish()
     subjects = load_subjects(existing)
     if subjects:
-        print_compare(compare(subjects), title=f"sweep: {out_dir}")
+        print_compare(comparison(subjects), title=f"sweep: {out_dir}")
     print(f"sweep: {one_line(str(existing))}")
     if report and subjects:
         from portstorm.report import write_sweep_report
@@ -205,12 +206,12 @@ def run_sweep(
     return EXIT_OK
 
 
-def compare_paths(paths: list[Path]) -> tuple[dict[str, Any], list[Subject]]:
-    """The comparison document, and the subjects it was made from (for a report)."""
+def compare_paths(paths: list[Path]) -> tuple[Comparison, list[Subject]]:
+    """The comparison, and the subjects it was made from (for a report)."""
     subjects = subjects_of(paths)
     if len(subjects) < 2:
         raise UsageError(
             f"compare needs at least two things to compare; {', '.join(map(str, paths))} "
             f"gave {len(subjects)}"
         )
-    return compare(subjects), subjects
+    return comparison(subjects), subjects

@@ -1,7 +1,8 @@
 """Key metrics of runs, their medians and spread over repeats, and changes against a baseline.
 
 Containing no files and no printing: callers load RunResults and give them here, grouped
-into *subjects* (one run, or a sweep cell's repeats); cli/console.py prints what comes back.
+into *subjects* (one run, or a sweep cell's repeats); ``comparison(subjects)`` gives the typed
+Comparison of core/comparison.py (``compare()`` its JSON), which cli/console.py prints.
 
 Significance: a change against the first subject counts only when both sides were repeated
 (n >= 2 each) and the medians differ by more than either side's spread (max - min over its
@@ -16,20 +17,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from portstorm.core import formats
+from portstorm.core.comparison import Change as Change
+from portstorm.core.comparison import Comparison, Metric, Row
+from portstorm.core.comparison import Spread as Spread
 from portstorm.core.result import RunResult
 
 # key, label, unit
-METRICS: tuple[tuple[str, str, str], ...] = (
-    ("rate", "rate", "conn/s"),
-    ("after_exhaustion", "after exhaustion", "conn/s"),
-    ("first_failure_s", "first failure", "s"),
-    ("p50_us", "p50", "us"),
-    ("p99_us", "p99", "us"),
-    ("p999_us", "p99.9", "us"),
-    ("failed_pct", "failed", "%"),
-    ("peak_time_wait", "peak TIME_WAIT", "sockets"),
-    ("model_rate", "model sustainable", "conn/s"),
+METRICS: tuple[Metric, ...] = (
+    Metric("rate", "rate", "conn/s"),
+    Metric("after_exhaustion", "after exhaustion", "conn/s"),
+    Metric("first_failure_s", "first failure", "s"),
+    Metric("p50_us", "p50", "us"),
+    Metric("p99_us", "p99", "us"),
+    Metric("p999_us", "p99.9", "us"),
+    Metric("failed_pct", "failed", "%"),
+    Metric("peak_time_wait", "peak TIME_WAIT", "sockets"),
+    Metric("model_rate", "model sustainable", "conn/s"),
 )
 MIN_RELATIVE_CHANGE = 0.02
 
@@ -58,29 +61,6 @@ def steady_state_seen(r: RunResult) -> bool:
 
 def _f(v: object) -> float | None:
     return float(v) if isinstance(v, int | float) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Spread:
-    """One metric over n repeats: median, lowest, highest (None: not measured in most)."""
-
-    median: float | None
-    low: float | None
-    high: float | None
-    n: int  # repeats that measured it
-    of: int  # repeats in all
-
-    @property
-    def width(self) -> float:
-        return (self.high - self.low) if self.high is not None and self.low is not None else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"median": _r(self.median), "low": _r(self.low), "high": _r(self.high),
-                "n": self.n, "of": self.of}  # fmt: skip
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 6)
 
 
 def spread(values: Sequence[float | None]) -> Spread:
@@ -120,13 +100,6 @@ class Subject:
         return sorted({f"{r.host.hostname} (Linux {r.host.kernel})" for r in self.runs})
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    delta: float | None  # against the baseline's median
-    relative: float | None  # delta / baseline
-    significant: bool | None  # None: cannot tell (a single run on either side)
-
-
 def change(base: Spread, other: Spread) -> Change:
     if base.median is None or other.median is None:
         return Change(None, None, None)
@@ -141,35 +114,36 @@ def change(base: Spread, other: Spread) -> Change:
     return Change(delta, relative, beyond_spread and beyond_floor)
 
 
-def compare(subjects: Sequence[Subject]) -> dict[str, Any]:
+def comparison(subjects: Sequence[Subject]) -> Comparison:
     """Every subject's metrics and, from the second on, each metric's change against the
-    first. The JSON form of ``portstorm compare --json``."""
+    first: the typed value whose ``to_json()`` is ``portstorm compare --json``."""
     if not subjects:
         raise ValueError("nothing to compare")
     base = subjects[0].metrics
-    out = []
+    rows = []
     for i, s in enumerate(subjects):
         m = s.metrics
-        row: dict[str, Any] = {
-            "label": s.label,
-            "paths": list(s.paths),
-            "factors": dict(s.factors),
-            "hosts": s.hosts,
-            "repeats": len(s.runs),
-            "metrics": {k: v.to_json() for k, v in m.items()},
-            "failure_mix_pct": {k: round(v, 4) for k, v in s.failure_mix.items()},
-            # every repeat that ran out lasted a whole hold time longer (RunResult.turnover)
-            "steady_state": all(steady_state_seen(r) for r in s.runs if r.first_failure_s),
-        }
-        if i:
-            row["changes"] = {}
-            for k, _label, _unit in METRICS:
-                c = change(base[k], m[k])
-                row["changes"][k] = {"delta": _r(c.delta), "relative": _r(c.relative),
-                                     "significant": c.significant}  # fmt: skip
-        out.append(row)
-    return {"format": formats.COMPARE, "baseline": subjects[0].label, "subjects": out,
-            "metrics": [{"key": k, "label": lab, "unit": u} for k, lab, u in METRICS]}  # fmt: skip
+        changes = {k: change(base[k], m[k]).rounded() for k, _l, _u in METRICS} if i else None
+        rows.append(
+            Row(
+                label=s.label,
+                paths=tuple(s.paths),
+                factors=dict(s.factors),
+                hosts=tuple(s.hosts),
+                repeats=len(s.runs),
+                metrics={k: v.rounded() for k, v in m.items()},
+                failure_mix_pct={k: round(v, 4) for k, v in s.failure_mix.items()},
+                # every repeat that ran out lasted a whole hold time longer (RunResult.turnover)
+                steady_state=all(steady_state_seen(r) for r in s.runs if r.first_failure_s),
+                changes=changes,
+            )
+        )
+    return Comparison(subjects[0].label, tuple(rows), METRICS)
+
+
+def compare(subjects: Sequence[Subject]) -> dict[str, Any]:
+    """The JSON form of ``portstorm compare --json`` (``comparison(subjects).to_json()``)."""
+    return comparison(subjects).to_json()
 
 
 def _facts(r: RunResult) -> dict[str, str]:

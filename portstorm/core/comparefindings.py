@@ -1,8 +1,8 @@
-"""Findings of a comparison or sweep: the sentences its report opens with, from
-``compare()``'s document.
+"""Findings of a comparison or sweep: the sentences its report opens with, from a typed
+Comparison (core/comparison.py; ``compare()``'s document is read into one).
 
 Containing no charts, no HTML and no files, as findings.py for one run: each rule is
-unit-tested on literal documents, and a sentence without its evidence is left out.
+unit-tested on comparisons of literal runs, and a sentence without its evidence is left out.
 """
 
 from __future__ import annotations
@@ -11,24 +11,19 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
+from portstorm.core.comparison import Comparison, Row
 from portstorm.core.findings import Finding
 from portstorm.core.signals import agrees
 from portstorm.core.words import fmt_rate, fmt_s
 
 
-def _median(row: Mapping[str, Any], key: str) -> float | None:
-    m = row["metrics"].get(key) or {}
-    v = m.get("median")
-    return float(v) if v is not None else None
-
-
-def compare_findings(doc: Mapping[str, Any]) -> list[Finding]:
-    """The sentences for a sweep or comparison report, from ``compare()``'s document."""
-    rows = list(doc["subjects"])
+def compare_findings(doc: Comparison | Mapping[str, Any]) -> list[Finding]:
+    """The sentences for a sweep or comparison report, from a Comparison (or its JSON,
+    ``compare()``'s document)."""
+    comparison = Comparison.of(doc)
+    rows = list(comparison.rows)
     out: list[Finding] = []
-    if not rows:
-        return out
-    exhausted = [r for r in rows if _median(r, "first_failure_s") is not None]
+    exhausted = [r for r in rows if r.median("first_failure_s") is not None]
     measured = [(r, v) for r in rows if (v := _sustained(r)) is not None]
     if measured:
         best = max(measured, key=lambda rv: rv[1])
@@ -40,7 +35,7 @@ def compare_findings(doc: Mapping[str, Any]) -> list[Finding]:
                 text += f" ({best[1] / worst[1]:,.1f}x apart)"
         out.append(Finding("best", text + ".", "headline"))
     if exhausted and len(exhausted) < len(rows):
-        never = ", ".join(r["label"] for r in rows if r not in exhausted)
+        never = ", ".join(r.label for r in rows if r not in exhausted)
         out.append(
             Finding(
                 "exhaustion",
@@ -48,7 +43,7 @@ def compare_findings(doc: Mapping[str, Any]) -> list[Finding]:
             )
         )
     elif exhausted:
-        firsts = [(r["label"], _median(r, "first_failure_s") or 0.0) for r in exhausted]
+        firsts = [(r.label, r.median("first_failure_s") or 0.0) for r in exhausted]
         times = [t for _lab, t in firsts]
         if max(times) - min(times) <= 0.1 * max(times):
             when = f"after {fmt_s(statistics.median(times))}" + (
@@ -57,11 +52,11 @@ def compare_findings(doc: Mapping[str, Any]) -> list[Finding]:
         else:
             when = "first after: " + ", ".join(f"{lab} {fmt_s(t)}" for lab, t in firsts)
         out.append(Finding("exhaustion", f"Ports ran out in every case, {when}."))
-    long_enough = [r for r in exhausted if r.get("steady_state") and _median(r, "model_rate")]
+    long_enough = [r for r in exhausted if r.steady_state and r.median("model_rate")]
     agree = [
         r
         for r in long_enough
-        if agrees(_median(r, "after_exhaustion") or 0.0, _median(r, "model_rate") or 0.0)
+        if agrees(r.median("after_exhaustion") or 0.0, r.median("model_rate") or 0.0)
     ]
     if long_enough:
         out.append(
@@ -85,15 +80,14 @@ def compare_findings(doc: Mapping[str, Any]) -> list[Finding]:
     significant: list[str] = []
     unknown = 0
     for r in rows[1:]:
-        changes = r.get("changes") or {}
-        for k, c in changes.items():
-            if c.get("significant") is True:
-                rel = c.get("relative")
-                how = f"{rel * 100:+.0f} %" if rel is not None else f"{c.get('delta'):+g}"
-                significant.append(f"{r['label']}: {_label(doc, k)} {how}")
-            elif c.get("significant") is None and c.get("delta") is not None:
+        for k, c in (r.changes or {}).items():
+            if c.significant is True:
+                rel = c.relative
+                how = f"{rel * 100:+.0f} %" if rel is not None else f"{c.delta:+g}"
+                significant.append(f"{r.label}: {comparison.label(k)} {how}")
+            elif c.significant is None and c.delta is not None:
                 unknown += 1
-    base = doc.get("baseline", rows[0]["label"])
+    base = comparison.baseline
     if significant:
         out.append(
             Finding(
@@ -119,22 +113,15 @@ def compare_findings(doc: Mapping[str, Any]) -> list[Finding]:
     return out
 
 
-def _sustained(row: Mapping[str, Any]) -> float | None:
+def _sustained(row: Row) -> float | None:
     """What a case sustains: its rate after the ports ran out, or its rate if they never did."""
-    if _median(row, "first_failure_s") is not None:
-        return _median(row, "after_exhaustion")
-    return _median(row, "rate")
+    if row.median("first_failure_s") is not None:
+        return row.median("after_exhaustion")
+    return row.median("rate")
 
 
-def _rate_of(row: Mapping[str, Any], v: float) -> str:
-    ran_out = _median(row, "first_failure_s") is not None
-    return f"{row['label']}, {fmt_rate(v)} conn/s" + (
+def _rate_of(row: Row, v: float) -> str:
+    ran_out = row.median("first_failure_s") is not None
+    return f"{row.label}, {fmt_rate(v)} conn/s" + (
         " after its ports ran out" if ran_out else " (never ran out)"
     )
-
-
-def _label(doc: Mapping[str, Any], key: str) -> str:
-    for m in doc.get("metrics", []):
-        if m.get("key") == key:
-            return str(m.get("label", key))
-    return key

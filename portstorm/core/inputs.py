@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from portstorm.core import fields, formats, intervallog
+from portstorm.core import formats, intervallog
 from portstorm.core.compare import Subject, distinguishing_labels
+from portstorm.core.comparison import Comparison
 from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
 from portstorm.core.formats import check_format
@@ -101,16 +102,13 @@ def load_sweep_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
 
 
 def _compare_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
-    """A saved comparison names its result files; read them again (paths as written, else
-    relative to the comparison's folder), keeping its labels and factors."""
+    """A saved comparison (checked whole: Comparison.from_json) names its result files; read
+    them again (paths as written, else relative to the comparison's folder), keeping its
+    labels and factors."""
     subjects = []
-    for i, row in enumerate(fields.sequence(fields.member(doc, "subjects"), "subjects")):
-        with fields.within(f"subjects[{i}]"):
-            fields.text(fields.member(fields.mapping(row, ""), "label"), "label")
-            fields.text_list(fields.member(row, "paths"), "paths")
-            fields.texts(row.get("factors"), "factors", null=True)
+    for row in Comparison.from_json(doc).rows:
         files = []
-        for p in row["paths"]:
+        for p in row.paths:
             f = Path(str(p))
             if not f.is_file() and not f.is_absolute() and (path.parent / f).is_file():
                 f = path.parent / f
@@ -118,10 +116,7 @@ def _compare_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
                 raise UsageError(f"{path}: names {p}, which is not there any more")
             files.append(f)
         runs = tuple(load_result(f) for f in files)
-        subjects.append(Subject(row["label"], runs, tuple(map(str, files)),
-                                dict(row.get("factors") or {})))  # fmt: skip
-    if not subjects:
-        raise UsageError(f"{path}: a comparison of nothing")
+        subjects.append(Subject(row.label, runs, tuple(map(str, files)), dict(row.factors)))
     return subjects
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from portstorm.core.compare import METRICS, Subject, compare
+from portstorm.core.compare import Subject, comparison
 from portstorm.core.comparefindings import compare_findings
 from portstorm.core.errors import UsageError
 from portstorm.core.files import Folder
@@ -184,13 +184,12 @@ def write_many_report(
         names = ", ".join(str(p) for p in inputs) or "the inputs"
         raise UsageError(f"nothing to report: no finished run in {names}")
     with _prepare(html, many_report_names(html)) as folder:
-        doc = compare(subjects)
+        doc = comparison(subjects)
         charts, files = _draw(MANY_CHARTS, subjects, html)
         text = render_many(
             title=title,
             doc=doc,
             subjects=subjects,
-            metrics=METRICS,
             findings=compare_findings(doc),
             charts=charts,
             sweep=sweep,

@@ -1,7 +1,8 @@
 """The charts of a sweep or comparison report: one category or line per subject (a sweep
 cell, or a compared run), labelled by the factors that changed.
 
-Containing drawing only; medians and spreads come from core/compare.py.
+Containing drawing only; medians and spreads come from core/compare.py (each Subject's
+``metrics``: Spread values of core/comparison.py, computed from its runs).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from portstorm.core.compare import Spread, Subject
+from portstorm.core.compare import Subject
+from portstorm.core.comparison import Spread
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.signals import syn_tail
 from portstorm.core.words import fmt_rate

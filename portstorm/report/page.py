@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from portstorm import __version__
 from portstorm.core.compare import Subject
+from portstorm.core.comparison import Comparison
 from portstorm.core.findings import Finding
 from portstorm.core.result import RunResult
 from portstorm.core.words import SANDBOX_WORDS, describe_load, fmt_us
@@ -212,9 +213,9 @@ def render_run(
 def render_many(
     *,
     title: str,
-    doc: Mapping[str, Any],
+    doc: Comparison | Mapping[str, Any],
     subjects: Sequence[Subject],
-    metrics: Sequence[tuple[str, str, str]],
+    metrics: Sequence[tuple[str, str, str]] | None = None,
     findings: Sequence[Finding],
     charts: Sequence[Chart],
     sweep: Mapping[str, Any] | None,
@@ -222,35 +223,37 @@ def render_many(
     inputs: Sequence[str],
     generated: str,
 ) -> str:
+    """A sweep or comparison page: ``doc`` the Comparison (or its JSON) of ``subjects``,
+    whose runs give each row's settings; ``metrics`` the columns, by default all of it."""
+    comparison = Comparison.of(doc)
     factor_names = list(dict.fromkeys(k for s in subjects for k in s.factors))
     rows = []
-    for s, row, files in zip(subjects, doc["subjects"], links, strict=True):
+    for s, row, files in zip(subjects, comparison.rows, links, strict=True):
         r0 = s.runs[0]
         rows.append(
             {
-                "label": row["label"],
+                "label": row.label,
                 "factors": [s.factors.get(k, NONE) for k in factor_names],
-                "repeats": row["repeats"],
-                "hosts": ", ".join(s.hosts),
+                "repeats": row.repeats,
+                "hosts": ", ".join(row.hosts),
                 "sandbox": r0.setup.sandbox,
                 "tunings": _key_tunings(r0),
-                "metrics": row["metrics"],
-                "changes": row.get("changes"),
-                "mix": row["failure_mix_pct"],
+                "metrics": row.metrics,  # Spread values
+                "changes": row.changes,  # Change values; None for the baseline
+                "mix": row.failure_mix_pct,
                 "files": files,
             }
         )
-    hosts = sorted({h for s in subjects for h in s.hosts})
     return (
         _env()
         .get_template("many.html.j2")
         .render(
             title=title,
-            hosts=hosts,
+            hosts=list(comparison.hosts),
             factor_names=factor_names,
             rows=rows,
-            metrics=metrics,
-            baseline=doc.get("baseline"),
+            metrics=comparison.metrics if metrics is None else metrics,
+            baseline=comparison.baseline,
             findings=findings,
             charts=charts,
             sweep=sweep,
