@@ -247,16 +247,8 @@ class Folder:
 
     def write_bytes(self, name: str, data: bytes, mode: int = FILE_MODE, sync: bool = True) -> Path:
         """Write ``name`` whole or not at all (temp file beside it, then rename)."""
-        _check_name(name)
-        self.refuse_links([name])
-        target = self.path / name
-        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        fd, tmp, target = self._temp_for(name, mode)
         try:
-            fd = os.open(tmp, _NEW_FILE, mode, dir_fd=self.fd)
-        except OSError as e:
-            raise write_error(target, e) from None
-        try:
-            os.fchmod(fd, mode)  # the umask must not make one output differ from the rest
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
@@ -286,8 +278,18 @@ class Folder:
     def stream(self, name: str, mode: int = FILE_MODE) -> IO[bytes]:
         """A new, empty ``name`` to write as it grows: created as a temp file (never through
         a link) and renamed into place before the first byte."""
-        _check_name(name)
-        self.refuse_links([name])
+        fd, tmp, target = self._temp_for(name, mode)
+        try:
+            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except OSError as e:
+            self._discard(fd, tmp)
+            raise write_error(target, e) from None
+        return os.fdopen(fd, "wb", buffering=0)
+
+    def _temp_for(self, name: str, mode: int) -> tuple[int, str, Path]:
+        """A new temp file beside ``name`` (O_EXCL | O_NOFOLLOW, so never an existing file
+        or a link), with ``mode`` whatever the umask: (its fd, its name, the final path)."""
+        self.refuse_links([name])  # checks the name too
         target = self.path / name
         tmp = f".{name}.{secrets.token_hex(4)}.tmp"
         try:
@@ -295,12 +297,11 @@ class Folder:
         except OSError as e:
             raise write_error(target, e) from None
         try:
-            os.fchmod(fd, mode)
-            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            os.fchmod(fd, mode)  # the umask must not make one output differ from the rest
         except OSError as e:
             self._discard(fd, tmp)
             raise write_error(target, e) from None
-        return os.fdopen(fd, "wb", buffering=0)
+        return fd, tmp, target
 
     def _discard(self, fd: int, tmp: str) -> None:
         if fd >= 0:
