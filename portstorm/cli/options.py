@@ -27,7 +27,7 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
-from portstorm.cli.parsers import click_message, seconds, typed, whole
+from portstorm.cli.parsers import click_message, number, typed, whole
 from portstorm.core.addressing import parse_sources
 from portstorm.core.errors import UsageError
 from portstorm.core.scenario import (
@@ -59,13 +59,13 @@ class RunOptions:
     ] = None
     duration: Annotated[
         float,
-        typer.Option(metavar="SECONDS", parser=seconds("--duration"), help="Seconds of load."),
+        typer.Option(metavar="SECONDS", parser=number("--duration"), help="Seconds of load."),
     ] = 10  # shown as typed: [default: 10]
     rate: Annotated[
         float | None,
         typer.Option(
             metavar="CONN_PER_S",
-            parser=seconds("--rate"),
+            parser=number("--rate"),
             help="Open loop: attempts started per second on a fixed schedule. "
             "Omitted: closed loop, as fast as possible.",
         ),
@@ -184,14 +184,14 @@ class RunOptions:
     interval: Annotated[
         float,
         typer.Option(
-            metavar="SECONDS", parser=seconds("--interval"), help="Seconds per interval record."
+            metavar="SECONDS", parser=number("--interval"), help="Seconds per interval record."
         ),
     ] = 1
     connect_timeout: Annotated[
         float,
         typer.Option(
             metavar="SECONDS",
-            parser=seconds("--connect-timeout"),
+            parser=number("--connect-timeout"),
             help="Seconds before an attempt counts as a timeout.",
         ),
     ] = 3

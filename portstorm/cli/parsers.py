@@ -18,7 +18,7 @@ from portstorm.core.errors import PortstormError, UsageError
 from portstorm.core.scenario import parse_number, parse_target
 
 
-def seconds(option: str) -> Callable[[str | float], float]:
+def number(option: str) -> Callable[[str | float], float]:
     """A parser for a number option of core/scenario.py's table (seconds, a rate)."""
 
     def parse(text: str | float) -> float:
