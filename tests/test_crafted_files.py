@@ -91,7 +91,15 @@ def field_name(path: str) -> str:
     return re.sub(r"/(\d+)", r"[\1]", path).replace("/", ".")
 
 
-_DELETE = object()
+class _Delete:
+    """The field removed instead of replaced. Its repr names it: test ids hold it, and
+    pytest-xdist's workers must collect the same ids (an object()'s repr is an address)."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+_DELETE = _Delete()
 
 RESULT_CASES = [
     ("latency_us/hdr", "HISTFAAAAB3not-a-histogram"),

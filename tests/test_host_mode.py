@@ -65,7 +65,7 @@ def test_live_changes_need_the_explicit_flag(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("how", ["normal", "INT", "TERM"])
 def test_live_changes_are_restored_when_the_run_ends(tmp_path: Path, how: str) -> None:
-    run = f'$PORTSTORM run --sandbox host --change-host-sysctls {SETS} --rate 20 --quiet --out "{tmp_path}/r"'
+    run = f'$PORTSTORM run --sandbox host --change-host-sysctls {SETS} --rate 20 --quiet --no-report --out "{tmp_path}/r"'
     if how == "normal":
         body = f"{run} --duration 1 >/dev/null\nshow after"
     else:
@@ -88,13 +88,13 @@ show after"""
 
 
 def test_after_sigkill_the_next_command_warns_and_restore_puts_values_back(tmp_path: Path) -> None:
-    body = f"""$PORTSTORM run --sandbox host --change-host-sysctls {SETS} --duration 30 --rate 20 --quiet --out "{tmp_path}/r" >/dev/null 2>&1 &
+    body = f"""$PORTSTORM run --sandbox host --change-host-sysctls {SETS} --duration 30 --rate 20 --quiet --no-report --out "{tmp_path}/r" >/dev/null 2>&1 &
 pid=$!
 {WAIT_CHANGED}
 kill -KILL $pid
 wait $pid || true
 show killed
-$PORTSTORM run --sandbox loopback --duration 0.5 --rate 10 --quiet --out "{tmp_path}/r2" >/dev/null 2>"{tmp_path}/warn"
+$PORTSTORM run --sandbox loopback --duration 0.5 --rate 10 --quiet --no-report --out "{tmp_path}/r2" >/dev/null 2>"{tmp_path}/warn"
 $PORTSTORM restore > "{tmp_path}/restored"
 show restored
 $PORTSTORM restore > "{tmp_path}/again"

@@ -44,6 +44,7 @@ def test_an_empty_last_interval_is_kept_only_for_the_part_of_the_load_it_covers(
     assert is_empty_tail(start * MS, end * MS, planned_end * MS, 10 * MS) is left_out
 
 
+@pytest.mark.xdist_group("alone")  # 0.1 s intervals of wall-clock time, in this process
 def test_a_slow_interval_callback_at_the_end_adds_no_empty_interval() -> None:
     # Nothing listens on a bound, unlistened port: every connect() is refused at once.
     hole = socket.socket()

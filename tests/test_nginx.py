@@ -45,7 +45,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null && wait $pid || true' EXIT
 for i in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', 8081)).close()" 2>/dev/null && break; sleep 0.1; done
 before=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8081/status').read().decode())")
-$PORTSTORM run 127.0.0.1:8080 --duration 2 --rate 200 --close {close} --quiet --out "{tmp_path}/run" >/dev/null
+$PORTSTORM run 127.0.0.1:8080 --duration 2 --rate 200 --close {close} --quiet --no-report --out "{tmp_path}/run" >/dev/null
 sleep 0.5
 after=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8081/status').read().decode())")
 echo "BEFORE $before" | tr '\\n' ' '; echo

@@ -18,7 +18,7 @@ NARROW = ["--set", "ip_local_port_range=40000-40099"]
 
 
 def _run(out: Path, *args: str) -> dict:  # type: ignore[type-arg]
-    proc = subprocess.run([*RUN, *args, "--quiet", "--out", str(out)],
+    proc = subprocess.run([*RUN, *args, "--quiet", "--no-report", "--out", str(out)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     check(proc)
     return load(out / "result.json")  # type: ignore[no-any-return]
@@ -26,7 +26,7 @@ def _run(out: Path, *args: str) -> dict:  # type: ignore[type-arg]
 
 def test_time_wait_agrees_with_ss_after_thousands_of_connections(tmp_path: Path) -> None:
     script = f"""
-$PORTSTORM run --sandbox host --duration 2 --concurrency 16 --quiet --out "{tmp_path}" >/dev/null
+$PORTSTORM run --sandbox host --duration 2 --concurrency 16 --quiet --no-report --out "{tmp_path}" >/dev/null
 echo "ss_tw $(ss -Htan state time-wait | wc -l)"
 echo "ss_ports $(ss -Htan state time-wait '( dport = :9000 )' | wc -l)"
 """
@@ -81,7 +81,10 @@ def test_fin_timeout_does_not_shorten_time_wait(tmp_path: Path) -> None:
                 "tcp_tw_reuse=0",
                 "--set",
                 f"tcp_fin_timeout={fin}",
+                "--set",  # exact counts: no stray RST kills a TIME_WAIT (KERNEL.md; was 101)
+                "tcp_rfc1337=1",
                 "--quiet",
+                "--no-report",
                 "--out",
                 str(tmp_path / str(fin)),
             ],
@@ -108,7 +111,7 @@ def test_fin_timeout_does_not_shorten_time_wait(tmp_path: Path) -> None:
 
 def test_inspect_reports_the_port_space_and_advice(tmp_path: Path) -> None:
     script = f"""
-$PORTSTORM run --sandbox host --duration 1 --rate 40 --quiet --out "{tmp_path}/r" >/dev/null
+$PORTSTORM run --sandbox host --duration 1 --rate 40 --quiet --no-report --out "{tmp_path}/r" >/dev/null
 $PORTSTORM inspect --json > "{tmp_path}/inspect.json"
 echo "ss_tw $(ss -Htan state time-wait | wc -l)"
 """

@@ -56,7 +56,7 @@ def test_sandboxed_runs_with_overrides_leave_host_sysctls_unchanged(tmp_path: Pa
     ):  # fmt: skip
         proc = subprocess.run(
             [*RUN, "--duration", "1", "--rate", "50", *sets, *extra, "--quiet",
-             "--out", str(tmp_path / str(i))],
+             "--no-report", "--out", str(tmp_path / str(i))],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         check(proc)
@@ -109,7 +109,7 @@ def test_the_hosts_values_are_copied_into_both_namespaces(tmp_path: Path) -> Non
         "net.core.somaxconn": "333",
     }
     proc = run_in_netns(
-        f'$PORTSTORM run --sandbox pair --duration 1 --rate 10 --set tcp_fin_timeout=5 --quiet --out "{tmp_path}"',
+        f'$PORTSTORM run --sandbox pair --duration 1 --rate 10 --set tcp_fin_timeout=5 --quiet --no-report --out "{tmp_path}"',
         sysctls=distinct,
     )
     check(proc)
@@ -236,7 +236,7 @@ def test_an_unprivileged_user_runs_a_sandboxed_experiment(world_writable_dir: Pa
     proc = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
          "env", f"PYTHONPATH={path}", exe, "-m", "portstorm", "run", "--duration", "2",
-         "--rate", "80", "--set", NARROW, "--quiet", "--out", str(world_writable_dir / "r")],
+         "--rate", "80", "--set", NARROW, "--quiet", "--no-report", "--out", str(world_writable_dir / "r")],
         capture_output=True, text=True, timeout=60, cwd=world_writable_dir,
     )  # fmt: skip
     check(proc)

@@ -28,7 +28,7 @@ def _run(out: Path, *args: str) -> dict[str, Any]:
     require_netns()
     proc = subprocess.run(
         [sys.executable, "-m", "portstorm", "run", "--duration", "1.5", "--concurrency", "2",
-         *EXACT, *args, "--quiet", "--out", str(out)],
+         *EXACT, *args, "--quiet", "--no-report", "--out", str(out)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     check(proc)
@@ -125,7 +125,7 @@ def test_many_tuples_are_counted_in_one_grouped_dump_that_agrees_with_ss(tmp_pat
     # 2 sources x 5 ports = 10 tuples: more than the sampler's per-tuple dumps (8)
     script = f"""
 $PORTSTORM run --sandbox host --duration 1 --concurrency 4 --sink-ports 5 \\
-  --source 127.0.0.2 --source 127.0.0.3 --quiet --out "{tmp_path}" >/dev/null
+  --source 127.0.0.2 --source 127.0.0.3 --quiet --no-report --out "{tmp_path}" >/dev/null
 for src in 127.0.0.2 127.0.0.3; do
   echo "$src $(ss -Htan state time-wait src $src | wc -l)"
 done
@@ -149,7 +149,7 @@ def test_host_mode_names_sources_this_host_does_not_have(tmp_path: Path) -> None
     script = f"""
 set +e
 $PORTSTORM run --sandbox host --duration 1 --source 127.0.0.2 --source 198.18.9.9 \\
-  --source 198.18.9.10 --quiet --out "{tmp_path}" 2>"{tmp_path}/err"
+  --source 198.18.9.10 --quiet --no-report --out "{tmp_path}" 2>"{tmp_path}/err"
 echo "rc $?"
 """
     proc = run_in_netns(script)

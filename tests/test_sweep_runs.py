@@ -184,7 +184,7 @@ def test_compare_two_runs_labels_them_by_what_differs(tmp_path: Path) -> None:
     for reuse in ("0", "1"):
         check(subprocess.run(
             [*PS, "run", "--duration", "2", "--rate", "100", *NARROW, "--set",
-             f"tcp_tw_reuse={reuse}", "--quiet", "--out", str(tmp_path / reuse)],
+             f"tcp_tw_reuse={reuse}", "--quiet", "--no-report", "--out", str(tmp_path / reuse)],
             capture_output=True, text=True, timeout=60,
         ))  # fmt: skip
     doc = compare_json(tmp_path / "0" / "result.json", tmp_path / "1")
