@@ -10,7 +10,7 @@ declaration (``options_from_argv``). No command lives here, and nothing here exi
 
 Adding a run option is this file only (and the Scenario field it sets): a field in
 ``RunOptions``, a line in ``to_scenario`` and an entry in ``WIRING_EXAMPLES``.
-tests/test_cli_options.py fails for a field that no Scenario reflects.
+tests/cli/test_cli_options.py fails for a field that no Scenario reflects.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ class RunOptions:
 
 
 # For each run option, a command line that gives it a value other than its default (with
-# any option it needs): tests/test_cli_options.py checks that the Scenario differs from
+# any option it needs): tests/cli/test_cli_options.py checks that the Scenario differs from
 # the same options with that one at its default, so an option nothing reads fails there.
 WIRING_EXAMPLES: dict[str, tuple[str, ...]] = {
     "targets": ("127.0.0.1:8080",),

@@ -1,0 +1,67 @@
+"""The benchmarks still build and run (tiny settings): their figures are in benchmarks/README.md,
+and a baseline that no longer compiles would leave those figures unreproducible."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.netns import check, require_netns, run_in_netns
+from tests.support.require import require
+
+ROOT = Path(__file__).resolve().parents[2]
+C_DIR = ROOT / "benchmarks" / "c"
+
+# alone (tests/conftest.py): they churn as fast as the cores go, which would slow every test
+# beside them, and a benchmark wants the cores to itself
+pytestmark = [pytest.mark.netns, pytest.mark.xdist_group("alone")]
+
+
+def _compile(tmp_path: Path) -> tuple[Path, Path]:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    require(cc is not None, "no C compiler (cc or gcc) to build benchmarks/c")
+    assert cc is not None
+    out = []
+    for name in ("churn_client", "churn_sink"):
+        exe = tmp_path / name
+        subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(exe), str(C_DIR / f"{name}.c")],
+                       check=True)  # fmt: skip
+        out.append(exe)
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("close", ["rst", "fin"])
+def test_c_baseline_client_and_sink_churn_without_failures(tmp_path: Path, close: str) -> None:
+    client, sink = _compile(tmp_path)
+    script = f"""
+{sink} 127.0.0.1 9000 2 > "{tmp_path}/ready" &
+pid=$!
+for i in $(seq 600); do [ -s "{tmp_path}/ready" ] && break; sleep 0.1; done
+{client} 127.0.0.1 9000 0.5 {close} 2 > "{tmp_path}/out"
+kill -TERM $pid
+wait $pid
+"""
+    check(run_in_netns(script, sysctls={"net.ipv4.tcp_tw_reuse": "1",
+                                        "net.ipv4.tcp_tw_reuse_delay": "1"}))  # fmt: skip
+    assert (tmp_path / "ready").read_text() == "ready\n"
+    words = (tmp_path / "out").read_text().split()  # connections N failures M seconds S
+    assert words[0] == "connections" and int(words[1]) > 100, words
+    assert words[2:4] == ["failures", "0"], words
+
+
+def test_churn_benchmark_runs_end_to_end() -> None:
+    require(shutil.which("cc") is not None or shutil.which("gcc") is not None, "no C compiler")
+    require_netns()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "churn.py"), "--seconds", "0.5",
+         "--repeat", "1", "--rss-connections", "0"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for line in ("a  C client", "b  portstorm driver", "c  portstorm driver", "summary: rst: b/a"):
+        assert line in out, out

@@ -1,0 +1,219 @@
+"""Sweeps against the real kernel: presets shortened, parallel cells, kill and --resume, compare.
+
+Each run is a ``portstorm run`` child in its own pair or loopback namespaces; a 100-port
+range and tcp_rfc1337=1 keep the counts exact (KERNEL.md, "Making tests exact").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.netns import check, load, require_netns
+
+pytestmark = pytest.mark.netns
+
+PS = [sys.executable, "-m", "portstorm"]
+NARROW = ["--set", "ip_local_port_range=40000-40099", "--set", "tcp_rfc1337=1"]
+
+
+def sweep(out: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    require_netns()
+    return subprocess.run([*PS, "sweep", *args, "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def compare_json(*paths: Path) -> dict[str, Any]:
+    proc = subprocess.run([*PS, "compare", *map(str, paths), "--json"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    check(proc)
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def by_label(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["label"]: s for s in doc["subjects"]}
+
+
+def median(subject: dict[str, Any], key: str) -> float | None:
+    return subject["metrics"][key]["median"]  # type: ignore[no-any-return]
+
+
+def test_fin_timeout_preset_shows_no_significant_difference(tmp_path: Path) -> None:
+    proc = sweep(tmp_path, "--preset", "fin-timeout", "--duration", "3", "--rate", "100",
+                 "--repeat", "2", *NARROW)  # fmt: skip
+    check(proc)
+    doc = compare_json(tmp_path)
+    assert [s["label"] for s in doc["subjects"]] == [
+        "tcp_fin_timeout=5", "tcp_fin_timeout=30", "tcp_fin_timeout=60",
+    ]  # fmt: skip
+    for s in doc["subjects"]:
+        assert s["repeats"] == 2
+        assert median(s, "first_failure_s") == pytest.approx(1.0, abs=0.1)  # 100 ports at 100/s
+        assert median(s, "peak_time_wait") == 100
+    for s in doc["subjects"][1:]:
+        for key in ("rate", "after_exhaustion", "first_failure_s", "peak_time_wait"):
+            assert s["changes"][key]["significant"] is False, (s["label"], key, s["changes"][key])
+    sweep_doc = load(tmp_path / "sweep.json")
+    assert sweep_doc["format"] == "portstorm.sweep/1" and sweep_doc["complete"] is True
+    cell = sweep_doc["cells"][0]
+    assert cell["tunings"]["net.ipv4.tcp_fin_timeout"] == "5"
+    assert cell["tunings"]["net.ipv4.tcp_tw_reuse"] == "0"  # the preset's fixed setting
+    assert [r["status"] for r in cell["runs"]] == ["done", "done"]
+    assert cell["runs"][0]["command"].startswith("portstorm run ")
+
+
+def test_tw_reuse_preset_pair_0_and_2_alike_loopback_2_far_higher(tmp_path: Path) -> None:
+    check(sweep(tmp_path, "--preset", "tw-reuse", "--duration", "3", "--rate", "200", *NARROW))
+    cells = by_label(compare_json(tmp_path))
+    pair0, pair2 = cells["sandbox=pair tcp_tw_reuse=0"], cells["sandbox=pair tcp_tw_reuse=2"]
+    loop2 = cells["sandbox=loopback tcp_tw_reuse=2"]
+    for s in (pair0, pair2):
+        assert median(s, "rate") == pytest.approx(100 / 3, rel=0.05)  # 100 ports, then nothing
+        assert median(s, "model_rate") == pytest.approx(100 / 60)
+    rate2 = median(loop2, "rate")
+    assert rate2 is not None and rate2 > 2.5 * (median(pair2, "rate") or 0)  # reuse after 1 s
+    assert median(loop2, "model_rate") == pytest.approx(100.0)
+
+
+def test_close_preset_rst_leaves_no_time_wait_and_never_runs_out(tmp_path: Path) -> None:
+    check(sweep(tmp_path, "--preset", "close", "--duration", "3", "--rate", "200", *NARROW))
+    cells = by_label(compare_json(tmp_path))
+    rst, client = cells["close=rst"], cells["close=client"]
+    assert median(rst, "peak_time_wait") == 0
+    assert median(rst, "failed_pct") == 0 and median(rst, "first_failure_s") is None
+    assert median(rst, "rate") == pytest.approx(200, rel=0.05)
+    assert median(client, "first_failure_s") == pytest.approx(0.5, abs=0.1)  # 100 / 200
+
+
+def _wall(out: Path, *args: str) -> float:
+    t = time.monotonic()
+    check(sweep(out, *args))
+    return time.monotonic() - t
+
+
+@pytest.mark.xdist_group("alone")  # wall-clock time compared: nothing else may share the cores
+def test_four_cells_in_parallel_take_at_most_1_5_times_one_cell(tmp_path: Path) -> None:
+    common = ["--duration", "4", "--rate", "50", *NARROW]
+    one = _wall(tmp_path / "one", "--vary", "close=client", *common)
+    four = _wall(tmp_path / "four", "--vary", "close=client,rst", "--vary",
+                 "sandbox=pair,loopback", "--parallel", "4", *common)  # fmt: skip
+    print(f"one cell {one:.2f} s, four cells in parallel {four:.2f} s")
+    assert four <= 1.5 * one, (one, four)
+
+
+def _done_runs(path: Path) -> int:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return 0
+    return sum(r["status"] == "done" for c in doc["cells"] for r in c["runs"])
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_sweep_killed_after_2_of_4_cells_resumes_with_only_the_missing_2(tmp_path: Path) -> None:
+    require_netns()
+    args = ["--vary", "concurrency=1,2,3,4", "--parallel", "1", "--duration", "1", *NARROW]
+    proc = subprocess.Popen([*PS, "sweep", *args, "--out", str(tmp_path), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    sweep_json = tmp_path / "sweep.json"
+    try:
+        deadline = time.monotonic() + 60
+        while _done_runs(sweep_json) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _done_runs(sweep_json) == 2
+        children: list[int] = []
+        while not children and time.monotonic() < deadline:  # the third run has started
+            children = _children_of(proc.pid)
+            time.sleep(0.01)
+        assert children
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    # PR_SET_PDEATHSIG: the running cell dies with the sweep (polled, up to 30 s, rather
+    # than a fixed second that a busy machine may not honour)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(_gone(c) for c in children):
+        time.sleep(0.05)
+    assert all(_gone(c) for c in children), [c for c in children if not _gone(c)]
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("cells/*/r1/result.json")}
+    assert len(before) == 2
+    resumed = subprocess.run([*PS, "sweep", "--resume", "--out", str(tmp_path)],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    check(resumed)
+    assert "2 already done (resume)" in resumed.stderr
+    assert "2 done, 0 running, 2 to go" in resumed.stderr
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.glob("cells/*/r1/result.json")}
+    assert len(after) == 4
+    assert all(after[p] == t for p, t in before.items())  # the finished two were not re-run
+    doc = load(sweep_json)
+    assert doc["complete"] is True
+    assert [c["label"] for c in doc["cells"]] == [f"concurrency={n}" for n in (1, 2, 3, 4)]
+
+
+def test_compare_two_runs_labels_them_by_what_differs(tmp_path: Path) -> None:
+    require_netns()
+    for reuse in ("0", "1"):
+        check(subprocess.run(
+            [*PS, "run", "--duration", "2", "--rate", "100", *NARROW, "--set",
+             f"tcp_tw_reuse={reuse}", "--quiet", "--no-report", "--out", str(tmp_path / reuse)],
+            capture_output=True, text=True, timeout=60,
+        ))  # fmt: skip
+    doc = compare_json(tmp_path / "0" / "result.json", tmp_path / "1")
+    labels = [s["label"] for s in doc["subjects"]]
+    assert labels == ["tcp_tw_reuse=0", "tcp_tw_reuse=1"]
+    ch = doc["subjects"][1]["changes"]["rate"]
+    assert ch["significant"] is None and ch["relative"] > 0.2  # reuse: far more successes
+    table = subprocess.run([*PS, "compare", str(tmp_path / "0"), str(tmp_path / "1")],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    check(table)
+    assert "tcp_tw_reuse=1" in table.stdout and "cannot tell" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("", "file is empty"),
+        ('{"format": "portstorm.sweep/1", "cells": [', "not valid JSON"),
+        ('{"format": "other/1"}', "not a portstorm result"),
+        ('{"format": "portstorm.sweep/7"}', "newer than this portstorm reads"),
+        ('{"format": "portstorm.sweep/1", "cells": [{"runs": [{"status": "done"}]}]}', "damaged"),
+    ],
+)
+def test_compare_on_bad_files_is_one_line_and_exit_2(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
+    bad = tmp_path / "sweep.json"
+    bad.write_text(content)
+    proc = subprocess.run([*PS, "compare", str(bad), str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and fragment in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
