@@ -29,7 +29,7 @@ from portstorm.core.text import one_line as _one_line
 app = typer.Typer(
     name="portstorm",
     help="Ephemeral-port exhaustion load tester: churn TCP connections and watch the port space.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

@@ -195,6 +195,17 @@ class RunOptions:
             help="Seconds before an attempt counts as a timeout.",
         ),
     ] = 3
+    close_timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            parser=number("--close-timeout"),
+            help="With --close server: seconds a connection made waits for the server to "
+            "close before it counts as close_timeout (not a connect failure). "
+            "Default: the connect timeout.",
+            show_default=False,
+        ),
+    ] = None
 
     def to_scenario(self) -> Scenario:
         """Every check of ``portstorm run``'s input that needs more than one option; one
@@ -226,6 +237,7 @@ class RunOptions:
             sink_addresses=self.sink_addresses,
             interval_s=float(self.interval),
             connect_timeout_s=float(self.connect_timeout),
+            close_timeout_s=None if self.close_timeout is None else float(self.close_timeout),
         )
 
 
@@ -251,6 +263,7 @@ WIRING_EXAMPLES: dict[str, tuple[str, ...]] = {
     "change_host_sysctls": ("--change-host-sysctls",),
     "interval": ("--interval", "0.5"),
     "connect_timeout": ("--connect-timeout", "1.5"),
+    "close_timeout": ("--close-timeout", "0.5"),
 }
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RunOptions))

@@ -10,9 +10,7 @@ half-written: a report's files are written together once drawn).
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from portstorm.core.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_OK
@@ -20,33 +18,11 @@ from portstorm.core.scenario import Scenario
 from portstorm.core.text import one_line
 
 
-def _second_interrupt() -> threading.Event:
-    """Set by the next SIGINT or SIGTERM, which also raises KeyboardInterrupt as usual. The
-    event is what the report's drawing checks between charts: a KeyboardInterrupt raised
-    while a finalizer runs is only reported by Python (as "Exception ignored in ...") and
-    lost; such reports of an interrupt are silenced here, since the event carries it."""
-    event = threading.Event()
-
-    def handler(signum: int, frame: object) -> None:
-        event.set()
-        raise KeyboardInterrupt
-
-    previous = sys.unraisablehook
-
-    def unraisable(info: sys.UnraisableHookArgs) -> None:
-        if not (event.is_set() and isinstance(info.exc_value, KeyboardInterrupt)):
-            previous(info)
-
-    sys.unraisablehook = unraisable
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return event
-
-
 def run_command(
     scenario: Scenario, out: Path | None, *, quiet: bool, report: bool, force: bool
 ) -> int:
-    from portstorm.cli.console import LiveLine, print_summary
+    from portstorm.cli.console import LiveLine
+    from portstorm.cli.summary import print_summary
     from portstorm.engine.processes import interrupt_on_signals
     from portstorm.engine.run import run as do_run
     from portstorm.report import run_report_names
@@ -77,7 +53,7 @@ def run_command(
 
         interrupted = not output.result.complete and not output.problems
         # the handler first, then the word: a Ctrl-C right after the word must be the skip
-        again = _second_interrupt() if interrupted else None
+        again = interrupt_on_signals() if interrupted else None  # the second interrupt
         try:
             if interrupted:
                 print(
@@ -86,6 +62,9 @@ def run_command(
                     file=sys.stderr,
                     flush=True,
                 )
+            else:
+                # drawing takes seconds (about 5 s after a 10 s run): say what the wait is
+                live.note(f"portstorm: writing the report to {folder / DEFAULT_NAME} ...")
             files = write_run_report(
                 output.result,
                 folder / DEFAULT_NAME,

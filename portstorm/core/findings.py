@@ -7,117 +7,25 @@ whose evidence is missing (no samples, too short a run) is left out, not guessed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from portstorm.core.capacity import TIME_WAIT_S
+from portstorm.core.finding import Finding
+from portstorm.core.gaps import GAP_RULES
+from portstorm.core.headline import headline
+from portstorm.core.outcome import CONNECTED
 from portstorm.core.result import RunResult
 from portstorm.core.signals import (
     EXHAUSTION,
-    agrees,
-    ceiling,
     counter_total,
     fell_behind,
     knee,
     listen_drops,
     listen_overflows,
-    rate_before,
+    rate_after,
     syn_tail,
 )
 from portstorm.core.words import fmt_rate, fmt_s, fmt_us
 
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    kind: str  # exhaustion, no-failure, failures, reuse, fin-timeout, knee, syn-retransmit, ...
-    text: str
-    level: str = "info"  # headline | info | warn
-
-
-def _where(r: RunResult) -> str:
-    """Whose ports ran out, in words: the worst tuple's destination, or the target."""
-    worst = r.worst_tuple()
-    if worst is not None:
-        return (
-            f"Ports toward {worst.destination} from {worst.source} (the worst of "
-            f"{len(r.tuples)} source/destination tuples)"
-        )
-    if r.setup.binds_per_source:
-        return "bind() ports"
-    targets = r.setup.targets
-    if len(targets) == 1:
-        return f"Ports toward {targets[0]}"
-    return f"Ports toward {len(targets)} destinations" if targets else "Ports"
-
-
-def _exhaustion(r: RunResult, ff: float) -> Finding:
-    cap = r.model
-    rate = rate_before(r, ff)
-    at = f" at {fmt_rate(rate)} attempts/s" if rate is not None else ""
-    text = f"{_where(r)} ran out after {fmt_s(ff)}{at} ({r.first_failure_outcome})"
-    if cap is not None and cap.predicted_exhaustion_s is not None:
-        text += f"; the model predicted {fmt_s(float(cap.predicted_exhaustion_s))}"
-    text += "."
-    if cap is None or cap.sustainable_rate is None or not cap.hold_s:
-        return Finding("exhaustion", text, "headline")
-    model, hold, tuples = cap.sustainable_rate, cap.hold_s, cap.tuples
-    space = f"{cap.usable_ports:,} ports" + (f" x {tuples} tuples" if tuples > 1 else "")
-    turnover = r.turnover()
-    if turnover is not None:
-        n, span = turnover
-        measured = n / span
-        if agrees(measured, float(model)):
-            text += (
-                f" Over the next {span:g} s, {n:,} connections succeeded as ports came back "
-                f"({fmt_rate(measured)} conn/s), as the model predicts for {space} held "
-                f"{float(hold):g} s ({fmt_rate(float(model))} conn/s)."
-            )
-        else:
-            text += (
-                f" Over the next {span:g} s, {n:,} connections succeeded "
-                f"({fmt_rate(measured)} conn/s); the model predicts "
-                f"{fmt_rate(float(model))} conn/s for {space} held {float(hold):g} s."
-            )
-    else:
-        after = r.sustained_after_exhaustion()
-        end = r.duration_s
-        got = f"{fmt_rate(after)} conn/s succeeded" if after is not None else "little succeeded"
-        text += (
-            f" Afterwards {got} until the run ended {fmt_s(max(0.0, end - ff))} later: a port "
-            f"comes back only {float(hold):g} s after its connection closed, so the steady "
-            f"state of {fmt_rate(float(model))} conn/s ({space} / {float(hold):g} s) lies "
-            "beyond this run."
-        )
-    return Finding("exhaustion", text, "headline")
-
-
-def _no_failure(r: RunResult) -> Finding:
-    cap = r.model
-    text = (
-        f"All {r.succeeded:,} connections succeeded, {fmt_rate(r.rate)} conn/s over "
-        f"{fmt_s(r.duration_s)}."
-    )
-    peaks = [i.ports_in_use for i in r.intervals if i.ports_in_use is not None]
-    top = ceiling(r)
-    if peaks and top:
-        text += f" Ports in use peaked at {max(peaks):,} of {top:,}."
-    model = cap.sustainable_rate if cap is not None else None
-    predicted = cap.predicted_exhaustion_s if cap is not None else None
-    if model is None and cap is not None:
-        text += " No port limit applies to this load (nothing holds a client port after close)."
-    elif model is not None and predicted is not None and r.duration_s >= float(predicted):
-        text += (
-            f" The model predicted the ports would run out after {fmt_s(float(predicted))} at "
-            f"the planned rate; they lasted because only {r.succeeded:,} connections were made "
-            f"in {fmt_s(r.duration_s)}, fewer than the {top or 0:,} ports."
-        )
-    elif model is not None and predicted is not None:
-        text += (
-            f" The rate is above the model's sustainable {fmt_rate(float(model))} conn/s: the "
-            f"ports would run out after about {fmt_s(float(predicted))}, beyond this run."
-        )
-    elif model is not None and r.rate <= float(model):
-        text += f" That is within the model's sustainable {fmt_rate(float(model))} conn/s."
-    return Finding("no-failure", text, "headline")
+__all__ = ["Finding", "run_findings"]  # Finding lives in finding.py; imported from here too
 
 
 def _other_failures(r: RunResult) -> list[Finding]:
@@ -127,7 +35,7 @@ def _other_failures(r: RunResult) -> list[Finding]:
     targets = r.setup.targets_text or "the target"
     timeout = r.setup.connect_timeout_s
     for outcome, n in r.failed.items():
-        if outcome in EXHAUSTION:
+        if outcome in EXHAUSTION or outcome in CONNECTED:  # close_timeout: gaps.py
             continue
         share = f"{n:,} of {r.attempts:,} attempts ({100 * n / r.attempts:.1f} %)"
         if outcome == r.first_failure_outcome and r.first_failure_s is not None:
@@ -181,9 +89,9 @@ def _other_failures(r: RunResult) -> list[Finding]:
 def _reuse(r: RunResult) -> Finding | None:
     reuse = r.tunings.get("net.ipv4.tcp_tw_reuse")
     sandbox, cap = r.setup.sandbox, r.model
-    if reuse != "2" or sandbox not in ("loopback", "pair"):
+    if reuse != "2" or not (r.setup.loopback or sandbox == "pair"):  # loopback by address
         return None
-    if sandbox == "loopback" and cap is not None and cap.reuse_applies:
+    if r.setup.loopback and cap is not None and cap.reuse_applies:
         ports = cap.usable_ports * (cap.tuples or 1)
         alt = f" ({fmt_rate(ports / TIME_WAIT_S)} conn/s)" if cap.usable_ports else ""
         return Finding(
@@ -251,17 +159,39 @@ def _close_mode(r: RunResult) -> Finding | None:
 
 
 def _knee_finding(r: RunResult) -> Finding | None:
+    """The port-search knee, first of a run's findings: what connect() cost before and
+    after, when, and what the host sustains toward the target: measured after the knee
+    (when at least a second was) and in the long run (the model), each named as such."""
     k = knee(r)
     if k is None:
         return None
-    return Finding(
-        "knee",
-        f"Connect latency rose from p50 {fmt_us(k.before_us)} to {fmt_us(k.after_us)} once "
-        f"{k.ports_in_use:,} of {k.ceiling:,} ports were in use ({fmt_s(k.t)}): with the "
-        "first parity half of the range full, every connect() walks it for a free port "
-        "(__inet_hash_connect).",
-        "warn",
+    tw = k.time_wait is not None and k.time_wait >= 0.9 * k.ports_in_use
+    targets = r.setup.targets
+    dest = targets[0] if len(targets) == 1 else f"these {len(targets)} destinations"
+    text = (
+        f"connect() slowed from p50 {fmt_us(k.before_us)} to {fmt_us(k.after_us)} once "
+        f"{k.ports_in_use:,} of {k.ceiling:,} ports were {'in TIME_WAIT' if tw else 'in use'}, "
+        f"at {fmt_s(k.t)}: with the first parity half of the range full, every connect() "
+        "walks it for a free port (__inet_hash_connect)."
     )
+    after, cap = rate_after(r, k.t), r.model
+    measured = after is not None and after[1] >= 1.0
+    if after is not None and measured:
+        text += (
+            f" From then on the host sustained {fmt_rate(after[0])} conn/s toward {dest} "
+            f"(measured over {fmt_s(after[1])})"
+        )
+    if cap is not None and cap.sustainable_rate is not None and cap.hold_s:
+        # the steady state: each port comes back one hold time after it was taken
+        rate = f"{fmt_rate(float(cap.sustainable_rate))} conn/s"
+        text += (
+            (f"; in the long run it sustains {rate}" if measured else
+             f" In the long run the host sustains {rate} toward {dest}")
+            + f" (the port-space model: {k.ceiling:,} ports held {float(cap.hold_s):g} s)."
+        )  # fmt: skip
+    elif measured:
+        text += "."
+    return Finding("knee", text, "headline")
 
 
 def _syn_finding(r: RunResult) -> Finding | None:
@@ -332,8 +262,10 @@ def _tw_overflow(r: RunResult) -> Finding | None:
 
 
 def run_findings(r: RunResult) -> list[Finding]:
-    """The sentences for a run report, headline first."""
-    out: list[Finding] = []
+    """The sentences for a run report, headline first: the port-search knee, when the run
+    hit it, is the answer to what the host sustains, so it leads."""
+    found_knee = _knee_finding(r)
+    out: list[Finding] = [found_knee] if found_knee is not None else []
     if not r.complete:
         out.append(
             Finding(
@@ -343,32 +275,19 @@ def run_findings(r: RunResult) -> list[Finding]:
                 "warn",
             )
         )
-    ff = r.first_failure_s
-    if ff is not None and r.first_failure_outcome in EXHAUSTION:
-        out.append(_exhaustion(r, ff))
-    elif r.failed:
-        out.append(
-            Finding(
-                "failures-headline",
-                f"{r.attempts - r.succeeded:,} of "
-                f"{r.attempts:,} attempts failed, the first after {fmt_s(ff or 0)} "
-                f"({r.first_failure_outcome}).",
-                "headline",
-            )
-        )
-    else:
-        out.append(_no_failure(r))
+    head = headline(r)
+    out.append(head)
     out += _other_failures(r)
     for rule in (
         _behind,
         _reuse,
         _fin_timeout,
         _close_mode,
-        _knee_finding,
         _syn_finding,
         _tw_overflow,
+        *GAP_RULES,
     ):
         f = rule(r)
-        if f is not None:
+        if f is not None and f.kind != head.kind:  # a rule's finding may be the headline
             out.append(f)
     return out

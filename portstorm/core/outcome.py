@@ -16,7 +16,11 @@ class Outcome(enum.StrEnum):
     PORT_EXHAUSTED = "port_exhausted"  # EADDRNOTAVAIL from connect(): no free 4-tuple
     BIND_IN_USE = "bind_in_use"  # EADDRINUSE from bind((ip, 0)): no free port for that ip
     REFUSED = "refused"
-    TIMEOUT = "timeout"
+    TIMEOUT = "timeout"  # the handshake did not complete within --connect-timeout
+    # Connected, then the server did not close within --close-timeout (--close server): not
+    # a connect failure. Its connect latency is in the histogram, which so holds successes
+    # and these (RunResult checks that).
+    CLOSE_TIMEOUT = "close_timeout"
     RESET = "reset"
     FD_LIMIT = "fd_limit"
     NO_BUFFERS = "no_buffers"
@@ -25,6 +29,8 @@ class Outcome(enum.StrEnum):
 
 
 FAILURES: tuple[Outcome, ...] = tuple(o for o in Outcome if o is not Outcome.SUCCESS)
+# failures of a connection that was made: not connect failures, and timed (latency kept)
+CONNECTED: frozenset[str] = frozenset({Outcome.CLOSE_TIMEOUT.value})
 
 
 class Phase(enum.StrEnum):

@@ -23,6 +23,13 @@ Format history (keep old versions loading, as pyperf's _bench.py does):
   files without it load with 0 (their runs made every start, late).
   ``scenario`` (RunSetup) and ``capacity`` (Capacity) come back typed; ``scenario``'s
   ``sink_stats`` (the built-in sink's counts, a measurement) is RunResult.sink_stats.
+  ``ramp`` (the records the first interval was folded from: 100 ms each through the first
+  second, core/ramp.py; in the shape of ``intervals``) was added within version 1; files
+  without it (or with null) load with none, and their knee is looked for in the intervals.
+  The ``close_timeout`` outcome (connected, then the server did not close in time) was
+  added within version 1; those connections are timed, so ``latency_us.hdr`` holds the
+  successes and them. ``scenario.close_timeout_s`` and ``scenario.loopback`` were added
+  then too; files without them load (``loopback`` derived from ``sandbox``).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from portstorm.core.capacity import TIME_WAIT_S, Capacity
 from portstorm.core.errors import UsageError
 from portstorm.core.formats import check_format
 from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.outcome import CONNECTED
 from portstorm.core.reading import read_json_object
 from portstorm.core.records import (
     FAILURE_NAMES,
@@ -84,6 +92,8 @@ class RunResult:
     server_tunings: Mapping[str, str] | None = None  # pair sandbox: the sink's namespace
     tuples: tuple[TupleStats, ...] = ()  # per (source, destination); empty in early files
     sink_stats: Mapping[str, int | str] | None = None  # the built-in sink's own counts
+    # the first interval's parts, in time order (core/ramp.py); empty in early files
+    ramp: tuple[Interval, ...] = ()
 
     def __post_init__(self) -> None:
         # named as in result.json: these checks are what a damaged file is told
@@ -113,9 +123,13 @@ class RunResult:
         fields.text_list(self.notes, "notes")
         for i, tu in enumerate(self.tuples):
             fields.instance(tu, TupleStats, f"tuples[{i}]")
-        if self.histogram.count != self.succeeded:
+        self._check_ramp()
+        # every connection made is timed: the successes and those that then timed out
+        # waiting for the server's close (close_timeout)
+        connected = self.succeeded + sum(self.failed.get(o, 0) for o in CONNECTED)
+        if self.histogram.count != connected:
             raise ValueError(
-                f"histogram holds {self.histogram.count} values but {self.succeeded} succeeded"
+                f"histogram holds {self.histogram.count} values but {connected} connected"
             )
         if self.tuples:
             by_tuple = (sum(t.attempts for t in self.tuples), sum(t.succeeded for t in self.tuples))
@@ -124,6 +138,35 @@ class RunResult:
                     f"the tuples table counts {by_tuple[0]} attempts and {by_tuple[1]} successes, "
                     f"the intervals {self.attempts} and {self.succeeded}"
                 )
+
+    def _check_ramp(self) -> None:
+        """The ramp is the first interval in parts: in time order, within it, and adding up
+        to its counts exactly (a file whose ramp says otherwise is refused: the knee and the
+        port-space chart read it)."""
+        if not self.ramp:
+            return
+        for i, iv in enumerate(self.ramp):
+            fields.instance(iv, Interval, f"ramp[{i}]")
+        if not self.intervals:
+            raise fields.FieldError("ramp", "present, but there are no intervals to be parts of")
+        first = self.intervals[0]
+        for i, (a, b) in enumerate(zip(self.ramp, self.ramp[1:], strict=False)):
+            if b.t < a.t:
+                raise fields.FieldError(f"ramp[{i + 1}].t", f"{b.t} before {a.t}: out of order")
+        end = self.ramp[-1].t + self.ramp[-1].dt
+        if self.ramp[0].t < first.t - 1e-3 or end > first.t + first.dt + 1e-3:
+            raise fields.FieldError(
+                "ramp",
+                f"spans {self.ramp[0].t:g}..{end:g} s; allowed: within the first interval "
+                f"({first.t:g}..{first.t + first.dt:g} s)",
+            )
+        summed = (sum(p.attempts for p in self.ramp), sum(p.succeeded for p in self.ramp))
+        if summed != (first.attempts, first.succeeded):
+            raise fields.FieldError(
+                "ramp",
+                f"counts {summed[0]} attempts and {summed[1]} successes; allowed: the first "
+                f"interval's {first.attempts} and {first.succeeded} (its parts add up to it)",
+            )
 
     def worst_tuple(self) -> TupleStats | None:
         """The tuple that fared worst: the highest failure ratio, then the earliest first
@@ -255,6 +298,7 @@ class RunResult:
             "notes": list(self.notes),
             "tuples": [t.to_json() for t in self.tuples],
             "intervals": [i.to_json() for i in self.intervals],
+            "ramp": [i.to_json() for i in self.ramp],
         }
 
     @classmethod
@@ -274,6 +318,11 @@ class RunResult:
         for i, item in enumerate(fields.sequence(fields.member(m, "intervals"), "intervals")):
             with fields.within(f"intervals[{i}]"):
                 intervals.append(Interval.from_json(item))
+        ramp = []
+        parts = m.get("ramp")  # absent (or null) in files older than the ramp
+        for i, item in enumerate(fields.sequence([] if parts is None else parts, "ramp")):
+            with fields.within(f"ramp[{i}]"):
+                ramp.append(Interval.from_json(item))
         tuples = []
         rows = m.get("tuples")  # absent (or null) in files older than the table
         for i, item in enumerate(fields.sequence([] if rows is None else rows, "tuples")):
@@ -298,6 +347,7 @@ class RunResult:
             server_tunings=fields.copied(m.get("server_tunings")),
             tuples=tuple(tuples),
             sink_stats=fields.copied(scenario.get(MEASURED)),
+            ramp=tuple(ramp),
         )
 
 

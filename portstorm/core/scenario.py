@@ -121,6 +121,9 @@ class Scenario:
     close: CloseMode = CloseMode.CLIENT
     interval_s: float = 1.0
     connect_timeout_s: float = 3.0
+    # --close server: how long a connection made waits for the server's FIN before it
+    # counts as close_timeout; None: as long as the connect timeout
+    close_timeout_s: float | None = None
     sandbox: SandboxKind = SandboxKind.HOST
     client_set: tuple[tuple[str, str], ...] = ()  # (full sysctl name, value) overrides
     server_set: tuple[tuple[str, str], ...] = ()
@@ -137,6 +140,8 @@ class Scenario:
         _check("--duration", self.duration_s)
         _check("--interval", self.interval_s)
         _check("--connect-timeout", self.connect_timeout_s)
+        if self.close_timeout_s is not None:
+            _check("--close-timeout", self.close_timeout_s)
         if self.rate is not None:
             _check("--rate", self.rate)
         if self.concurrency is not None:
@@ -191,6 +196,11 @@ class Scenario:
         return self.rate is not None
 
     @property
+    def close_limit_s(self) -> float:
+        """Seconds a connection made waits for the server to close (--close server)."""
+        return self.connect_timeout_s if self.close_timeout_s is None else self.close_timeout_s
+
+    @property
     def in_flight_cap(self) -> int | None:
         """How many attempts may be in flight at once (None: unbounded open loop)."""
         if self.rate is None:
@@ -201,14 +211,14 @@ class Scenario:
         """(sockets held at once at most, whether that bound is exact), to size RLIMIT_NOFILE.
 
         Exact for a closed loop or a capped open loop. Without a cap it is a worst case:
-        attempts live at most connect_timeout plus the close phase (bounded by the same
-        timeout), so rate x 2 x timeout can overlap, though normally far fewer do.
+        attempts live at most the connect timeout plus the close phase (bounded by the close
+        timeout), so rate x (both) can overlap, though normally far fewer do.
         """
         cap = self.in_flight_cap
         if cap is not None:
             return cap, True
         assert self.rate is not None
-        return int(self.rate * self.connect_timeout_s * 2) + 1, False
+        return int(self.rate * (self.connect_timeout_s + self.close_limit_s)) + 1, False
 
 
 # option -> (integer?, lowest allowed, lowest is exclusive?, highest, unit)
@@ -216,6 +226,7 @@ _NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {
     "--duration": (False, 0.0, True, MAX_DURATION_S, "seconds"),
     "--interval": (False, MIN_INTERVAL_S, False, MAX_DURATION_S, "seconds"),
     "--connect-timeout": (False, 0.0, True, 3600.0, "seconds"),
+    "--close-timeout": (False, 0.0, True, 3600.0, "seconds"),
     "--rate": (False, 0.0, True, MAX_RATE, "attempts per second"),
     "--concurrency": (True, 1, False, MAX_CONCURRENCY, "attempts in flight"),
     "--sink-ports": (True, 1, False, MAX_SINK_PORTS, "listening ports per sink address"),

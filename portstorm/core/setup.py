@@ -27,13 +27,13 @@ _TEXTS = ("sink", "sandbox", "mode", "close", "bind", "port_range")
 _LISTS = ("targets", "sources")
 _MAPS = ("set", "server_set")
 _INTS = ("concurrency", "workers", "sink_workers", "sink_ports", "sink_addresses")
-_NUMBERS = ("duration_s", "rate", "interval_s", "connect_timeout_s")
-_FLAGS = ("change_host_sysctls", "user_namespace")
+_NUMBERS = ("duration_s", "rate", "interval_s", "connect_timeout_s", "close_timeout_s")
+_FLAGS = ("loopback", "change_host_sysctls", "user_namespace")
 _ORDER = (
-    "targets", "sink", "sandbox", "set", "server_set", "change_host_sysctls", "duration_s",
-    "rate", "concurrency", "mode", "workers", "sink_workers", "close", "bind", "port_range",
-    "sources", "sink_ports", "sink_addresses", "interval_s", "connect_timeout_s",
-    "user_namespace",
+    "targets", "sink", "sandbox", "loopback", "set", "server_set", "change_host_sysctls",
+    "duration_s", "rate", "concurrency", "mode", "workers", "sink_workers", "close", "bind",
+    "port_range", "sources", "sink_ports", "sink_addresses", "interval_s", "connect_timeout_s",
+    "close_timeout_s", "user_namespace",
 )  # fmt: skip
 MEASURED = "sink_stats"  # in the scenario object, read by RunResult
 
@@ -49,6 +49,10 @@ class RunSetup:
     targets: tuple[str, ...] = ()  # as reached: ``IP:PORT`` (the sink's, without targets)
     sink: str | None = None  # "builtin" when the run churned against the built-in sink
     sandbox: str | None = None  # pair | loopback | host
+    # the client reached its targets over loopback (127.0.0.0/8, ::1): tcp_tw_reuse=2
+    # applies by address (tcp_twsk_unique()), whatever the sandbox; None is derived from
+    # the sandbox (files from before it was saved)
+    loopback: bool | None = None
     client_set: Mapping[str, str] | None = None  # --set, full sysctl names
     server_set: Mapping[str, str] | None = None  # --server-set (pair)
     change_host_sysctls: bool | None = None
@@ -66,6 +70,7 @@ class RunSetup:
     sink_addresses: int | None = None
     interval_s: float | None = None
     connect_timeout_s: float | None = None
+    close_timeout_s: float | None = None  # --close server: the wait for the server's FIN
     user_namespace: bool | None = None  # the sandbox ran in a user namespace (no root)
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys not read here, kept
 
@@ -85,17 +90,27 @@ class RunSetup:
             for k in _FLAGS:
                 fields.flag(getattr(self, k), k, null=True)
             fields.mapping(self.extra, "")
+        if self.loopback is None and self.sandbox is not None:
+            object.__setattr__(self, "loopback", self.sandbox == "loopback")
 
     @classmethod
     def of(
-        cls, sc: Scenario, *, targets: Sequence[str], workers: int, user_namespace: bool
+        cls,
+        sc: Scenario,
+        *,
+        targets: Sequence[str],
+        workers: int,
+        user_namespace: bool,
+        loopback: bool | None = None,
     ) -> RunSetup:
-        """The setup of a run of ``sc``: its targets as reached, its driver processes."""
+        """The setup of a run of ``sc``: its targets as reached, its driver processes, and
+        whether they were reached over loopback (None: as the sandbox says)."""
         builtin = not sc.targets
         return cls(
             targets=tuple(targets),
             sink="builtin" if builtin else None,
             sandbox=str(sc.sandbox),
+            loopback=loopback,
             client_set=dict(sc.client_set),
             server_set=dict(sc.server_set),
             change_host_sysctls=sc.change_host,
@@ -117,6 +132,7 @@ class RunSetup:
             sink_addresses=sc.sink_addresses if builtin else None,
             interval_s=sc.interval_s,
             connect_timeout_s=sc.connect_timeout_s,
+            close_timeout_s=sc.close_limit_s if sc.close == "server" else None,
             user_namespace=user_namespace,
         )
 

@@ -25,6 +25,7 @@ BEHIND_SLACK = 1.05  # an open loop taking 5 % (and 0.5 s) longer than planned f
 KNEE_FACTOR = 3.0  # p50 this many times the early p50 ...
 KNEE_MIN_US = 50  # ... and at least this much higher
 KNEE_OCCUPANCY = 0.45  # ... once this share of the port space was in use
+KNEE_EARLY = 0.40  # the early p50: from samples while under this share was in use
 MODEL_AGREES = 0.10  # measured within 10 % (or 1 conn/s) of the model counts as agreeing
 
 
@@ -32,11 +33,12 @@ MODEL_AGREES = 0.10  # measured within 10 % (or 1 conn/s) of the model counts as
 class Knee:
     """Where connect() latency jumped as the port space filled (the port search)."""
 
-    t: float  # the interval's end, seconds into the load
-    before_us: float  # typical p50 while under half the range was in use
-    after_us: int  # p50 in the interval where it jumped
+    t: float  # the sample's end, seconds into the load
+    before_us: float  # typical p50 while under 40 % of the port space was in use
+    after_us: int  # p50 in the sample where it jumped
     ports_in_use: int
     ceiling: int
+    time_wait: int | None = None  # sockets in TIME_WAIT at that sample
 
 
 def ceiling(r: RunResult) -> int | None:
@@ -44,27 +46,57 @@ def ceiling(r: RunResult) -> int | None:
     return r.model.port_space if r.model is not None else None
 
 
+def samples(r: RunResult) -> list[Interval]:
+    """Every reading of the run in time order: the ramp's (100 ms parts of the first
+    interval, core/ramp.py), then the intervals after it. Where there is no ramp (files
+    from before it, intervals of 0.2 s or less), the intervals themselves."""
+    if not r.ramp:
+        return list(r.intervals)
+    end = r.ramp[-1].t + r.ramp[-1].dt
+    return [*r.ramp, *(i for i in r.intervals if i.t + i.dt > end + 1e-3)]
+
+
 def knee(r: RunResult) -> Knee | None:
+    """The first sample at or above KNEE_OCCUPANCY of the port space whose p50 is
+    KNEE_FACTOR times (and KNEE_MIN_US over) the early p50.
+
+    Read from ``samples()``: the ramp exists for this. A closed loop over a veth fills
+    half of a 28,232-port range within its first second, so with 1 s intervals the first
+    reading was already past 40 % and there was no early p50 to compare with: the knee of
+    the main job was found or not by the luck of the interval. The 100 ms readings of the
+    first second give the early p50 whatever ``--interval`` is.
+    """
     top = ceiling(r)
     if not top:
         return None
+    seen = samples(r)
     early = [
         float(p50)
-        for i in r.intervals
+        for i in seen
         if (p50 := i.latency_us.get("p50")) is not None
         and i.ports_in_use is not None
-        and i.ports_in_use < 0.4 * top
+        and i.ports_in_use < KNEE_EARLY * top
     ]
     if not early:
         return None
     before = statistics.median(early)
-    for i in r.intervals:
+    for i in seen:
         p50 = i.latency_us.get("p50")
         if p50 is None or i.ports_in_use is None or i.ports_in_use < KNEE_OCCUPANCY * top:
             continue
         if p50 >= KNEE_FACTOR * before and p50 - before >= KNEE_MIN_US:
-            return Knee(i.t + i.dt, before, int(p50), i.ports_in_use, top)
+            return Knee(i.t + i.dt, before, int(p50), i.ports_in_use, top, i.time_wait)
     return None
+
+
+def rate_after(r: RunResult, t: float) -> tuple[float, float] | None:
+    """(successes per second, seconds) over the readings that began at or after ``t``:
+    what the run sustained from there on. None when nothing was measured after ``t``."""
+    after = [i for i in samples(r) if i.t >= t - 1e-3]
+    span = sum(i.dt for i in after)
+    if span <= 0:
+        return None
+    return sum(i.succeeded for i in after) / span, span
 
 
 def syn_retransmits(r: RunResult) -> tuple[int, int]:

@@ -201,8 +201,12 @@ def describe(values: Mapping[str, str]) -> list[tuple[str, str, str]]:
     return [(s.short, values[s.name], s.meaning) for s in CATALOGUE if s.name in values]
 
 
-def reuse_notes(sandbox: str, tunings: Mapping[str, str]) -> list[str]:
-    """Sentences on whether tcp_tw_reuse applied to this run, and why (tcp_twsk_unique())."""
+def reuse_notes(
+    sandbox: str, tunings: Mapping[str, str], loopback: bool | None = None
+) -> list[str]:
+    """Sentences on whether tcp_tw_reuse applied to this run, and why (tcp_twsk_unique()).
+    ``loopback``: the targets were reached over loopback by address (None: the sandbox's)."""
+    on_loopback = sandbox == "loopback" if loopback is None else loopback
     reuse = tunings.get("net.ipv4.tcp_tw_reuse")
     stamps = tunings.get("net.ipv4.tcp_timestamps")
     delay = tunings.get("net.ipv4.tcp_tw_reuse_delay", "1000")
@@ -213,7 +217,13 @@ def reuse_notes(sandbox: str, tunings: Mapping[str, str]) -> list[str]:
             "lets connect() reuse a TIME_WAIT port; across a real network it would not, so "
             "loopback results flatter a host's capacity"
         )
-    applies = reuse == "1" or (reuse == "2" and sandbox == "loopback")
+    elif on_loopback:  # tcp_twsk_unique() tests the socket's addresses, not the namespace
+        notes.append(
+            "loopback: the target is on 127.0.0.0/8 or ::1, where tcp_tw_reuse=2 (the "
+            "default) lets connect() reuse a TIME_WAIT port whatever the sandbox; across a "
+            "real network it would not, so loopback results flatter a host's capacity"
+        )
+    applies = reuse == "1" or (reuse == "2" and on_loopback)
     if reuse == "2" and sandbox == "pair":
         notes.append(
             "tcp_tw_reuse=2 reuses TIME_WAIT ports on loopback only; this run crossed a veth, "

@@ -7,6 +7,8 @@ findings.py), no files.
 
 from __future__ import annotations
 
+import math
+
 from portstorm.core.setup import RunSetup
 
 SANDBOX_WORDS = {
@@ -14,15 +16,26 @@ SANDBOX_WORDS = {
     "loopback": "LOOPBACK: one namespace, 127.0.0.1 (flatters capacity, see notes)",
     "host": "host: this host's own network stack and settings",
 }
+# a host-mode run that reached its targets over loopback: tcp_tw_reuse=2 applied as in the
+# loopback sandbox (tcp_twsk_unique() tests the socket's addresses, not the namespace)
+HOST_LOOPBACK_WORDS = "host, LOOPBACK: targets on 127.0.0.0/8 or ::1 (flatters capacity, see notes)"
+
+
+def sandbox_label(s: RunSetup) -> str:
+    """The sandbox in words (SANDBOX_WORDS); LOOPBACK too for a host run toward loopback."""
+    sandbox = s.sandbox or "host"
+    if sandbox == "host" and s.loopback:
+        return HOST_LOOPBACK_WORDS
+    return SANDBOX_WORDS.get(sandbox, sandbox)
 
 
 def describe_load(s: RunSetup, duration_s: float) -> str:
-    """e.g. ``open loop, 100/s, close=client, bind=connect, 4.00 s``."""
+    """e.g. ``open loop, 100/s, close=client, bind=connect, 4.0 s``."""
     shape = f"open loop, {s.rate:g}/s" if s.rate else f"closed loop, {s.concurrency} in flight"
     bind = s.bind or "connect"
     if s.port_range:
         bind += f" {s.port_range}"
-    return f"{shape}, close={s.close}, bind={bind}, {duration_s:.2f} s"
+    return f"{shape}, close={s.close}, bind={bind}, {fmt_s(duration_s)}"
 
 
 def fmt_rate(v: float) -> str:
@@ -36,4 +49,22 @@ def fmt_us(v: float) -> str:
 
 
 def fmt_s(v: float) -> str:
-    return f"{v:,.1f} s" if v >= 10 else f"{v:,.2f} s"
+    """A duration as a person reads it: ``3.0 s`` (not ``2.99919 s``), ``0.25 s``, ``7 ms``.
+
+    Whole seconds from 100 s, tenths from 1 s, hundredths from 0.1 s, and milliseconds
+    below (a first failure at 0.007 s would read 0.01 s in hundredths). The bands are
+    chosen on the rounded value, so 0.999 reads ``1.0 s``, not ``1.00 s``. Display only:
+    result.json keeps the exact values."""
+    a = abs(v)
+    if not math.isfinite(a):  # a crafted file's inf or nan, shown as what it is
+        return f"{v} s"
+    if round(a) >= 100:
+        return f"{v:,.0f} s"
+    if round(a, 1) >= 1:
+        return f"{v:,.1f} s"
+    if round(a, 2) >= 0.1:
+        return f"{v:.2f} s"
+    if a == 0:
+        return "0 s"
+    ms = v * 1000
+    return f"{ms:.0f} ms" if round(abs(ms)) >= 10 else f"{ms:.2g} ms"

@@ -2,8 +2,8 @@
 
 Containing the hot loop and nothing else: no printing, no files, no /proc, no processes.
 It talks to the rest of portstorm through ``Interval`` records handed to a callback once per
-interval; what it connects over is flows.py, what a run needs of it load.py (a pool of
-worker processes, pool.py, offers the same).
+interval (delivery.py folds the first second's 100 ms ones); what it connects over is
+flows.py, what a run needs of it load.py (a pool of worker processes, pool.py, too).
 
 Two load shapes:
 - closed loop: ``concurrency`` tasks each run attempts back to back, as fast as possible;
@@ -15,8 +15,8 @@ Two load shapes:
 
 The duration is a time bound for both: no attempt starts after it. An open loop still
 behind its schedule then drops the starts still due and counts them (``not_started``, not
-a failure); attempts in flight get at most the connect timeout to finish, so a run ends
-within ``connect_timeout`` of its duration however far behind it was.
+a failure); attempts in flight get at most the longer of the connect and close timeouts
+to finish, so a run ends within that of its duration however far behind it was.
 
 Attempts go round-robin over the run's *flows*: one per (source, destination) tuple
 (core/addressing.py). Each flow's counts are kept apart (flows.FlowCounts), so result.json
@@ -43,6 +43,7 @@ from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES, Outcome, Phase, classify, errno_name
 from portstorm.core.result import Interval
 from portstorm.core.scenario import CloseMode, Scenario
+from portstorm.engine.delivery import Records
 from portstorm.engine.flows import (
     IP_BIND_ADDRESS_NO_PORT,
     IP_LOCAL_PORT_RANGE,
@@ -86,12 +87,9 @@ class Driver:
         self.flows = flows
         self.share = share
         self._start_ns = start_ns  # perf_counter_ns() time; workers of one run share it
-        # a worker streams its intervals to the run and keeps none: its memory stays flat
-        self._keep_intervals = keep_intervals
         self._interval_hist = LatencyHistogram()  # reused: one allocation, not one per tick
-        self._on_interval = on_interval
         self._sample = sample
-        self._timeout = scenario.connect_timeout_s
+        self._timeout, self._close_timeout = scenario.connect_timeout_s, scenario.close_limit_s
         self._close = scenario.close
         self._no_port, self._port_range = socket_options(scenario)
         self._next_flow = share.index % len(flows)  # workers start spread over the flows
@@ -102,11 +100,13 @@ class Driver:
         self._t0 = 0
         self._tally = Tally(0)
         self._report = DriverReport()
+        # a lone driver folds its ramp; a pool's worker streams raw records to the pool
+        self._records = Records(self._report, on_interval, scenario.interval_s, keep_intervals)
         self._load_scope = trio.CancelScope()
         self._stopped = trio.Event()
         self._min_final_ns = int(scenario.interval_s * 1e9) // 100
         self._deadline_ns = 0  # perf_counter_ns() time: the planned end of the load
-        self._drain_end = math.inf  # trio time: the planned end plus the connect timeout
+        self._drain_end = math.inf  # trio time: the planned end plus the longer timeout
 
     # -- control -----------------------------------------------------------------------
 
@@ -135,12 +135,13 @@ class Driver:
         self._t0 = perf_counter_ns() if t0_ns is None else t0_ns
         self._tally = Tally(self._t0)
         self._deadline_ns = deadline_ns = self._t0 + int(sc.duration_s * 1e9)
-        self._drain_end = trio_time(deadline_ns) + self._timeout
+        self._drain_end = trio_time(deadline_ns) + max(self._timeout, self._close_timeout)
         cap = sc.in_flight_cap
         if cap is not None:
             cap = self.share.part(cap)
         async with trio.open_nursery() as outer:
-            outer.start_soon(tick, self._t0, int(sc.interval_s * 1e9), self._tick)
+            step_ns = int(sc.interval_s * 1e9)
+            outer.start_soon(tick, self._t0, step_ns, self._tick, self._records.whole)
             with self._load_scope:
                 async with trio.open_nursery() as load:
                     if sc.rate is not None:
@@ -161,7 +162,8 @@ class Driver:
             )
         ):
             sample = await take_sample(self._sample, self._report.sample_errors)
-            self._flush(perf_counter_ns(), sample)
+            self._flush(perf_counter_ns(), sample, None)
+        self._records.end()
         end = perf_counter_ns()
         rep = self._report
         rep.elapsed_s = (end - self._t0) / 1e9
@@ -341,10 +343,9 @@ class Driver:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
             elif close is CloseMode.SERVER:
                 # The server sends the first FIN; read to EOF so our close() answers it and
-                # TIME_WAIT stays on the server side. The wait ends at the time bound too
-                # (the planned end plus the connect timeout): a connect that took nearly
-                # the timeout must not make the run wait a second one.
-                end = min(trio.current_time() + self._timeout, self._drain_end)
+                # TIME_WAIT stays on the server side. The wait ends after the close timeout,
+                # or at the time bound (the planned end plus the longer timeout).
+                end = min(trio.current_time() + self._close_timeout, self._drain_end)
                 with trio.move_on_at(end) as cs:
                     while True:
                         try:
@@ -355,8 +356,9 @@ class Driver:
                         except OSError as e:
                             self._fail(flow_i, classify(Phase.CLOSE, e.errno or 0), e.errno)
                             return
-                if cs.cancelled_caught:
-                    self._fail(flow_i, Outcome.TIMEOUT, None)
+                if cs.cancelled_caught:  # connected, the server never closed: not a connect
+                    self._tally.latencies_ns.append(latency_ns)  # failure, and timed
+                    self._fail(flow_i, Outcome.CLOSE_TIMEOUT, None)
                     return
             self._tally.latencies_ns.append(latency_ns)
             self._flow_ok[flow_i] += 1
@@ -381,18 +383,15 @@ class Driver:
 
     # -- intervals ---------------------------------------------------------------------
 
-    async def _tick(self, _k: int) -> None:
+    async def _tick(self, k: int) -> None:
         sample = await take_sample(self._sample, self._report.sample_errors)
-        self._flush(perf_counter_ns(), sample)
+        self._flush(perf_counter_ns(), sample, k)
 
-    def _flush(self, end_ns: int, sample: Sample | None) -> None:
+    def _flush(self, end_ns: int, sample: Sample | None, k: int | None) -> None:
         tally = self._tally
         self._tally = Tally(end_ns)
         hist = self._interval_hist
         interval = with_sample(interval_of(tally, end_ns, self._t0, hist), sample)
         self.counts.update_ports(sample)
         self._report.histogram.add(hist)
-        if self._keep_intervals:
-            self._report.intervals.append(interval)
-        if self._on_interval is not None:
-            self._on_interval(interval)
+        self._records.add(interval, k)

@@ -6,10 +6,11 @@ driver carries, ``drive()`` (a load that SIGINT/SIGTERM stop early), and the int
 and sampling both implementations use, so their intervals line up and mean the same thing.
 No connection is opened here.
 
-The interval clock: interval k covers [t0 + k * step, t0 + (k + 1) * step) in every
-process of a run; the ticker ends each one at its boundary, and the load ends the last one
-after its last attempt, unless that one holds nothing and starts at the planned end
-(``is_empty_tail``).
+The interval clock: record k covers [tick k, tick k + 1) (tick 0: the start) in every
+process of a run; the ticks fall every 100 ms through the first second, then on the
+interval's multiples (``tick``). The ticker ends each record at its boundary, and the load
+ends the last one after its last attempt, unless that one holds nothing and starts at the
+planned end (``is_empty_tail``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Protocol
 import trio
 
 from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.ramp import ramp_ends_ns, tick_offset_ns
 from portstorm.core.result import Interval
 from portstorm.engine.processes import stopped_by_signal
 from portstorm.engine.sampler import Sample
@@ -46,7 +48,9 @@ class Share:
 
 @dataclass
 class DriverReport:
+    # one per --interval; the first one's 100 ms parts in ramp (delivery.py, core/ramp.py)
     intervals: list[Interval] = field(default_factory=list)
+    ramp: list[Interval] = field(default_factory=list)
     histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
     first_failure_s: float | None = None
     first_failure_outcome: str | None = None
@@ -79,11 +83,39 @@ async def drive(load: Load) -> DriverReport:
         return await load.run()
 
 
-async def tick(t0_ns: int, step_ns: int, on_tick: Callable[[int], Awaitable[None]]) -> None:
-    """Call ``on_tick(k)`` at t0 + k * step for k = 1, 2, ... until cancelled."""
+async def tick(
+    t0_ns: int,
+    step_ns: int,
+    on_tick: Callable[[int], Awaitable[None]],
+    skip_late: bool = False,
+) -> None:
+    """Call ``on_tick(k)`` for k = 1, 2, ... until cancelled: every 100 ms through the first
+    second (the ramp, core/ramp.py: the knee needs readings from before the port space
+    fills), then at t0 + the interval's multiples. The processes of a pool tick on this one
+    schedule, every tick, so tick k ends record k - 1 in each of them (pool.py merges by k).
+
+    ``skip_late`` (a lone driver, which samples in its own loaded event loop): a fine tick
+    whose successor is already due is skipped. Past the knee a connect() holds the loop
+    for milliseconds, and 32 tasks of them made a scheduler pass of 0.1 to 0.4 s; each
+    tick (a wake-up, then the sample's thread) took two or three passes, and ten fine ticks
+    ran on to 3 s, the first interval with them. The closing tick is never skipped.
+    """
+    ends = ramp_ends_ns(step_ns)
+
+    def skipped(k: int) -> int:
+        """k, or the first tick after it not to skip (the wake-up itself may be late)."""
+        while (
+            skip_late
+            and k <= len(ends)
+            and t0_ns + tick_offset_ns(k + 1, step_ns, ends) <= perf_counter_ns()
+        ):
+            k += 1
+        return k
+
     k = 1
     while True:
-        wait = t0_ns + k * step_ns - perf_counter_ns()
+        k = skipped(k)
+        wait = t0_ns + tick_offset_ns(k, step_ns, ends) - perf_counter_ns()
         if wait > 0:
             await trio.sleep(wait / 1e9)
         else:
@@ -93,6 +125,7 @@ async def tick(t0_ns: int, step_ns: int, on_tick: Callable[[int], Awaitable[None
             # caught up ran no other task again, not the load's end, not the signal
             # receiver (trio delivers SIGTERM to a task), so only SIGKILL ended it.
             await trio.lowlevel.checkpoint()
+        k = skipped(k)
         await on_tick(k)
         k += 1
 

@@ -12,8 +12,9 @@ network namespace (the client's). One line each way:
 
 - stdin: the job (base64 pickle of scenario, flows, share: the same program on both ends),
   then ``go T0_NS``: every worker starts its load at the same perf_counter_ns() instant
-  (CLOCK_MONOTONIC, one clock for every process), so interval k of every worker covers the
-  same stretch of time, and this process samples the port space at the same ticks.
+  (CLOCK_MONOTONIC, one clock for every process), so record k of every worker covers the
+  same stretch of time (load.tick's schedule: the ramp's 100 ms ticks through the first
+  second, then the interval's), and this process samples the port space at the same ticks.
 - stdout: ``ready``, then one JSON object per interval ``{"k", "interval",
   "first_failure"}`` with what changed per flow (flows.FlowCounts), then ``{"done": ...}``.
 - SIGTERM (by PID) stops a worker early; it still reports what it measured. One that has
@@ -47,6 +48,7 @@ from portstorm.core.errors import EnvironmentProblem
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.result import Interval, merge_intervals
 from portstorm.core.scenario import Scenario
+from portstorm.engine.delivery import Records
 from portstorm.engine.flows import Flow, FlowCounts
 from portstorm.engine.load import DriverReport, Share, take_sample, tick, with_sample
 from portstorm.engine.processes import spawn
@@ -163,14 +165,16 @@ class DriverPool:
         self.scenario = scenario
         self.flows = flows
         self.n = effective_workers(scenario, workers)
-        self._on_interval = on_interval
         self._sample = sample
         self._workers = [_Worker(i) for i in range(self.n)]
         self._parts: dict[int, list[Interval | None]] = {}
         self._samples: dict[int, Sample | None] = {}
         self._next_k = 0
+        self._emitted_end = 0.0  # seconds into the load: where the last merged record ended
         self._counts = FlowCounts(len(flows))  # summed from the workers' interval messages
         self._report = DriverReport()
+        # the merged records, by tick, through the ramp's fold (the workers send theirs raw)
+        self._records = Records(self._report, on_interval, scenario.interval_s)
         self._t0 = 0
         self._stopped = False
         self._stop_event = trio.Event()
@@ -204,6 +208,7 @@ class DriverPool:
             for k in sorted(self._parts):
                 last = k == max(self._parts)
                 self._emit(k, self._samples.get(k, final if last else None))
+            self._records.end()
         finally:
             with trio.CancelScope(shield=True):
                 await self._end_workers()
@@ -328,13 +333,19 @@ class DriverPool:
         parts = [p for p in self._parts.pop(k) if p is not None]
         self._samples.pop(k, None)  # kept only until its interval is out
         self._next_k = k + 1
-        interval = with_sample(merge_intervals(parts), sample)
+        merged = merge_intervals(parts)
+        # Each worker ends its part at its own wake-up for tick k, a few ms apart, so the
+        # merged spans overlapped (the end the latest part's, the next start the earliest
+        # part's): the intervals tile instead, each starting where the one before ended.
+        end = merged.t + merged.dt
+        if k > 0 and merged.t < self._emitted_end < end:
+            merged = dataclasses.replace(merged, t=self._emitted_end, dt=end - self._emitted_end)
+        self._emitted_end = max(self._emitted_end, end)
+        interval = with_sample(merged, sample)
         self._counts.update_ports(sample)
-        self._report.intervals.append(interval)
         if interval.hdr is not None:
             self._report.histogram.add(LatencyHistogram.decode(interval.hdr))
-        if self._on_interval is not None:
-            self._on_interval(interval)
+        self._records.add(interval, k + 1)  # record k: ended by tick k + 1 (or the end)
 
     # -- the merged report -------------------------------------------------------------
 

@@ -199,6 +199,7 @@ def _run(
             targets=[ep.label for ep in endpoints],
             workers=workers,
             user_namespace=sandbox.userns,
+            loopback=cap_in.loopback,  # by address, as tcp_twsk_unique() tells loopback
         )
         log = IntervalLog(
             folder.path / INTERVAL_LOG,
@@ -247,7 +248,7 @@ def _run(
         notes.append(f"stopped early: {report_error[0]}; results are partial")
     elif report.interrupted:
         notes.append("interrupted: the run was stopped before its duration; results are partial")
-    notes += reuse_notes(str(scenario.sandbox), sandbox.tunings)
+    notes += reuse_notes(str(scenario.sandbox), sandbox.tunings, loopback=cap_in.loopback)
     for error in report.worker_errors:
         notes.append(f"{error}: its share of the load is missing from here on")
     if report.sample_errors:
@@ -272,6 +273,7 @@ def _run(
         notes=tuple(notes),
         tuples=tuple_stats(flows, report),
         sink_stats=sandbox.sink.stats if sandbox.sink is not None else None,
+        ramp=tuple(report.ramp),  # the first interval's 100 ms parts (core/ramp.py)
     )
     path = folder.write_json("result.json", result.to_json())
     return RunOutput(result, path, (*report_error, *report.worker_errors))

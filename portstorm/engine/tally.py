@@ -10,8 +10,10 @@ from __future__ import annotations
 from array import array
 
 from portstorm.core.histogram import LatencyHistogram
-from portstorm.core.outcome import FAILURES
+from portstorm.core.outcome import FAILURES, Outcome
 from portstorm.core.result import Interval
+
+_CLOSE_TIMEOUT = FAILURES.index(Outcome.CLOSE_TIMEOUT)
 
 
 class Tally:
@@ -21,8 +23,9 @@ class Tally:
 
     def __init__(self, t_start_ns: int) -> None:
         self.t_start_ns = t_start_ns
-        # one per success, recorded into the histogram at the interval's end; an array
-        # holds them as machine integers: no int object per connection to allocate and free
+        # one per connection made (successes and close timeouts: they connected), recorded
+        # into the histogram at the interval's end; an array holds them as machine
+        # integers: no int object per connection to allocate and free
         self.latencies_ns = array("q")
         self.failed = [0] * len(FAILURES)
         self.other: dict[str, int] = {}
@@ -35,7 +38,7 @@ def interval_of(tally: Tally, end_ns: int, t0_ns: int, hist: LatencyHistogram) -
     histogram: reset, filled with this interval's latencies in one pass (record_many), and
     left holding them for the run's total."""
     failed = {str(FAILURES[i]): n for i, n in enumerate(tally.failed) if n}
-    succeeded = len(tally.latencies_ns)
+    succeeded = len(tally.latencies_ns) - tally.failed[_CLOSE_TIMEOUT]
     hist.reset()
     hist.record_many(ns // 1000 for ns in tally.latencies_ns)
     return Interval(

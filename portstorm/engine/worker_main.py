@@ -3,8 +3,9 @@
 Containing no load logic (driver.py) and no merging (pool.py). Started as
 ``python -m portstorm.engine.worker_main`` by DriverPool, never by a user: it reads its job from
 stdin, says ``ready``, waits for ``go T0_NS``, drives its share of the load, and writes one
-JSON line per interval and a last ``done`` line to stdout. SIGTERM ends the load early;
-what was measured is still reported.
+JSON line per tick (load.tick: the ramp's 100 ms ticks too, raw: the pool folds them) and a
+last ``done`` line to stdout. SIGTERM ends the load early; what was measured is still
+reported.
 """
 
 from __future__ import annotations

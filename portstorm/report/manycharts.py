@@ -15,9 +15,18 @@ from portstorm.core.compare import Subject
 from portstorm.core.comparison import Spread
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.signals import syn_tail
-from portstorm.core.words import fmt_rate
+from portstorm.core.words import fmt_rate, fmt_s
 from portstorm.report.runcharts import TIME_LABEL, draw_spectrum, mark_syn_tails, style_spectrum
-from portstorm.report.style import BLUE, GREY, ORANGE, VERMILLION, line, new_figure, styles
+from portstorm.report.style import (
+    BLUE,
+    GREY,
+    ORANGE,
+    VERMILLION,
+    legend_columns,
+    line,
+    new_figure,
+    styles,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -139,14 +148,14 @@ def first_failure(subjects: Sequence[Subject]) -> Figure:
         if m.median is None:
             dur = max(r.duration_s for r in s.runs)
             ax.barh(y, edge, color="white", edgecolor=GREY, hatch="..", height=0.6)
-            ax.annotate(f" no failure in {dur:,.0f} s", (0, y), va="center", fontsize=10)
+            ax.annotate(f" no failure in {fmt_s(dur)}", (0, y), va="center", fontsize=10)
         else:
             err = None
             if m.n > 1 and m.low is not None and m.high is not None:
                 err = [[m.median - m.low], [m.high - m.median]]
             ax.barh(y, m.median, color=VERMILLION, height=0.6, xerr=err, capsize=4)
             ax.annotate(
-                f" {m.median:,.2f} s",
+                f" {fmt_s(m.median)}",
                 (m.median, y),
                 va="center",
                 fontsize=10,
@@ -206,7 +215,7 @@ def time_wait(subjects: Sequence[Subject]) -> Figure:
     if any_data:
         fig.legend(
             loc="outside lower center",
-            ncols=min(3, len(subjects)),
+            ncols=legend_columns([legend_label(s) for s in subjects]),
             frameon=False,
             title=_axis_title(subjects),
         )
@@ -232,7 +241,7 @@ def latency_spectra(subjects: Sequence[Subject]) -> Figure:
             mark_syn_tails(ax, highest)
         fig.legend(
             loc="outside lower center",
-            ncols=min(2, len(subjects)),
+            ncols=legend_columns([str(t) for t in ax.get_legend_handles_labels()[1]], most=2),
             frameon=False,
             title=_axis_title(subjects),
         )

@@ -19,7 +19,7 @@ from portstorm.core.compare import Subject
 from portstorm.core.comparison import Comparison
 from portstorm.core.findings import Finding
 from portstorm.core.result import RunResult
-from portstorm.core.words import SANDBOX_WORDS, describe_load, fmt_us
+from portstorm.core.words import describe_load, fmt_s, fmt_us, sandbox_label
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -63,6 +63,7 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = _num
+    env.filters["seconds"] = _seconds
     env.filters["file_link"] = file_link
     return env
 
@@ -91,6 +92,13 @@ def _num(v: object, digits: int = 2) -> str:
     return str(v)
 
 
+def _seconds(v: object) -> str:
+    """A duration with its unit at the precision a person reads (core.words.fmt_s)."""
+    if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 1e15):
+        return fmt_s(float(v))
+    return NONE if v is None else str(v)
+
+
 def _short(name: str) -> str:
     return name.removeprefix("net.ipv4.").removeprefix("net.core.")
 
@@ -117,10 +125,10 @@ def _header(r: RunResult) -> list[tuple[str, str]]:
         ("host", f"{r.host.hostname}: Linux {r.host.kernel}, {r.host.cpus} CPUs"),
         (
             "started",
-            f"{r.started_at}, {r.duration_s:.2f} s of load"
+            f"{r.started_at}, {fmt_s(r.duration_s)} of load"
             + ("" if r.complete else " (INTERRUPTED: partial results)"),
         ),
-        ("topology", SANDBOX_WORDS.get(str(s.sandbox), str(s.sandbox))),
+        ("topology", sandbox_label(s)),  # LOOPBACK by address too (host mode)
         ("targets", targets),
         ("load", describe_load(s, r.duration_s)),
         ("tunings", _key_tunings(r) or NONE),
@@ -146,7 +154,7 @@ def _totals(r: RunResult) -> list[tuple[str, str]]:
             extra = " (" + ", ".join(f"{k} {v:,}" for k, v in r.other_errnos.items()) + ")"
         rows.append((f"failed: {name}", f"{n:,} ({100 * n / r.attempts:.1f} %){extra}"))
     if r.first_failure_s is not None:
-        rows.append(("first failure", f"{r.first_failure_s:.3f} s ({r.first_failure_outcome})"))
+        rows.append(("first failure", f"{fmt_s(r.first_failure_s)} ({r.first_failure_outcome})"))
     rows.append(
         (
             "connect latency",

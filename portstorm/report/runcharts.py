@@ -8,13 +8,14 @@ per-interval counts are drawn as bars over [t, t + dt).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
-from portstorm.core.signals import SYN_RTO_US, ceiling, knee, syn_tail
+from portstorm.core.signals import SYN_RTO_US, ceiling, knee, samples, syn_tail
 from portstorm.core.words import fmt_s
 from portstorm.report.style import (
     BLACK,
@@ -123,18 +124,25 @@ def _no_data(ax: Axes, text: str) -> None:
 
 
 def port_space(r: RunResult) -> Figure:
-    """Ports in use toward the target and TIME_WAIT, under the port-space ceiling."""
+    """Ports in use toward the target and TIME_WAIT, under the port-space ceiling, from
+    t = 0: the ramp's 100 ms readings show the first second's climb (signals.samples)."""
     fig = new_figure(4.6)
     ax = fig.subplots()
-    x = _sample_times(r)
+    seen = samples(r)
+    x = [i.t + i.dt for i in seen]
     series = [
-        ("ports in use toward the target(s)", [i.ports_in_use for i in r.intervals], BLUE, "-"),
-        ("TIME_WAIT, client", [i.time_wait for i in r.intervals], ORANGE, "--"),
-        ("TIME_WAIT, server", [i.server_time_wait for i in r.intervals], GREEN, ":"),
+        ("ports in use toward the target(s)", [i.ports_in_use for i in seen], BLUE, "-"),
+        ("TIME_WAIT, client", [i.time_wait for i in seen], ORANGE, "--"),
+        ("TIME_WAIT, server", [i.server_time_wait for i in seen], GREEN, ":"),
     ]
+    # a sandbox's namespaces are new, so nothing is held when the load starts: (0, 0) is
+    # known there; on a host, sockets the run did not make may be, so no point is made up
+    origin = [(0.0, 0)] if r.setup.sandbox in ("pair", "loopback") else []
     top = 0
     for label, ys, colour, dash in series:
         pts = [(t, y) for t, y in zip(x, ys, strict=True) if y is not None]
+        if pts and pts[0][0] > 0:
+            pts = origin + pts
         if not pts:
             continue
         top = max(top, max(y for _t, y in pts))
@@ -156,7 +164,8 @@ def port_space(r: RunResult) -> Figure:
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("sockets (ports)")
     ax.set_title("Port space: ports held toward the target, against the ceiling")
-    ax.legend(loc="best", framealpha=0.9)
+    # below the axes, never over the data: "best" still covered a line at 0 or the ceiling
+    fig.legend(loc="outside lower center", ncols=3, frameon=False)
     return fig
 
 
@@ -277,14 +286,17 @@ def latency(r: RunResult) -> Figure:
     x = _sample_times(r)
     top, bottom = 0.0, float("inf")
     for key, colour, dash in (("p50", BLUE, "-"), ("p99", ORANGE, "--")):
+        # an interval without a success has no latency: NaN breaks the line there, where
+        # leaving the interval out would draw it straight across the gap (and 0 is not a
+        # latency, nor drawable on a log axis)
         pts = [
-            (t, float(v))
+            (t, float("nan") if (v := i.latency_us.get(key)) is None else float(v))
             for t, i in zip(x, r.intervals, strict=True)
-            if (v := i.latency_us.get(key)) is not None
         ]
-        if pts:
-            top = max(top, max(v for _, v in pts))
-            bottom = min(bottom, min(v for _, v in pts))
+        seen = [v for _, v in pts if not math.isnan(v)]
+        if seen:
+            top = max(top, max(seen))
+            bottom = min(bottom, min(seen))
             line(over_time, pts, colour, dash, f"{key} per interval")
     k = knee(r)
     if k is not None:
@@ -343,8 +355,11 @@ def kernel_counters(r: RunResult) -> Figure:
             ax.set_ylim(bottom=0)
             ax.margins(y=0.15)
         _mark_failures(ax, r, label=False)
-        if has_server and ax is axes[0]:
-            ax.legend(loc="upper right", framealpha=0.9, ncols=2)
+    if has_server:
+        # one key for the five panels, below them: inside a panel it covered that
+        # panel's peak (the counters spike at the start, often at the right)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
     axes[-1].set_xlabel(TIME_LABEL)
     axes[-1].set_xlim(0, max(r.duration_s, x[-1] if x else 0.0))
     fig.suptitle("Kernel counters per second (/proc/net/netstat, /proc/net/snmp)")

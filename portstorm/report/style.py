@@ -38,6 +38,7 @@ OUTCOME_COLOURS = {
     "bind_in_use": ORANGE,
     "refused": PURPLE,
     "timeout": BLACK,
+    "close_timeout": "#8C564B",  # brown: connected, then the server never closed
     "reset": SKY,
     "fd_limit": YELLOW,
     "no_buffers": BLUE,
@@ -105,6 +106,17 @@ def line(
         label=label,
         zorder=3,
     )
+
+
+def legend_columns(labels: Sequence[str], most: int = 3) -> int:
+    """How many columns a legend below a full-width chart can have and still fit inside
+    the figure: a legend wider than the figure is cut at both edges (constrained layout
+    moves it, it does not shrink it). Entries are as wide as the longest label, at about
+    6.5 px a character of legend.fontsize 10 plus 50 px of handle and padding."""
+    if not labels:
+        return 1
+    entry_px = 6.5 * max(len(label) for label in labels) + 50
+    return max(1, min(most, len(labels), int(WIDTH_IN * DPI * 0.95 // entry_px)))
 
 
 def styles() -> Iterator[tuple[str, str]]:

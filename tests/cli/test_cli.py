@@ -62,7 +62,9 @@ def test_an_out_folder_holding_a_result_is_refused_without_force(tmp_path: Path)
 
 def test_force_replaces_the_result_in_out(tmp_path: Path) -> None:
     (tmp_path / "result.json").write_text('{"earlier": "measurements"}')
-    proc = run_in_netns(f'$PORTSTORM run --duration 1 --rate 20 --out "{tmp_path}" --force --quiet')
+    proc = run_in_netns(
+        f'$PORTSTORM run --duration 1 --rate 20 --out "{tmp_path}" --force --quiet --no-report'
+    )
     check(proc)
     assert load(tmp_path / "result.json")["totals"]["succeeded"] == 20
 

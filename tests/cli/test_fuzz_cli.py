@@ -345,7 +345,7 @@ def _run_report_without_charts(result: Any, html: Path, source: Path | None = No
     terminal summary, so that a value of the wrong type that passed the loader shows."""
     from rich.console import Console
 
-    from portstorm.cli.console import print_summary
+    from portstorm.cli.summary import print_summary
     from portstorm.core.findings import run_findings
     from portstorm.report.exports import hlog, intervals_csv
     from portstorm.report.page import render_run

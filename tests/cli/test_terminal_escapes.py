@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from portstorm import cli
-from portstorm.cli.console import print_summary
+from portstorm.cli.summary import print_summary
 from portstorm.core.files import save_json_atomic
 from portstorm.core.result import HostInfo, RunResult
 from portstorm.core.text import one_line

@@ -19,7 +19,7 @@ EXACT = {  # KERNEL.md "Making tests exact": rfc1337=1 stops stray RSTs killing 
 
 def test_closed_loop_five_seconds_against_the_builtin_sink_completes(tmp_path: Path) -> None:
     proc = run_in_netns(
-        f'$PORTSTORM run --sandbox loopback --duration 5 --concurrency 16 --out "{tmp_path}"'
+        f'$PORTSTORM run --sandbox loopback --duration 5 --concurrency 16 --no-report --out "{tmp_path}"'
     )
     check(proc)
     doc = load(tmp_path / "result.json")
@@ -40,21 +40,22 @@ def test_closed_loop_five_seconds_against_the_builtin_sink_completes(tmp_path: P
 @pytest.mark.xdist_group("alone")  # +-1 % per interval at a rate: no neighbour may delay it
 def test_open_loop_at_500_per_second_starts_2500_attempts_in_5_seconds(tmp_path: Path) -> None:
     proc = run_in_netns(
-        f'$PORTSTORM run --sandbox loopback --duration 5 --rate 500 --out "{tmp_path}"'
+        f'$PORTSTORM run --sandbox loopback --duration 5 --rate 500 --no-report --out "{tmp_path}"'
     )
     check(proc)
     doc = load(tmp_path / "result.json")
     attempts = doc["totals"]["attempts"]
-    assert abs(attempts - 2500) <= 0.02 * 2500, attempts
     assert doc["scenario"]["mode"] == "open"
     assert attempts == 2500  # the schedule is exact; only completions straddle boundaries
-    per = [i["attempts"] for i in doc["intervals"]]
-    assert len(per) == 5 and all(abs(a - 500) <= 5 for a in per), per
+    # 500/s within each interval as it was measured: a tick that fired 14 ms late on a
+    # busy machine makes an interval of 1.014 s holding 507 attempts, and that is right
+    per = [(i["attempts"], i["dt"]) for i in doc["intervals"]]
+    assert len(per) == 5 and all(abs(a - 500 * dt) <= 5 for a, dt in per), per
 
 
 def test_port_range_exhausted_reports_port_exhausted_after_exactly_100(tmp_path: Path) -> None:
     proc = run_in_netns(
-        f'$PORTSTORM run --sandbox host --duration 2 --concurrency 1 --interval 0.1 --out "{tmp_path}"',
+        f'$PORTSTORM run --sandbox host --duration 2 --concurrency 1 --interval 0.1 --no-report --out "{tmp_path}"',
         sysctls=EXACT,
     )
     check(proc)
@@ -110,7 +111,9 @@ def test_rst_close_leaves_time_wait_nowhere(tmp_path: Path) -> None:
 
 
 def test_a_port_with_nothing_listening_is_counted_as_refused(tmp_path: Path) -> None:
-    proc = run_in_netns(f'$PORTSTORM run 127.0.0.1:9 --duration 1 --rate 20 --out "{tmp_path}"')
+    proc = run_in_netns(
+        f'$PORTSTORM run 127.0.0.1:9 --duration 1 --rate 20 --no-report --out "{tmp_path}"'
+    )
     check(proc)  # connection failures are data: exit 0
     t = load(tmp_path / "result.json")["totals"]
     assert t == {
@@ -127,7 +130,7 @@ python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',7000)); s
 pid=$!
 # listening (was: sleep 0.3, which a busy machine may not honour: connects refused instead)
 for i in $(seq 600); do [ "$(ss -Hltn 'sport = :7000' | wc -l)" = 1 ] && break; sleep 0.1; done
-$PORTSTORM run 127.0.0.1:7000 --duration 1 --rate 5 --connect-timeout 0.3 --out "{tmp_path}" || rc=$?
+$PORTSTORM run 127.0.0.1:7000 --duration 1 --rate 5 --connect-timeout 0.3 --no-report --out "{tmp_path}" || rc=$?
 kill $pid
 exit ${{rc:-0}}
 """
@@ -151,7 +154,7 @@ def test_routing_failures_are_classified(
 ) -> None:
     proc = run_in_netns(
         f"ip route add {route} 198.18.5.0/24\n"
-        f'$PORTSTORM run 198.18.5.5:80 --duration 1 --rate 5 --out "{tmp_path}"'
+        f'$PORTSTORM run 198.18.5.5:80 --duration 1 --rate 5 --no-report --out "{tmp_path}"'
     )
     check(proc)
     t = load(tmp_path / "result.json")["totals"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from portstorm.cli.console import print_summary
+from portstorm.cli.summary import print_summary
 from portstorm.core.findings import run_findings
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.result import HostInfo, Interval, RunResult, load_result, merge_intervals

@@ -3,6 +3,7 @@ counted twice. Pure parts on literal values; the rest against the real kernel in
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -120,7 +121,7 @@ netns = pytest.mark.netns
 def test_port_range_exhausted_after_exactly_100_with_three_workers(tmp_path: Path) -> None:
     proc = run_in_netns(
         "$PORTSTORM run --sandbox host --duration 2 --workers 3 --concurrency 3 "
-        f'--interval 0.2 --out "{tmp_path}"',
+        f'--interval 0.2 --no-report --out "{tmp_path}"',
         sysctls=EXACT,
     )
     check(proc)
@@ -140,7 +141,7 @@ def test_port_range_exhausted_after_exactly_100_with_three_workers(tmp_path: Pat
 @pytest.mark.xdist_group("alone")  # +-1 % per interval, ticks within 50 ms: the cores to itself
 def test_open_loop_schedule_is_exact_with_three_workers(tmp_path: Path) -> None:
     proc = run_in_netns(
-        f'$PORTSTORM run --sandbox loopback --duration 3 --rate 600 --workers 3 --out "{tmp_path}"'
+        f'$PORTSTORM run --sandbox loopback --duration 3 --rate 600 --workers 3 --no-report --out "{tmp_path}"'
     )
     check(proc)
     doc = load(tmp_path / "result.json")
@@ -156,7 +157,7 @@ def test_open_loop_schedule_is_exact_with_three_workers(tmp_path: Path) -> None:
 def test_closed_loop_with_workers_counts_exactly_what_the_sinks_accepted(tmp_path: Path) -> None:
     proc = run_in_netns(
         "$PORTSTORM run --sandbox pair --duration 3 --workers 2 --sink-workers 2 --close rst "
-        f'--out "{tmp_path}"'
+        f'--no-report --out "{tmp_path}"'
     )
     check(proc)
     doc = load(tmp_path / "result.json")
@@ -167,6 +168,10 @@ def test_closed_loop_with_workers_counts_exactly_what_the_sinks_accepted(tmp_pat
     assert sum(i["succeeded"] for i in doc["intervals"]) == t["succeeded"]
     assert LatencyHistogram.decode(doc["latency_us"]["hdr"]).count == t["succeeded"]
     assert all(i["time_wait"] is not None for i in doc["intervals"])  # the run sampled them
+    # the workers end their parts of an interval a few ms apart: the merged ones still tile
+    for records in (doc["intervals"], doc["ramp"]):
+        for a, b in itertools.pairwise(records):
+            assert b["t"] >= a["t"] + a["dt"] - 1e-6, (a["t"], a["dt"], b["t"])
     # the workers' fds are counted with the run's own: a 1-worker pair run held 19-20, this
     # one 37-39 while its workers ran (samples at the end of the load, as they exit: 27)
     fds = [i["fds"] for i in doc["intervals"] if i["t"] + i["dt"] < 2.5]

@@ -63,7 +63,7 @@ def test_run_report_writes_html_four_pngs_csv_and_hlog(tmp_path: Path) -> None:
     _self_contained(html)
     assert html.count('src="data:image/png;base64,') == 4
     # the findings come first, in words, with the numbers of this run
-    assert "ran out after 2.00 s at 50.0 attempts/s" in html
+    assert "ran out after 2.0 s at 50.0 attempts/s" in html
     assert "as the model predicts for 100 ports held 60 s" in html
     assert html.index("ran out after") < html.index("<h2>Charts</h2>")
     for fact in (

@@ -1,0 +1,149 @@
+"""The summary after a run: its findings in words, then the numbers behind them, as a table.
+
+Containing the layout of one RunResult in the terminal and nothing that measures, decides
+or writes files. The sentences are the report's own (core.findings.run_findings), so the
+terminal and report.html cannot tell a run differently; only the top few are shown here.
+Every value that came from a file or an argument (targets, hostnames, tunings, paths, and
+the findings, which quote targets) is printed as plain text through plain.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from portstorm.cli.plain import PlainTable, listed, plain, us, wrapped
+from portstorm.core.findings import Finding, run_findings
+from portstorm.core.result import RunResult
+from portstorm.core.words import describe_load, fmt_s, sandbox_label
+
+SHOWN_FINDINGS = 3
+# the order of importance; run_findings lists the headline first but may put a warning
+# (an interrupted run) before it and mixes warnings and information after it
+LEVEL_RANK = {"headline": 0, "warn": 1, "info": 2}
+LEVEL_STYLE = {"headline": "bold", "warn": "yellow", "info": ""}
+
+
+def top_findings(findings: Sequence[Finding], n: int = SHOWN_FINDINGS) -> tuple[list[Finding], int]:
+    """The ``n`` most important findings, headline first, then warnings, then the rest,
+    each level in run_findings' own order (a stable sort); and how many were left out."""
+    ranked = sorted(findings, key=lambda f: LEVEL_RANK.get(f.level, len(LEVEL_RANK)))
+    return ranked[:n], max(0, len(ranked) - n)
+
+
+def print_findings(result: RunResult, console: Console) -> None:
+    shown, more = top_findings(run_findings(result))
+    if not shown:
+        return
+    console.print(plain("findings:", style="bold"))
+    for f in shown:
+        # wrapped here, not by rich, so that a bullet's text keeps its hanging indent
+        console.print(wrapped(f.text, console.width, style=LEVEL_STYLE.get(f.level, "")))
+    if more:
+        console.print(plain(f"  ({more} more in the report)"))
+
+
+def print_summary(result: RunResult, path: str, console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    console.print(_table(result, path))
+    print_findings(result, console)
+    for note in result.notes:
+        console.print(plain(f"note: {note}"))
+
+
+def _table(result: RunResult, path: str) -> PlainTable:
+    s = result.setup
+    state = "complete" if result.complete else "INTERRUPTED (partial results)"
+    t = PlainTable(title=f"portstorm run: {state}", show_header=False, title_justify="left")
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    t.add_row("targets", listed(list(s.targets)) + (" (built-in sink)" if s.sink else ""))
+    if s.sources:
+        t.add_row("sources", listed(list(s.sources)))
+    t.add_row("load", describe_load(s, result.duration_s))
+    t.add_row("sandbox", sandbox_label(s))  # LOOPBACK by address too (host mode)
+    t.add_row("attempts", f"{result.attempts:,}")
+    t.add_row("succeeded", f"{result.succeeded:,}  ({result.rate:,.1f} conn/s)")
+    if result.failed:
+        other = result.other_errnos
+        for name, n in result.failed.items():
+            extra = ""
+            if name == "other" and other:
+                extra = "  (" + ", ".join(f"{k} {v:,}" for k, v in other.items()) + ")"
+            t.add_row(f"failed: {name}", f"{n:,}{extra}")
+    else:
+        t.add_row("failed", "0")
+    if result.not_started:
+        ns, rate = result.not_started, s.rate
+        lag = f" by {fmt_s(ns / float(rate))}" if rate else ""
+        t.add_row(
+            "not started",
+            f"{ns:,} scheduled attempts, dropped at the planned end: the driver fell behind "
+            f"its schedule{lag} ({result.attempts:,} of {result.attempts + ns:,} started)",
+        )
+    if result.first_failure_s is not None:
+        t.add_row(
+            "first failure", f"{fmt_s(result.first_failure_s)} ({result.first_failure_outcome})"
+        )
+    worst = result.worst_tuple()
+    if worst is not None:
+        first = (
+            f", first failure {fmt_s(worst.first_failure_s)}"
+            if worst.first_failure_s is not None
+            else ""
+        )
+        t.add_row(
+            "worst tuple",
+            f"{worst.source} -> {worst.destination}: {worst.succeeded:,} ok, "
+            f"{sum(worst.failed.values()):,} failed ({', '.join(worst.failed)}){first}; "
+            f"{len(result.tuples):,} tuples in result.json",
+        )
+    lat = result.histogram.summary()
+    t.add_row(
+        "connect latency",
+        "  ".join(f"{k} {us(lat[k])}" for k in ("p50", "p90", "p99", "p999", "max")),
+    )
+    _model_rows(t, result)
+    last = result.intervals[-1] if result.intervals else None
+    if last is not None and last.time_wait is not None:
+        tw = f"client {last.time_wait:,}"
+        if last.server_time_wait is not None:
+            tw += f", server {last.server_time_wait:,}"
+        in_use = "-" if last.ports_in_use is None else f"{last.ports_in_use:,}"
+        t.add_row("TIME_WAIT at end", f"{tw}; ports in use {in_use}")
+    port_range = result.tunings.get("net.ipv4.ip_local_port_range")
+    if port_range:
+        t.add_row(
+            "kernel",
+            f"port range {port_range}, tcp_tw_reuse {result.tunings.get('net.ipv4.tcp_tw_reuse')}",
+        )
+    t.add_row("result", path)
+    return t
+
+
+def _model_rows(t: PlainTable, result: RunResult) -> None:
+    """The capacity model, and the measurements it predicts, side by side."""
+    cap = result.model
+    if cap is None:
+        return
+    sus = cap.sustainable_rate
+    hold = cap.hold_s  # a setting (60 s, or tcp_fin_timeout), shown as given
+    model_line = f"{cap.usable_ports:,} ports x {cap.tuples} tuple(s), held {hold:g} s: " + (
+        f"{sus:,.2f} conn/s sustainable" if sus is not None else "no port limit"
+    )
+    t.add_row("capacity model", model_line)
+    predicted = cap.predicted_exhaustion_s
+    if predicted is not None or result.first_failure_s is not None:
+        ff = result.first_failure_s
+        measured = fmt_s(ff) if ff is not None else "none"
+        expect = fmt_s(float(predicted)) if predicted is not None else "none"
+        t.add_row("first failure vs model", f"measured {measured}, predicted {expect}")
+    after = result.sustained_after_exhaustion()
+    if after is not None:
+        expect = f"{sus:,.2f} conn/s" if sus is not None else "no port limit"
+        line = f"measured {after:,.2f} conn/s, model {expect}"
+        ff = result.first_failure_s
+        if hold and ff is not None and result.duration_s < ff + hold:
+            line += f" (reached only once ports free up, {hold:g} s after they closed)"
+        t.add_row("after exhaustion", line)

@@ -1,0 +1,253 @@
+"""What the terminal says around a run: the findings in the summary, the live lines' times,
+and the line while the report is drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from rich.console import Console
+
+from portstorm.cli.console import LiveLine
+from portstorm.cli.summary import print_summary, top_findings
+from portstorm.core.findings import Finding, run_findings
+from portstorm.core.result import Interval, RunResult
+from portstorm.core.scenario import Scenario
+from portstorm.core.words import fmt_s
+from tests.support.reportdata import simulate
+
+EVIL = "evil\x1b]0;PWNED\x07\x1b[2J"
+MARKUP = "[red]x[/red]"
+
+
+def _summary(r: RunResult, width: int = 100) -> str:
+    buf = io.StringIO()
+    print_summary(r, "/tmp/out/result.json", Console(file=buf, width=width, highlight=False))
+    return buf.getvalue()
+
+
+def _findings_block(text: str) -> str:
+    """The findings as one line of words (wrapping undone), from the line "findings:"."""
+    block = text[text.index("findings:") :].split("\nnote: ")[0]
+    return " ".join(block.split())
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_summary_of_an_exhausted_run_states_its_headline_finding_first() -> None:
+    r = simulate(ports=100, rate=50, duration=10)
+    found = run_findings(r)
+    head = next(f for f in found if f.level == "headline")
+    block = _findings_block(_summary(r))
+    assert block.startswith("findings: - " + _words(head.text)), block
+    assert "ran out after 2.0 s" in block  # the same computed sentence as the report's
+
+
+def test_the_summary_shows_at_most_three_findings_and_says_how_many_more() -> None:
+    # a knee, a SYN tail and a shortened run: more findings than the summary shows
+    r = simulate(ports=100, rate=50, duration=10, knee_us=5_000, syn_tail=20, complete=False)
+    found = run_findings(r)
+    assert len(found) > 3, [f.kind for f in found]
+    text = _summary(r)
+    block = _findings_block(text)
+    shown, more = top_findings(found)
+    assert len(shown) == 3 and more == len(found) - 3
+    bullets = [ln for ln in text.splitlines() if ln.startswith("- ")]
+    assert len(bullets) == 3, text
+    for f in shown:
+        assert _words(f.text) in block
+    assert f"({more} more in the report)" in block
+
+
+def test_findings_are_ordered_headline_then_warnings_then_the_rest_in_their_own_order() -> None:
+    given = [
+        Finding("interrupted", "stopped early", "warn"),
+        Finding("no-failure", "all succeeded", "headline"),
+        Finding("close", "the client closed", "info"),
+        Finding("knee", "the port search slowed connect()", "warn"),
+        Finding("reuse", "reuse did not apply", "warn"),
+    ]
+    shown, more = top_findings(given)
+    assert [f.kind for f in shown] == ["no-failure", "interrupted", "knee"]
+    assert more == 2
+    assert top_findings(given[:1]) == (given[:1], 0)
+
+
+def test_findings_are_wrapped_to_the_terminal_width_with_a_hanging_indent() -> None:
+    r = simulate(ports=100, rate=50, duration=10, knee_us=5_000)
+    text = _summary(r, width=60)
+    block = text[text.index("findings:") :].split("\nnote: ")[0]
+    lines = block.splitlines()
+    assert len(lines) > 3  # the sentences are longer than 60 columns: they wrapped
+    assert all(len(line) <= 60 for line in lines), lines
+    assert all(line.startswith(("findings:", "- ", "  ")) for line in lines), lines
+
+
+def test_findings_print_target_names_escaped_and_markup_as_typed() -> None:
+    r = simulate(ports=100, rate=50, duration=10)
+    for target in (f"198.18.0.2:9000{EVIL}", f"198.18.0.2:9000{MARKUP}"):
+        crafted = dataclasses.replace(r, setup=dataclasses.replace(r.setup, targets=(target,)))
+        head = next(f for f in run_findings(crafted) if f.level == "headline")
+        assert target in head.text  # the finding quotes the target: user input
+        text = _summary(crafted, width=400)
+        block = text[text.index("findings:") :]
+        bad = [c for c in text if not c.isprintable() and c != "\n"]
+        assert not bad, (bad, text)
+        if target.endswith(MARKUP):
+            assert f"198.18.0.2:9000{MARKUP}" in block  # shown, not interpreted
+        else:
+            assert "9000evil\\x1b]0;PWNED\\x07\\x1b[2J" in block
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (2.99919, "3.0 s"),
+        (3.6, "3.6 s"),
+        (0.999, "1.0 s"),  # the band follows the rounded value, not 1.00 s
+        (10.4, "10.4 s"),
+        (59.96, "60.0 s"),
+        (99.96, "100 s"),
+        (3725.2, "3,725 s"),
+        (0.25, "0.25 s"),
+        (0.0994, "0.10 s"),
+        (0.02, "20 ms"),  # a short tail interval
+        (0.007, "7 ms"),  # a first failure, not "0.01 s"
+        (0.0004, "0.4 ms"),
+        (0.0, "0 s"),
+        (float("nan"), "nan s"),  # a crafted file's value, shown rather than raised on
+    ],
+)
+def test_durations_print_at_the_precision_a_person_reads(seconds: float, shown: str) -> None:
+    assert fmt_s(seconds) == shown
+
+
+# -- the live line -------------------------------------------------------------------------
+
+
+def _iv(t: float, dt: float, ok: int = 10, p50: int | None = 40) -> Interval:
+    return Interval(
+        t=t,
+        dt=dt,
+        attempts=ok,
+        succeeded=ok,
+        failed={},
+        other_errnos={},
+        latency_us={"p50": p50, "p99": p50},
+    )
+
+
+def _live(interval_s: float = 1.0) -> tuple[LiveLine, io.StringIO]:
+    buf = io.StringIO()
+    live = LiveLine(stream=buf)
+    live.start(Scenario(interval_s=interval_s, duration_s=10), [])
+    return live, buf
+
+
+def _times(buf: io.StringIO) -> list[float]:
+    lines = buf.getvalue().splitlines()[1:]  # after the "churning ..." line
+    return [float(re.match(r"\s*([0-9.]+) s", line).group(1)) for line in lines]  # type: ignore[union-attr]
+
+
+def test_live_times_never_go_back_when_a_workers_tail_ends_before_the_last_interval() -> None:
+    # with several driver workers an interval ends at the latest of its parts (10.05 s, a
+    # late tick), and one worker's 20 ms tail part began at its own tick, at 10.0 s
+    live, buf = _live()
+    for k in range(10):
+        live.on_interval(_iv(float(k), 1.05 if k == 9 else 1.0))
+    live.on_interval(_iv(10.0, 0.02, ok=3))
+    times = _times(buf)
+    assert times == sorted(times), buf.getvalue()
+    assert times[-2] == 10.1  # 10.05 s, in tenths
+    assert times[-1] >= 10.1  # not 10.02, as t + dt would have it
+
+
+def test_a_short_tail_interval_prints_its_count_not_a_per_second_rate() -> None:
+    live, buf = _live()
+    live.on_interval(_iv(0.0, 1.0, ok=1_000))
+    live.on_interval(_iv(1.0, 0.02, ok=3, p50=6_367))
+    first, tail = buf.getvalue().splitlines()[1:]
+    assert "1,000 conn/s" in first
+    assert "conn/s" not in tail and f"+3 in {fmt_s(0.02)}" in tail, tail
+    assert "1.02 s" in tail  # a tail's time in hundredths: it differs from the line above
+    assert "p50 6.4 ms" in tail  # latencies as the report writes them
+
+
+def test_live_times_with_short_intervals_print_hundredths() -> None:
+    live, buf = _live(interval_s=0.25)
+    for k in range(4):
+        live.on_interval(_iv(k * 0.25, 0.25))
+    assert _times(buf) == [0.25, 0.5, 0.75, 1.0]
+    assert "   0.25 s" in buf.getvalue()
+
+
+def test_a_quiet_live_line_counts_but_prints_nothing() -> None:
+    buf = io.StringIO()
+    live = LiveLine(stream=buf, quiet=True)
+    live.start(Scenario(), [])
+    live.on_interval(_iv(0.0, 1.0, ok=5))
+    live.note("portstorm: writing the report to x ...")
+    live.finish()
+    assert buf.getvalue() == "" and live.succeeded == 5
+
+
+# -- the report's line ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """run_command with the load and the drawing replaced: the load returns a simulated
+    result; the drawing records what stderr said before it began."""
+    from portstorm.engine.run import RunOutput
+
+    events: list[str] = []
+    result = simulate(duration=2)
+
+    def do_run(scenario: Scenario, out: Path | None, **kw: Any) -> RunOutput:
+        return RunOutput(result, tmp_path / "result.json")
+
+    def draw(r: RunResult, html: Path, *a: Any, **kw: Any) -> Any:
+        import sys
+
+        events.append("draw: " + cast(io.StringIO, sys.stderr).getvalue())
+        from portstorm.report import ReportFiles
+
+        return ReportFiles(html=html)
+
+    monkeypatch.setattr("portstorm.engine.run.run", do_run)
+    monkeypatch.setattr("portstorm.engine.processes.interrupt_on_signals", lambda: None)
+    monkeypatch.setattr("portstorm.report.write_run_report", draw)
+    return events
+
+
+@pytest.mark.parametrize(
+    ("quiet", "report", "says"), [(False, True, True), (True, True, False), (False, False, False)]
+)
+def test_a_line_says_the_report_is_being_written_before_it_is_drawn(
+    fake_run: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    quiet: bool,
+    report: bool,
+    says: bool,
+) -> None:
+    from portstorm.cli.runcmd import run_command
+
+    err, out = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    monkeypatch.setattr("sys.stdout", out)
+    run_command(Scenario(), tmp_path, quiet=quiet, report=report, force=False)
+    line = f"portstorm: writing the report to {tmp_path / 'report.html'} ..."
+    assert (line in err.getvalue()) is says, err.getvalue()
+    if report:
+        assert len(fake_run) == 1  # drawn once
+        assert (line in fake_run[0]) is says  # and the line came first
+    else:
+        assert fake_run == []

@@ -1,0 +1,152 @@
+"""Details of the charts, checked on the drawn artists rather than on pixels: the latency
+line breaks over intervals without a success, and no legend covers a plot's data area.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from portstorm.core.compare import Subject
+from portstorm.core.result import RunResult
+from portstorm.report.manycharts import MANY_CHARTS
+from portstorm.report.runcharts import RUN_CHARTS, latency
+from portstorm.report.style import charting
+from tests.support.reportdata import simulate
+
+if TYPE_CHECKING:  # matplotlib is imported lazily, by the code under test
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+
+def _exhausted() -> RunResult:
+    # 100 ports held 60 s at 50/s: the ports run out after 2 s, and from then on no
+    # attempt succeeds, so intervals 2..9 have no latency at all
+    return simulate(ports=100, rate=50, duration=10)
+
+
+def _line(fig: Figure, label: str) -> Line2D:
+    lines = [ln for ax in fig.get_axes() for ln in ax.get_lines() if ln.get_label() == label]
+    assert len(lines) == 1, [ln.get_label() for ax in fig.get_axes() for ln in ax.get_lines()]
+    return lines[0]
+
+
+def _ys(line: Line2D) -> list[float]:
+    import numpy as np
+
+    return [float(y) for y in np.asarray(line.get_ydata(), dtype=float)]
+
+
+def test_p50_and_p99_lines_break_over_intervals_without_successes() -> None:
+    r = _exhausted()
+    empty = [k for k, i in enumerate(r.intervals) if i.succeeded == 0]
+    assert empty and empty[0] > 0  # successes first, then none: a gap to draw
+    with charting():
+        fig = latency(r)
+        for key in ("p50", "p99"):
+            ys = _ys(_line(fig, f"{key} per interval"))
+            assert len(ys) == len(r.intervals)  # one point per interval, not per success
+            gaps = [k for k, y in enumerate(ys) if math.isnan(y)]
+            assert gaps == empty, (key, ys)
+            for k, i in enumerate(r.intervals):
+                if k not in empty:  # elsewhere the interval's own percentile, never 0
+                    v = i.latency_us[key]
+                    assert v is not None and ys[k] == v > 0
+
+
+def test_a_gap_between_successes_is_not_bridged() -> None:
+    r = _exhausted()
+    # the second interval's successes moved to the end (as when ports come back), the
+    # intervals without any in between: the line must not join the first and the last
+    first, second, *rest = r.intervals
+    moved = [dataclasses.replace(i, t=first.dt * (k + 1)) for k, i in enumerate(rest)]
+    moved.append(dataclasses.replace(second, t=first.dt * (len(rest) + 1)))
+    r = dataclasses.replace(r, intervals=(first, *moved))
+    with charting():
+        ys = _ys(_line(latency(r), "p50 per interval"))
+    assert not math.isnan(ys[0]) and not math.isnan(ys[-1])
+    assert all(math.isnan(y) for y in ys[1:-1])  # so matplotlib draws two pieces, apart
+
+
+def test_the_overlap_check_sees_a_legend_inside_the_axes() -> None:
+    """The check below is not vacuous: a legend placed in the plot is caught."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from portstorm.report.style import new_figure
+
+    with charting():
+        fig = new_figure(4.0)
+        ax = fig.subplots()
+        ax.plot([0, 1], [0, 1], label="data")
+        ax.legend(loc="best")
+        assert _covered(fig, FigureCanvasAgg(fig))
+
+
+def _covered(fig: Figure, canvas: Any) -> list[str]:
+    """The titles of the axes that some legend of ``fig`` overlaps, once laid out, and
+    "figure edge" for a legend cut off by the figure's edge (too wide to fit)."""
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legends = list(fig.legends) + [lg for ax in fig.get_axes() if (lg := ax.get_legend())]
+    page = fig.bbox
+    found = [
+        ax.get_title() or "?"
+        for lg in legends
+        for ax in fig.get_axes()
+        if lg.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    ]
+    for lg in legends:
+        box = lg.get_window_extent(renderer)
+        if box.x0 < page.x0 or box.x1 > page.x1 or box.y0 < page.y0 or box.y1 > page.y1:
+            found.append("figure edge")
+    return found
+
+
+def _run_results() -> Iterator[tuple[str, RunResult]]:
+    yield "exhausted", _exhausted()
+    yield "no failure", simulate(ports=10_000, rate=50, duration=10)
+    yield "knee", simulate(ports=100, rate=50, duration=10, knee_us=5_000)
+    yield "SYN tail", simulate(ports=10_000, rate=50, duration=10, syn_tail=20)
+    yield "loopback", simulate(ports=100, rate=50, duration=10, sandbox="loopback")
+
+
+def _subjects(long_labels: bool = False) -> list[Subject]:
+    """Three sweep cells; ``long_labels``: compared runs named by all their settings, as
+    ``compare`` names them (``ip_local_port_range=40000 40099 tcp_tw_reuse=1``)."""
+    return [
+        Subject(
+            f"ip_local_port_range=40000 40099 tcp_tw_reuse={k}" if long_labels else f"r{k}",
+            (simulate(ports=100, rate=50, duration=20, hold_s=1.0 if k else 60.0),),
+            (),
+            {} if long_labels else {"tcp_tw_reuse": str(k)},
+        )
+        for k in (0, 1, 2)
+    ]
+
+
+def _cases() -> Iterator[Any]:
+    for what, r in _run_results():
+        for stem, _alt, draw in RUN_CHARTS:
+            yield pytest.param(draw, r, id=f"run-{stem}-{what}")
+    for stem, _alt, draw_many in MANY_CHARTS:
+        yield pytest.param(draw_many, _subjects(), id=f"many-{stem}")
+        yield pytest.param(draw_many, _subjects(long_labels=True), id=f"many-{stem}-long-labels")
+
+
+@pytest.mark.parametrize(("draw", "data"), list(_cases()))
+def test_no_legend_covers_a_plot(draw: Callable[[Any], Figure], data: Any) -> None:
+    """Every legend of every chart lies outside every axes' data area (the axes patch)
+    and inside the figure, once laid out (constrained layout places "outside" legends
+    when the figure is drawn)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    with charting():
+        fig = draw(data)
+        canvas = FigureCanvasAgg(fig)  # what savefig draws on
+        has_legend = bool(fig.legends) or any(ax.get_legend() for ax in fig.get_axes())
+        assert has_legend or draw.__name__ == "kernel_counters", "a chart without a key?"
+        assert _covered(fig, canvas) == []
