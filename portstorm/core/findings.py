@@ -168,11 +168,17 @@ def _knee_finding(r: RunResult) -> Finding | None:
     tw = k.time_wait is not None and k.time_wait >= 0.9 * k.ports_in_use
     targets = r.setup.targets
     dest = targets[0] if len(targets) == 1 else f"these {len(targets)} destinations"
+    held = "in TIME_WAIT" if tw else "in use"
+    when = (
+        f"at about {fmt_s(k.t)}, once half of the {k.ceiling:,} ports were {held} "
+        "(interpolated between readings)"
+        if k.at_half
+        else f"by {fmt_s(k.t)}, with {k.ports_in_use:,} of {k.ceiling:,} ports {held}"
+    )
     text = (
-        f"connect() slowed from p50 {fmt_us(k.before_us)} to {fmt_us(k.after_us)} once "
-        f"{k.ports_in_use:,} of {k.ceiling:,} ports were {'in TIME_WAIT' if tw else 'in use'}, "
-        f"at {fmt_s(k.t)}: with the first parity half of the range full, every connect() "
-        "walks it for a free port (__inet_hash_connect)."
+        f"connect() slowed from p50 {fmt_us(k.before_us)} to {fmt_us(k.after_us)} {when}: "
+        "with the first parity half of the range full, every connect() walks it for a free "
+        "port (__inet_hash_connect)."
     )
     after, cap = rate_after(r, k.t), r.model
     measured = after is not None and after[1] >= 1.0

@@ -8,6 +8,7 @@ reading is None or 0 when its evidence is missing, never guessed.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,12 +34,13 @@ MODEL_AGREES = 0.10  # measured within 10 % (or 1 conn/s) of the model counts as
 class Knee:
     """Where connect() latency jumped as the port space filled (the port search)."""
 
-    t: float  # the sample's end, seconds into the load
+    t: float  # seconds into the load: when half the space filled, else the sample's end
     before_us: float  # typical p50 while under 40 % of the port space was in use
-    after_us: int  # p50 in the sample where it jumped
-    ports_in_use: int
+    after_us: float  # typical p50 from the sample where it jumped on
+    ports_in_use: int  # half the space (at_half), else the reading at that sample
     ceiling: int
     time_wait: int | None = None  # sockets in TIME_WAIT at that sample
+    at_half: bool = False  # t is when the readings crossed half the space (interpolated)
 
 
 def ceiling(r: RunResult) -> int | None:
@@ -80,12 +82,33 @@ def knee(r: RunResult) -> Knee | None:
     if not early:
         return None
     before = statistics.median(early)
-    for i in seen:
+    for j, i in enumerate(seen):
         p50 = i.latency_us.get("p50")
         if p50 is None or i.ports_in_use is None or i.ports_in_use < KNEE_OCCUPANCY * top:
             continue
         if p50 >= KNEE_FACTOR * before and p50 - before >= KNEE_MIN_US:
-            return Knee(i.t + i.dt, before, int(p50), i.ports_in_use, top, i.time_wait)
+            # typical from here on: the sample that jumped may hold connects from before
+            later = [float(q) for k in seen[j:] if (q := k.latency_us.get("p50")) is not None]
+            crossed = _half_crossed(seen[: j + 1], top)
+            if crossed is None:
+                return Knee(i.t + i.dt, before, statistics.median(later), i.ports_in_use,
+                            top, i.time_wait)  # fmt: skip
+            return Knee(crossed, before, statistics.median(later), top // 2, top,
+                        i.time_wait, at_half=True)  # fmt: skip
+    return None
+
+
+def _half_crossed(seen: Sequence[Interval], top: int) -> float | None:
+    """When the ports in use passed half the space, interpolated between the two readings
+    around it (the knee's mechanism: the first parity half of the range full). Without it,
+    the knee would be placed at the end of the first slow sample, a whole interval late
+    when the crossing fell near the end of the one before (measured: "at 3.1 s" for a
+    crossing at 2.1 s). None when no two readings bracket it."""
+    half = top / 2
+    points = [(i.t + i.dt, i.ports_in_use) for i in seen if i.ports_in_use is not None]
+    for (t0, p0), (t1, p1) in itertools.pairwise(points):
+        if p0 < half <= p1:
+            return t0 + (t1 - t0) * (half - p0) / (p1 - p0)
     return None
 
 

@@ -91,12 +91,16 @@ def test_port_search_knee_is_found_where_half_the_range_fills() -> None:
     k = knee(r)
     assert k is not None
     # at 20/s the range is half full during 2-3 s (half that interval's connects search);
-    # 3-4 s is the first whole interval past the knee, ending with 80 ports held
-    assert (k.before_us, k.after_us, k.ports_in_use) == (15, 1200, 80)
-    assert k.t == 4.0
+    # 3-4 s is the first whole interval past the knee; the readings (40 ports at 2 s, 60
+    # at 3 s) place the crossing of half the range at 2.5 s, not at that interval's end
+    assert (k.before_us, k.after_us, k.ports_in_use, k.at_half) == (15, 1200, 50, True)
+    assert k.t == 2.5
     head = run_findings(r)[0]  # the knee leads, as a headline
     assert (head.kind, head.level) == ("knee", "headline")
-    assert head.text.startswith("connect() slowed from p50 15 us to 1.2 ms once 80 of 100 ports")
+    assert head.text.startswith(
+        "connect() slowed from p50 15 us to 1.2 ms at about 2.5 s, once half of the 100 "
+        "ports were in TIME_WAIT (interpolated between readings): "
+    ), head.text
 
 
 def test_flat_latency_has_no_knee() -> None:

@@ -155,9 +155,11 @@ def test_the_users_run_with_its_ramp_finds_the_knee_inside_the_first_second() ->
     findings = run_findings(r)
     head = findings[0]
     assert (head.kind, head.level) == ("knee", "headline")
+    # 14,097 is just under half of 28,232: no two readings bracket half, so the knee is
+    # placed at the end of the sample where it jumped, and said so ("by")
     assert head.text.startswith(
-        "connect() slowed from p50 30 us to 8.0 ms once 14,097 of 28,232 ports were in "
-        f"TIME_WAIT, at {fmt_s(0.7)}: "
+        f"connect() slowed from p50 30 us to 8.0 ms by {fmt_s(0.7)}, with 14,097 of 28,232 "
+        "ports in TIME_WAIT: "
     ), head.text
     # measured after the knee (0.3 s of the ramp and 9 whole intervals), and the model's
     # long run, each named as what it is
