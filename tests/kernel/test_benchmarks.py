@@ -16,9 +16,11 @@ from tests.support.require import require
 ROOT = Path(__file__).resolve().parents[2]
 C_DIR = ROOT / "benchmarks" / "c"
 
-# alone (tests/conftest.py): they churn as fast as the cores go, which would slow every test
-# beside them, and a benchmark wants the cores to itself
-pytestmark = [pytest.mark.netns, pytest.mark.xdist_group("alone")]
+# Not alone (tests/conftest.py): these check that the benchmarks build and run, at tiny
+# settings, and assert no figure; they churn as fast as the cores go, which slows the tests
+# beside them, but every test that a neighbour's load could fail is itself alone. Run
+# alone, they held the whole suite for 20 s at its end.
+pytestmark = [pytest.mark.netns]
 
 
 def _compile(tmp_path: Path) -> tuple[Path, Path]:

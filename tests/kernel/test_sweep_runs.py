@@ -26,8 +26,10 @@ NARROW = ["--set", "ip_local_port_range=40000-40099", "--set", "tcp_rfc1337=1"]
 
 
 def sweep(out: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """A sweep with no report: these tests read sweep.json and compare --json (the sweep's
+    report is tests/report/test_report_browser.py's), and each report costs seconds of CPU."""
     require_netns()
-    return subprocess.run([*PS, "sweep", *args, "--out", str(out), "--quiet"],
+    return subprocess.run([*PS, "sweep", *args, "--out", str(out), "--quiet", "--no-report"],
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
@@ -166,7 +168,7 @@ def test_a_sweep_killed_after_2_of_4_cells_resumes_with_only_the_missing_2(tmp_p
     assert all(_gone(c) for c in children), [c for c in children if not _gone(c)]
     before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("cells/*/r1/result.json")}
     assert len(before) == 2
-    resumed = subprocess.run([*PS, "sweep", "--resume", "--out", str(tmp_path)],
+    resumed = subprocess.run([*PS, "sweep", "--resume", "--no-report", "--out", str(tmp_path)],
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     check(resumed)
     assert "2 already done (resume)" in resumed.stderr
