@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,30 +123,41 @@ def test_the_hosts_values_are_copied_into_both_namespaces(tmp_path: Path) -> Non
     assert doc["tunings"]["net.ipv4.tcp_fin_timeout"] == "5"  # the override wins
 
 
-def _census() -> tuple[set[int], int, int]:
-    namespaces = set()
+def _census(tag: str) -> tuple[set[int], int, int]:
+    """(the network namespaces of the processes carrying ``tag`` in their environment,
+    veths in this namespace, sink processes carrying it): this run's, whatever else runs
+    on the machine. Its children inherit the environment; the namespaces are anonymous
+    (engine/netns.py), so they exist exactly while a process of the run is in one, and
+    the veth is made inside them (engine/sandbox.py), never here."""
+    namespaces, sinks = set(), 0
+    marker = f"PORTSTORM_TEST_TAG={tag}".encode()
     for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                namespaces.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
-            except OSError:
+        if not pid.isdigit():
+            continue
+        try:
+            if marker not in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                 continue
+            namespaces.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
+            sinks += b"portstorm sink" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(
+                b"\0", b" "
+            )
+        except OSError:
+            continue
     veths = subprocess.run(["ip", "-o", "link", "show", "type", "veth"],
                            capture_output=True, text=True).stdout.count("\n")  # fmt: skip
-    sinks = subprocess.run(["pgrep", "-f", "portstorm sin[k]"], capture_output=True, text=True)
-    return namespaces, veths, len(sinks.stdout.split())
+    return namespaces, veths, sinks
 
 
-# alone: the census counts every namespace, veth and sink process on the machine, which
-# the tests beside it would change
-@pytest.mark.xdist_group("alone")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_a_killed_run_leaves_no_namespace_veth_or_process(tmp_path: Path, sig: int) -> None:
     _require_root()
-    before = _census()
+    tag = uuid.uuid4().hex
+    before = _census(tag)
+    assert before[0] == set() and before[2] == 0
     proc = subprocess.Popen(
         [*RUN, "--duration", "30", "--rate", "50", "--out", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PORTSTORM_TEST_TAG=tag),
     )  # fmt: skip
     try:
         # Wait for the first live line: the load is running, so the sink is past its ready
@@ -154,22 +166,24 @@ def test_a_killed_run_leaves_no_namespace_veth_or_process(tmp_path: Path, sig: i
         for line in proc.stderr:
             if "conn/s" in line:
                 break
-        during = _census()
-        assert len(during[0] - before[0]) == 2, "expected a client and a server namespace"
-        assert during[2] == before[2] + 1, "expected one sink process"
-        time.sleep(0.5)
+        during = _census(tag)
+        own = os.stat(f"/proc/{proc.pid}/ns/net").st_ino
+        assert len(during[0] - {own}) == 1 and own != os.stat("/proc/self/ns/net").st_ino, (
+            "expected a client and a server namespace"
+        )
+        assert during[2] == 1, "expected one sink process"
         proc.send_signal(sig)
-        rc = proc.wait(timeout=10)
+        rc = proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert rc == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     deadline = time.monotonic() + 30  # polled: ends as soon as all is gone
-    while time.monotonic() < deadline and _census() != before:
+    while time.monotonic() < deadline and _census(tag) != before:
         time.sleep(0.1)
-    after = _census()
-    assert after[0] - before[0] == set(), "a namespace outlived the run"
+    after = _census(tag)
+    assert after[0] == set(), "a namespace outlived the run (a process of the run is in it)"
     assert after[1:] == before[1:]
 
 
