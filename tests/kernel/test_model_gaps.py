@@ -65,7 +65,14 @@ def test_a_server_that_resets_explains_the_rate_above_the_model(tmp_path: Path) 
     found = {f.kind: f.text for f in run_findings(r)}
     text = found.get("rst-ended", "")
     assert text.startswith("Connections ended by RST, not FIN"), found
-    assert "No TIME_WAIT was left, so the port-space ceiling did not apply" in text, text
+    # Every connection reset: no TIME_WAIT at all. On a loaded machine some closes beat the
+    # server's RST to the socket (a client TIME_WAIT peak of 98 of the 1,000 FIN closes
+    # would leave, seen with stress-ng beside the suite), and the sentence says so instead.
+    assert (
+        "No TIME_WAIT was left, so the port-space ceiling did not apply" in text
+        or "A connection reset leaves no TIME_WAIT (client peak" in text
+    ), text
+    assert "conn/s were made, where the model sustains 16.7 conn/s (1,000 ports" in text, text
     assert "(1,000 ports held 60 s)" in text, text
     assert "rate-gap" not in found  # explained, not "cannot tell"
     # the client closed first and the server's RSTs killed its FIN_WAIT2 sockets: TcpExt TW

@@ -49,7 +49,8 @@ def test_open_loop_at_500_per_second_starts_2500_attempts_in_5_seconds(tmp_path:
     assert attempts == 2500  # the schedule is exact; only completions straddle boundaries
     # 500/s within each interval as it was measured: a tick that fired 14 ms late on a
     # busy machine makes an interval of 1.014 s holding 507 attempts, and that is right
-    per = [(i["attempts"], i["dt"]) for i in doc["intervals"]]
+    # (the last one runs on past the planned end, by the drain: no starts there)
+    per = [(i["attempts"], min(i["t"] + i["dt"], 5.0) - i["t"]) for i in doc["intervals"]]
     assert len(per) == 5 and all(abs(a - 500 * dt) <= 5 for a, dt in per), per
 
 
@@ -73,7 +74,9 @@ def test_port_range_exhausted_reports_port_exhausted_after_exactly_100(tmp_path:
 
 
 def _time_wait_sides(tmp_path: Path, close: str) -> tuple[int, int, int]:
-    """(succeeded, TIME_WAIT on the client side, on the server side), counted by ss."""
+    """(succeeded, TIME_WAIT on the client side, on the server side), counted by ss; the
+    50 attempts scheduled were all made, or the ones a driver behind its schedule dropped
+    at the time bound were counted (not_started: 1 of 50 with stress-ng beside the suite)."""
     script = f"""
 $PORTSTORM run --sandbox host --duration 1 --rate 50 --close {close} --quiet --no-report --out "{tmp_path}" >/dev/null
 port=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['scenario']['targets'][0].rsplit(':',1)[1])" "{tmp_path}/result.json")
@@ -86,27 +89,26 @@ echo "server $(ss -Htan state time-wait "( sport = :$port )" | wc -l)"
     proc = run_in_netns(script, sysctls={"net.ipv4.tcp_tw_reuse": "0"})
     check(proc)
     counts = dict(line.split() for line in proc.stdout.split("\n") if line.strip())
-    ok = load(tmp_path / "result.json")["totals"]["succeeded"]
+    totals = load(tmp_path / "result.json")["totals"]
+    ok = totals["succeeded"]
+    assert ok + totals["not_started"] == 50 and ok >= 45 and not totals["failed"], totals
     return ok, int(counts["client"]), int(counts["server"])
 
 
 def test_client_close_leaves_time_wait_on_the_client(tmp_path: Path) -> None:
     ok, client, server = _time_wait_sides(tmp_path, "client")
-    assert ok == 50
     assert client == ok and server == 0
 
 
 def test_server_close_leaves_time_wait_on_the_server(tmp_path: Path) -> None:
     ok, client, server = _time_wait_sides(tmp_path, "server")
-    assert ok == 50
     # A client port reused toward the same server 4-tuple takes over that TIME_WAIT
     # (RFC 1122 4.2.2.13), so a few may be gone; none may appear on the client.
     assert client == 0 and ok - 5 <= server <= ok
 
 
 def test_rst_close_leaves_time_wait_nowhere(tmp_path: Path) -> None:
-    ok, client, server = _time_wait_sides(tmp_path, "rst")
-    assert ok == 50
+    _, client, server = _time_wait_sides(tmp_path, "rst")
     assert client == 0 and server == 0
 
 
