@@ -303,5 +303,9 @@ wait $sink
     pids = {line.split("pid=")[1].split(",")[0] for line in listeners}
     assert len(listeners) == 2 and len(pids) == 2, listeners  # two processes, one port
     err = (tmp_path / "sink.err").read_text()
-    assert "accepted=300 closed=300" in err, err
-    assert load(tmp_path / "run" / "result.json")["totals"]["succeeded"] == 300
+    totals = load(tmp_path / "run" / "result.json")["totals"]
+    # 300 made, or fewer and the rest dropped at the time bound by a driver behind its
+    # schedule (not_started): the sink counts exactly what the run made, either way
+    made = totals["succeeded"]
+    assert made + totals["not_started"] == 300 and made >= 250 and not totals["failed"], totals
+    assert f"accepted={made} closed={made}" in err, (made, err)

@@ -59,8 +59,14 @@ def test_a_slow_interval_callback_at_the_end_adds_no_empty_interval() -> None:
 
             report = trio.run(Driver(scenario, [flow], slow).run)
             starts = [round(i.t, 2) for i in report.intervals]
-            assert len(starts) == 3 and starts[-1] < 0.3, starts
-            assert sum(i.attempts for i in report.intervals) == 60
+            # Three intervals, or a fourth after the planned end that holds what completed
+            # there: the tick's 30 ms callback held the loop, so the starts due just before
+            # the end ran late and completed after it (seen with stress-ng beside the
+            # suite: [0.0, 0.1, 0.21, 0.31]). Never an empty one.
+            assert 3 <= len(starts) <= 4 and starts[2] < 0.3, starts
+            late = [i for i in report.intervals[3:]]
+            assert all(i.attempts or i.not_started for i in late), report.intervals
+            assert sum(i.attempts + i.not_started for i in report.intervals) == 60
     finally:
         hole.close()
 
