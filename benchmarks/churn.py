@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -56,12 +56,14 @@ def reexec_in_netns() -> int:
     return subprocess.call([*prefix, sys.executable, __file__, "--inner", *sys.argv[1:]])
 
 
-def compile_c(out_dir: Path) -> dict[str, Path]:
+def compile_c(
+    out_dir: Path, names: Sequence[str] = ("churn_client", "churn_sink")
+) -> dict[str, Path]:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        sys.exit("benchmarks/churn.py: no C compiler (cc or gcc) found; install gcc")
+        sys.exit("benchmarks: no C compiler (cc or gcc) found; install gcc")
     built = {}
-    for name in ("churn_client", "churn_sink"):
+    for name in names:
         exe = out_dir / name
         subprocess.run([cc, "-O2", "-Wall", "-o", str(exe), str(C_DIR / f"{name}.c")], check=True)
         built[name] = exe
@@ -69,9 +71,11 @@ def compile_c(out_dir: Path) -> dict[str, Path]:
 
 
 class CSink:
-    def __init__(self, exe: Path, processes: int) -> None:
+    """A C sink; ``args`` go between its port and its process count (crr_sink's sizes)."""
+
+    def __init__(self, exe: Path, processes: int, args: Sequence[str] = ()) -> None:
         self.proc = subprocess.Popen(
-            [str(exe), "127.0.0.1", str(SINK_PORT), str(processes)],
+            [str(exe), "127.0.0.1", str(SINK_PORT), *args, str(processes)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -84,12 +88,18 @@ class CSink:
         self.proc.wait(timeout=10)
 
 
-def c_client(exe: Path, seconds: float, close: str, processes: int) -> float:
+def c_client(
+    exe: Path, seconds: float, close: str, processes: int, args: Sequence[str] = ()
+) -> float:
+    """Connections/s of a C client; ``args`` go between its close mode and its process
+    count (crr_client's sizes)."""
     out = subprocess.run(
-        [str(exe), "127.0.0.1", str(SINK_PORT), str(seconds), close, str(processes)],
+        [str(exe), "127.0.0.1", str(SINK_PORT), str(seconds), close, *args, str(processes)],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     # "connections N failures M seconds S"
+    if int(out[3]):
+        print(f"    (note: the C client had {int(out[3]):,} failed attempts)")
     return int(out[1]) / float(out[5])
 
 

@@ -24,6 +24,7 @@ import argparse
 import os
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -58,6 +59,21 @@ def proc_net_tcp_time_wait() -> int:
     return n
 
 
+def wait_for_listener(sink: subprocess.Popen[bytes], limit_s: float = 60.0) -> None:
+    """Until the sink accepts a connection (its start takes seconds on a busy machine: a
+    fixed 1 s wait saw ECONNREFUSED). The probe closes with RST (SO_LINGER {1, 0}): its
+    port, inside RANGE, must not stay in TIME_WAIT, where the fill's bind() would fail."""
+    end = time.monotonic() + limit_s
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if probe.connect_ex(("127.0.0.1", SINK_PORT)) == 0:
+                return
+        if sink.poll() is not None or time.monotonic() > end:
+            raise SystemExit(f"the sink did not listen on 127.0.0.1:{SINK_PORT}")
+        time.sleep(0.05)
+
+
 def inner(repeat: int) -> None:
     sys.path.insert(0, str(ROOT))
     from portstorm.core.addressing import TupleSpec
@@ -72,7 +88,7 @@ def inner(repeat: int) -> None:
     sink = subprocess.Popen([*ps, "sink", "--listen", f"127.0.0.1:{SINK_PORT}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        time.sleep(1.0)
+        wait_for_listener(sink)
         t = time.perf_counter()
         for port in range(RANGE[0], RANGE[1] + 1):
             with socket.socket() as c:

@@ -16,7 +16,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from portstorm.cli.options import RunOptions, with_run_options
-from portstorm.cli.parsers import click_message, listen_address, out_path, typed, whole
+from portstorm.cli.parsers import click_message, listen_address, number, out_path, typed, whole
 from portstorm.core.errors import (
     EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
@@ -238,11 +238,40 @@ def sink(
             help="Processes, each with its own SO_REUSEPORT listener on every address.",
         ),
     ] = 1,
+    request_size: Annotated[
+        int,
+        typer.Option(
+            metavar="BYTES",
+            parser=whole("--request-size"),
+            help="Read this many bytes of each connection before answering.",
+        ),
+    ] = 0,
+    response_size: Annotated[
+        int,
+        typer.Option(
+            metavar="BYTES",
+            parser=whole("--response-size"),
+            help="Answer this many bytes (with --http: the body's size).",
+        ),
+    ] = 0,
+    http: Annotated[
+        bool, typer.Option("--http", help="Read an HTTP request head, answer 200 OK.")
+    ] = False,
+    hold: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            parser=number("--hold"),
+            help="With --close server: wait this long after answering, then close.",
+        ),
+    ] = 0,
     machine_readable: Annotated[bool, typer.Option(hidden=True)] = False,
     wait_for_go: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> int:
     """Run the built-in sink until interrupted (Ctrl-C or SIGTERM)."""
+    import dataclasses
 
+    from portstorm.engine.sink_answer import SinkAnswer
     from portstorm.engine.sink_server import READY_PREFIX, STATS_PREFIX, run_sink
     from portstorm.engine.sysinfo import raise_nofile_to_hard
 
@@ -263,13 +292,11 @@ def sink(
             )
 
     try:
-        stats = run_sink(addresses, close, ready, idle_timeout, workers)
+        answer = SinkAnswer(request_size, response_size, http, hold)
+        stats = run_sink(addresses, close, ready, idle_timeout, workers, answer)
     except OSError as e:
         raise _ListenError(f"--listen: cannot listen on {e.strerror}") from None
-    counts = (
-        f"accepted={stats.accepted} closed={stats.closed} resets={stats.resets} "
-        f"idle_timeouts={stats.idle_timeouts} accept_errors={stats.accept_errors}"
-    )
+    counts = " ".join(f"{k}={v}" for k, v in dataclasses.asdict(stats).items())
     if machine_readable:
         print(f"{STATS_PREFIX}{counts}", flush=True)
     else:

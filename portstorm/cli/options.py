@@ -27,6 +27,7 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
+from portstorm.cli import exchange_options as ex
 from portstorm.cli.parsers import click_message, number, typed, whole
 from portstorm.core.addressing import parse_sources
 from portstorm.core.errors import UsageError
@@ -172,6 +173,15 @@ class RunOptions:
             help="A sysctl for the pair sandbox's server namespace. Repeatable.",
         ),
     ] = None
+    ipv6: Annotated[
+        bool,
+        typer.Option(
+            "--ipv6",
+            help="Over IPv6: the pair sandbox's veth numbered from 2001:2::/48 (RFC 5180), "
+            "loopback on ::1; --source and targets must then be IPv6 (e.g. --source "
+            "2001:2:0:1::/64, a /64 meaning its first 4096 addresses; [2001:2::5]:80).",
+        ),
+    ] = False
     change_host_sysctls: Annotated[
         bool,
         typer.Option(
@@ -206,6 +216,12 @@ class RunOptions:
             show_default=False,
         ),
     ] = None
+    request_size: ex.RequestSize = 0  # after connect(): declared in exchange_options.py
+    response_size: ex.ResponseSize = 0
+    response_timeout: ex.ResponseTimeout = None
+    http: ex.HttpPath = None
+    http_host: ex.HttpHost = None
+    hold: ex.Hold = 0
 
     def to_scenario(self) -> Scenario:
         """Every check of ``portstorm run``'s input that needs more than one option; one
@@ -235,9 +251,18 @@ class RunOptions:
             sources=parse_sources(self.source or ()),
             sink_ports=self.sink_ports,
             sink_addresses=self.sink_addresses,
+            ipv6=self.ipv6,
             interval_s=float(self.interval),
             connect_timeout_s=float(self.connect_timeout),
             close_timeout_s=None if self.close_timeout is None else float(self.close_timeout),
+            request_size=self.request_size,
+            response_size=self.response_size,
+            response_timeout_s=(
+                None if self.response_timeout is None else float(self.response_timeout)
+            ),
+            http_path=self.http,
+            http_host=self.http_host,
+            hold_s=float(self.hold),
         )
 
 
@@ -261,9 +286,16 @@ WIRING_EXAMPLES: dict[str, tuple[str, ...]] = {
     "set_": ("--set", "tcp_tw_reuse=1"),
     "server_set": ("--server-set", "tcp_tw_reuse=1"),
     "change_host_sysctls": ("--change-host-sysctls",),
+    "ipv6": ("--ipv6",),
     "interval": ("--interval", "0.5"),
     "connect_timeout": ("--connect-timeout", "1.5"),
     "close_timeout": ("--close-timeout", "0.5"),
+    "request_size": ("--request-size", "100"),
+    "response_size": ("--response-size", "100"),
+    "response_timeout": ("--request-size", "1", "--response-timeout", "0.5"),
+    "http": ("--http", "/index.html"),
+    "http_host": ("--http", "/", "--http-host", "example.org"),
+    "hold": ("--hold", "2"),
 }
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RunOptions))

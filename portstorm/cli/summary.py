@@ -104,6 +104,14 @@ def _table(result: RunResult, path: str) -> PlainTable:
         "connect latency",
         "  ".join(f"{k} {us(lat[k])}" for k in ("p50", "p90", "p99", "p999", "max")),
     )
+    if result.transactions is not None:  # --request-size/--response-size/--http
+        tx = result.transactions.summary()
+        t.add_row(
+            "transaction",
+            "  ".join(f"{k} {us(tx[k])}" for k in ("p50", "p90", "p99", "p999", "max")),
+        )
+    if (codes := result.http_status) is not None:
+        t.add_row("HTTP status", ", ".join(f"{c} {n:,}" for c, n in codes.items()) or "none")
     _model_rows(t, result)
     last = result.intervals[-1] if result.intervals else None
     if last is not None and last.time_wait is not None:

@@ -16,7 +16,14 @@ from dataclasses import replace
 from portstorm.cli.options import RunOptions, options_from_argv, to_argv
 from portstorm.core.errors import UsageError
 from portstorm.core.scenario import SandboxKind, Scenario
-from portstorm.core.sweep import SERVER_PREFIX, Factor, Preset, check_factors, expand
+from portstorm.core.sweep import (
+    RUN_FACTORS,
+    SERVER_PREFIX,
+    Factor,
+    Preset,
+    check_factors,
+    expand,
+)
 from portstorm.core.tuning import lookup
 from portstorm.engine.run import resolve
 from portstorm.engine.sweep import PlannedRun, SweepPlan
@@ -51,7 +58,8 @@ def base_options(
     for f in factors:
         if f.kind == "run" and f.name in given:
             raise UsageError(
-                f"--{f.name} is also varied by --vary {f.name}: give it in one place only"
+                f"{RUN_FACTORS[f.name]} is also varied by --vary {f.name}: give it in one "
+                "place only"
             )
         if f.kind != "run":
             sets = options.server_set if f.kind == "server" else options.set_
@@ -74,7 +82,8 @@ def base_options(
 
 
 def cell_options(base: RunOptions, values: Sequence[tuple[str, str]]) -> RunOptions:
-    """The base options with one cell's factor values, each parsed by its option's parser."""
+    """The base options with one cell's factor values, each parsed by its option's parser
+    (a flag factor's "off" parses an empty command line: the option's default)."""
     options = base
     for name, value in values:
         f = Factor(name, (value,))

@@ -6,19 +6,25 @@ they run out. Pure arithmetic on literal inputs; no /proc.
     tuples         = source IPs x destinations for connect() (a local port is unique per
                      4-tuple, __inet_hash_connect()); source IPs only for bind((ip, 0)),
                      which takes a port per source whatever the destination
-    hold time      = how long a closed connection keeps its port:
+    hold time      = how long each connection keeps its port: --hold (the connection held
+                     open, ESTABLISHED) plus what follows its close:
                      60 s of TIME_WAIT (TCP_TIMEWAIT_LEN, include/net/tcp.h; tcp_fin_timeout
                      does not change it) when the client closes first;
                      tcp_tw_reuse_delay when connect() may take over a TIME_WAIT
                      (tcp_twsk_unique(): tw_reuse=1, or 2 on loopback, and timestamps on);
                      none for RST close, or when the server closes first (TIME_WAIT moves to
                      the server, and a new SYN on the same 4-tuple takes it over)
-    sustainable    = usable ports x tuples / hold time
+    sustainable    = usable ports x tuples / hold time (none when the hold time is 0)
     exhaustion     = at a rate above sustainable, the ports fill in usable x tuples / rate
                      seconds (nothing is freed before the hold time has passed)
 
+The exchange itself (connect, request, response: milliseconds) is left out of the hold
+time: it is measured (transaction_us), not known beforehand, and small beside 60 s.
+
 tcp_max_tw_buckets caps TIME_WAIT per namespace: when it is below the port space, closing
-sockets past the cap skip TIME_WAIT (TCPTimeWaitOverflow) and ports never run out.
+sockets past the cap skip TIME_WAIT (TCPTimeWaitOverflow) and ports never run out, unless
+connections are held: then rate x hold ESTABLISHED plus at most the cap in TIME_WAIT must
+fit in the port space.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class CapacityInput:
     loopback: bool = False
     max_tw_buckets: int | None = None
     rate: float | None = None  # attempts per second, when the load is open loop
+    hold_s: float = 0.0  # --hold: seconds each connection stays open before its close
 
     def __post_init__(self) -> None:
         low, high = self.port_range
@@ -60,6 +67,8 @@ class CapacityInput:
             raise ValueError(f"bind mode {self.bind!r}")
         if self.close not in ("client", "server", "rst"):
             raise ValueError(f"close mode {self.close!r}")
+        if not self.hold_s >= 0:
+            raise ValueError(f"hold {self.hold_s!r} s: must be >= 0")
 
     @classmethod
     def from_tunings(cls, tunings: Mapping[str, str], **load: Any) -> CapacityInput:
@@ -85,7 +94,7 @@ class Capacity:
 
     usable_ports: int
     tuples: int
-    hold_s: float  # 0: ports are not held after close
+    hold_s: float  # each connection's port: --hold plus TIME_WAIT (or the reuse delay)
     sustainable_rate: float | None  # None: the port space sets no limit
     predicted_exhaustion_s: float | None  # None: no exhaustion at this rate (or no rate)
     reuse_applies: bool | None
@@ -206,42 +215,54 @@ def model(inp: CapacityInput) -> Capacity:
         and (inp.tw_reuse == 1 or (inp.tw_reuse == 2 and inp.loopback))
         and inp.timestamps != 0
     )
-    if inp.close == "rst":
-        hold = 0.0
-        why.append("RST close: no TIME_WAIT, ports are free at once")
-    elif inp.close == "server":
-        hold = 0.0
-        why.append("server closes first: TIME_WAIT is on the server, client ports are free at once")
-    elif reuse:
-        delay = inp.tw_reuse_delay_ms or DEFAULT_REUSE_DELAY_MS
-        hold = delay / 1000.0
-        why.append(
-            f"tcp_tw_reuse={inp.tw_reuse} applies (timestamps on"
-            f"{', loopback' if inp.tw_reuse == 2 else ''}): a TIME_WAIT port is reused after "
-            f"{delay} ms"
+    after = _after_close(inp, reuse, why)
+    held = inp.hold_s
+    hold = held + after
+    if held:
+        then = (
+            "nothing after its close"
+            if after == 0
+            else f"then the {after:g} s reuse delay"
+            if reuse
+            else f"then {after:g} s in TIME_WAIT"
         )
-    else:
-        hold = TIME_WAIT_S
-        if inp.tw_reuse == 2 and not inp.loopback:
-            why.append("tcp_tw_reuse=2 applies to loopback only: each port is held 60 s")
-        elif inp.tw_reuse in (1, 2) and inp.timestamps == 0:
-            why.append("tcp_tw_reuse needs tcp_timestamps, which is 0: each port is held 60 s")
-        else:
-            why.append("TIME_WAIT holds each port 60 s (tcp_fin_timeout does not change it)")
+        why.append(
+            f"--hold {held:g} s: each connection keeps its port open (ESTABLISHED) {held:g} s "
+            f"before it closes, {then}: {hold:g} s per connection"
+        )
 
     space = ports * tuples
+    buckets = inp.max_tw_buckets
+    # the cap matters only where TIME_WAIT would pass it at the rate the ports allow
     tw_cap = (
-        hold > 0 and inp.max_tw_buckets is not None and inp.max_tw_buckets < space and not reuse
+        after > 0
+        and not reuse
+        and buckets is not None
+        and buckets < space
+        and space / hold * after > buckets
     )
-    if tw_cap:
-        why.append(
-            f"tcp_max_tw_buckets ({inp.max_tw_buckets}) is below the port space ({space}): past "
-            "it, closing sockets skip TIME_WAIT (TCPTimeWaitOverflow), so ports never run out"
-        )
-    sustainable = None if hold == 0 or tw_cap else space / hold
+    sustainable = None if hold == 0 else space / hold
+    if tw_cap and buckets is not None:
+        if held:
+            # rate x hold ESTABLISHED + the cap in TIME_WAIT = the port space
+            sustainable = (space - buckets) / held
+            why.append(
+                f"tcp_max_tw_buckets ({buckets}) caps TIME_WAIT below the port space ({space}): "
+                f"past it closing sockets skip TIME_WAIT (TCPTimeWaitOverflow), so the held "
+                f"connections set the limit: ({space} - {buckets}) / {held:g} s"
+            )
+        else:
+            sustainable = None
+            why.append(
+                f"tcp_max_tw_buckets ({buckets}) is below the port space ({space}): past "
+                "it, closing sockets skip TIME_WAIT (TCPTimeWaitOverflow), so ports never run out"
+            )
     exhaustion: float | None = None
     if sustainable is not None:
-        why.append(f"sustainable: {space} / {hold:g} s = {sustainable:,.2f} connections/s")
+        if not tw_cap:
+            why.append(f"sustainable: {space} / {hold:g} s = {sustainable:,.2f} connections/s")
+        else:
+            why.append(f"sustainable: {sustainable:,.2f} connections/s")
         if inp.rate is not None and inp.rate > sustainable:
             exhaustion = space / inp.rate
             why.append(
@@ -260,3 +281,29 @@ def model(inp: CapacityInput) -> Capacity:
         tw_cap_applies=tw_cap,
         why=tuple(why),
     )
+
+
+def _after_close(inp: CapacityInput, reuse: bool, why: list[str]) -> float:
+    """Seconds a client port stays taken once its connection is closed (the reason in why)."""
+    end = "free once the connection ends" if inp.hold_s else "free at once"
+    if inp.close == "rst":
+        why.append(f"RST close: no TIME_WAIT, ports are {end}")
+        return 0.0
+    if inp.close == "server":
+        why.append(f"server closes first: TIME_WAIT is on the server, client ports are {end}")
+        return 0.0
+    if reuse:
+        delay = inp.tw_reuse_delay_ms or DEFAULT_REUSE_DELAY_MS
+        why.append(
+            f"tcp_tw_reuse={inp.tw_reuse} applies (timestamps on"
+            f"{', loopback' if inp.tw_reuse == 2 else ''}): a TIME_WAIT port is reused after "
+            f"{delay} ms"
+        )
+        return delay / 1000.0
+    if inp.tw_reuse == 2 and not inp.loopback:
+        why.append("tcp_tw_reuse=2 applies to loopback only: each port is held 60 s")
+    elif inp.tw_reuse in (1, 2) and inp.timestamps == 0:
+        why.append("tcp_tw_reuse needs tcp_timestamps, which is 0: each port is held 60 s")
+    else:
+        why.append("TIME_WAIT holds each port 60 s (tcp_fin_timeout does not change it)")
+    return TIME_WAIT_S

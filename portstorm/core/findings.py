@@ -8,10 +8,11 @@ whose evidence is missing (no samples, too short a run) is left out, not guessed
 from __future__ import annotations
 
 from portstorm.core.capacity import TIME_WAIT_S
+from portstorm.core.exchangefindings import EXCHANGE_RULES, exchange_failure
 from portstorm.core.finding import Finding
 from portstorm.core.gaps import GAP_RULES
 from portstorm.core.headline import headline
-from portstorm.core.outcome import CONNECTED
+from portstorm.core.outcome import Outcome
 from portstorm.core.result import RunResult
 from portstorm.core.signals import (
     EXHAUSTION,
@@ -35,7 +36,7 @@ def _other_failures(r: RunResult) -> list[Finding]:
     targets = r.setup.targets_text or "the target"
     timeout = r.setup.connect_timeout_s
     for outcome, n in r.failed.items():
-        if outcome in EXHAUSTION or outcome in CONNECTED:  # close_timeout: gaps.py
+        if outcome in EXHAUSTION or outcome == Outcome.CLOSE_TIMEOUT:  # close_timeout: gaps.py
             continue
         share = f"{n:,} of {r.attempts:,} attempts ({100 * n / r.attempts:.1f} %)"
         if outcome == r.first_failure_outcome and r.first_failure_s is not None:
@@ -59,6 +60,12 @@ def _other_failures(r: RunResult) -> list[Finding]:
             )
             limit = f" after {fmt_s(float(timeout))}" if timeout is not None else ""
             text = f"{share} timed out{limit}{since}: the handshake never completed.{queue}"
+            if r.setup.transacts:  # a request/response: the timeout may be the response's
+                text = (
+                    f"{share} timed out{since}: the handshake did not complete{limit}, or "
+                    f"the response did not within {fmt_s(r.setup.response_timeout_s or 0.0)} "
+                    f"of it (--response-timeout).{queue}"
+                )
         elif outcome == "reset":
             text = (
                 f"{share} were reset by {targets}{since}: the server aborted connections "
@@ -77,6 +84,8 @@ def _other_failures(r: RunResult) -> list[Finding]:
                 f"{share} failed for want of kernel memory (ENOBUFS/ENOMEM){since}: see "
                 "net.ipv4.tcp_mem and the socket buffer limits."
             )
+        elif (after := exchange_failure(outcome, share, since)) is not None:
+            text = after  # response_incomplete, http_error: core/exchangefindings.py
         elif outcome == "unreachable":
             text = f"{share} found no route to {targets}{since} (ENETUNREACH/EHOSTUNREACH)."
         else:
@@ -292,6 +301,7 @@ def run_findings(r: RunResult) -> list[Finding]:
         _syn_finding,
         _tw_overflow,
         *GAP_RULES,
+        *EXCHANGE_RULES,
     ):
         f = rule(r)
         if f is not None and f.kind != head.kind:  # a rule's finding may be the headline

@@ -276,6 +276,8 @@ def server_closed_first(r: RunResult) -> Finding | None:
     e = endings(r)
     if r.setup.close != "client" or not e.no_time_wait or e.recycled or e.overflow:
         return None
+    if r.setup.http_path:  # HTTP runs: exchangefindings.http_time_wait says it
+        return None
     if e.rsts >= RST_SHARE * e.made:  # ended by RST: rst_ended
         return None
     server = f", while the server held up to {e.server_tw_peak:,}" if e.server_tw_peak else ""

@@ -117,9 +117,13 @@ def _result(head: Mapping[str, Any], records: list[Any]) -> RunResult:
     intervals = [Interval.from_json(r["interval"]) for r in records if "interval" in r]
     failures = [r["first_failure"] for r in records if "first_failure" in r]
     hist = LatencyHistogram()
+    # a run with a request/response or --http: its transactions too, from the same records
+    tx = LatencyHistogram() if any(i.transaction_us is not None for i in intervals) else None
     for i in intervals:
         if i.hdr is not None:
             hist.add(LatencyHistogram.decode(i.hdr))
+        if tx is not None and i.transaction_hdr is not None:
+            tx.add(LatencyHistogram.decode(i.transaction_hdr))
     version, host = read_header(head)
     last = intervals[-1] if intervals else None
     cap = head.get("capacity")
@@ -138,4 +142,5 @@ def _result(head: Mapping[str, Any], records: list[Any]) -> RunResult:
         first_failure_outcome=str(failures[0]["outcome"]) if failures else None,
         model=Capacity.from_json(cap) if cap is not None else None,
         notes=(*head.get("notes", ()), RECOVERED_NOTE),
+        transactions=tx,
     )

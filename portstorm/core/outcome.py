@@ -21,6 +21,12 @@ class Outcome(enum.StrEnum):
     # a connect failure. Its connect latency is in the histogram, which so holds successes
     # and these (RunResult checks that).
     CLOSE_TIMEOUT = "close_timeout"
+    # Connected, then the exchange broke (core/exchange.py): EOF before the whole response
+    # (--response-size bytes, or the HTTP framing's end), or an HTTP response whose status
+    # is not 2xx/3xx or whose framing is broken. Timed like close_timeout; a reset or a
+    # timeout during the exchange is ``reset`` or ``timeout`` as during the handshake.
+    RESPONSE_INCOMPLETE = "response_incomplete"
+    HTTP_ERROR = "http_error"
     RESET = "reset"
     FD_LIMIT = "fd_limit"
     NO_BUFFERS = "no_buffers"
@@ -30,7 +36,9 @@ class Outcome(enum.StrEnum):
 
 FAILURES: tuple[Outcome, ...] = tuple(o for o in Outcome if o is not Outcome.SUCCESS)
 # failures of a connection that was made: not connect failures, and timed (latency kept)
-CONNECTED: frozenset[str] = frozenset({Outcome.CLOSE_TIMEOUT.value})
+CONNECTED: frozenset[str] = frozenset(
+    {Outcome.CLOSE_TIMEOUT.value, Outcome.RESPONSE_INCOMPLETE.value, Outcome.HTTP_ERROR.value}
+)
 
 
 class Phase(enum.StrEnum):
@@ -39,6 +47,7 @@ class Phase(enum.StrEnum):
     SOCKET = "socket"
     BIND = "bind"
     CONNECT = "connect"
+    EXCHANGE = "exchange"  # after connect: writing the request, reading the response
     CLOSE = "close"  # after connect: waiting for the peer's FIN, or closing
 
 

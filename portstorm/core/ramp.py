@@ -1,8 +1,9 @@
 """The ramp: fine samples through the first second of a load, and their fold into the
 first ordinary interval.
 
-Containing the tick schedule every driver process follows (engine/load.py ticks on it)
-and the exact fold of the fine records into the interval a user sees; no clock, no I/O.
+Containing the tick schedule every driver process follows (engine/load.py ticks on it),
+the exact fold of the fine records into the interval a user sees, and the check a saved
+ramp must pass (``check_ramp``, for result.json); no clock, no I/O.
 
 Why it exists: the port-search knee (signals.knee) needs a reading taken while the port
 space was still under 40 % full. A closed loop on the pair sandbox churns ~13,000
@@ -19,15 +20,17 @@ lone driver behind its schedule skips fine ticks (engine/load.py), so a part may
 Everything a user saw before (``intervals``, the console lines, intervals.jsonl, the
 latency log) keeps one record per interval: the fold is exact, counts and histograms added,
 the percentiles recomputed from the merged histogram, the readings (TIME_WAIT, ports in
-use, fds) the last part's, since they are samples at the interval's end.
+use, established, fds) the last part's, since they are samples at the interval's end.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
+from portstorm.core import fields
 from portstorm.core.records import Interval, merge_intervals
 
 RAMP_STEP_NS = 100_000_000  # a reading every 100 ms ...
@@ -90,6 +93,7 @@ def fold(parts: Sequence[Interval]) -> Interval:
         time_wait=last.time_wait,
         server_time_wait=last.server_time_wait,
         ports_in_use=last.ports_in_use,
+        established=last.established,
         ports_by_destination=last.ports_by_destination,
         fds=last.fds,
         kernel=_summed([p.kernel for p in parts]),
@@ -127,3 +131,33 @@ class RampFold:
     def _fold(self) -> None:
         self._folded = True
         self._emit(fold(self.ramp))
+
+
+def check_ramp(ramp: Sequence[Interval], intervals: Sequence[Interval]) -> None:
+    """The ramp is the first interval in parts: in time order, within it, and adding up
+    to its counts exactly (a file whose ramp says otherwise is refused: the knee and the
+    port-space chart read it)."""
+    if not ramp:
+        return
+    for i, iv in enumerate(ramp):
+        fields.instance(iv, Interval, f"ramp[{i}]")
+    if not intervals:
+        raise fields.FieldError("ramp", "present, but there are no intervals to be parts of")
+    first = intervals[0]
+    for i, (a, b) in enumerate(itertools.pairwise(ramp)):
+        if b.t < a.t:
+            raise fields.FieldError(f"ramp[{i + 1}].t", f"{b.t} before {a.t}: out of order")
+    end = ramp[-1].t + ramp[-1].dt
+    if ramp[0].t < first.t - 1e-3 or end > first.t + first.dt + 1e-3:
+        raise fields.FieldError(
+            "ramp",
+            f"spans {ramp[0].t:g}..{end:g} s; allowed: within the first interval "
+            f"({first.t:g}..{first.t + first.dt:g} s)",
+        )
+    summed = (sum(p.attempts for p in ramp), sum(p.succeeded for p in ramp))
+    if summed != (first.attempts, first.succeeded):
+        raise fields.FieldError(
+            "ramp",
+            f"counts {summed[0]} attempts and {summed[1]} successes; allowed: the first "
+            f"interval's {first.attempts} and {first.succeeded} (its parts add up to it)",
+        )

@@ -84,6 +84,9 @@ class Interval:
     time_wait: int | None = None
     server_time_wait: int | None = None
     ports_in_use: int | None = None
+    # client sockets in ESTABLISHED toward the targets at the sample (held connections);
+    # None in files from before it was sampled
+    established: int | None = None
     kernel: Mapping[str, int] | None = None  # client-side counter deltas over the interval
     server_kernel: Mapping[str, int] | None = None  # pair sandbox: the sink's namespace
     ports_by_destination: Mapping[str, int] | None = None
@@ -91,6 +94,12 @@ class Interval:
     hdr: str | None = None  # this interval's latency histogram, encoded; None when empty
     # open loop: scheduled starts dropped at the time bound (not attempts, not failures)
     not_started: int = 0
+    # with a request/response or --http (core/exchange.py): p50, p99 of this interval's
+    # successes, timed from the attempt's start to the last response byte, and their
+    # histogram (encoded; None when empty); None in runs without an exchange
+    transaction_us: Mapping[str, int | None] | None = None
+    transaction_hdr: str | None = None
+    http_status: Mapping[str, int] | None = None  # --http: status code -> responses
 
     def __post_init__(self) -> None:
         fields.number(self.t, "t")
@@ -100,7 +109,7 @@ class Interval:
         _check_failed(self.failed)
         fields.counts(self.other_errnos, "other_errnos")
         fields.counts(self.latency_us, "latency_us", null_values=True)
-        for name in ("time_wait", "server_time_wait", "ports_in_use", "fds"):
+        for name in ("time_wait", "server_time_wait", "ports_in_use", "established", "fds"):
             fields.integer(getattr(self, name), name, null=True)
         # deltas of the kernel's counters: a counter that was reset goes down
         fields.counts(self.kernel, "kernel", -fields.MAX_COUNT, null=True)
@@ -108,6 +117,9 @@ class Interval:
         fields.counts(self.ports_by_destination, "ports_by_destination", null=True)
         fields.text(self.hdr, "hdr", null=True)
         fields.integer(self.not_started, "not_started")
+        fields.counts(self.transaction_us, "transaction_us", null=True, null_values=True)
+        fields.text(self.transaction_hdr, "transaction_hdr", null=True)
+        fields.counts(self.http_status, "http_status", null=True)
         if self.attempts != self.succeeded + sum(self.failed.values()):
             raise ValueError(
                 f"interval at t={self.t}: attempts {self.attempts} != succeeded "
@@ -132,12 +144,16 @@ class Interval:
             "time_wait": self.time_wait,
             "server_time_wait": self.server_time_wait,
             "ports_in_use": self.ports_in_use,
+            "established": self.established,
             "kernel": _opt(self.kernel),
             "server_kernel": _opt(self.server_kernel),
             "ports_by_destination": _opt(self.ports_by_destination),
             "fds": self.fds,
             "hdr": self.hdr,
             "not_started": self.not_started,
+            "transaction_us": dict(self.transaction_us) if self.transaction_us else None,
+            "transaction_hdr": self.transaction_hdr,
+            "http_status": _opt(self.http_status),
         }
 
     @classmethod
@@ -147,6 +163,9 @@ class Interval:
         hdr = m.get("hdr")
         if hdr is not None:
             decode_histogram(hdr, "hdr")  # decoded by the exports: a bad one fails here
+        tx_hdr = m.get("transaction_hdr")
+        if tx_hdr is not None:
+            decode_histogram(tx_hdr, "transaction_hdr")  # merged by the pool and the fold
         return cls(
             t=fields.as_float(fields.member(m, "t")),
             dt=fields.as_float(fields.member(m, "dt")),
@@ -158,12 +177,17 @@ class Interval:
             time_wait=m.get("time_wait"),
             server_time_wait=m.get("server_time_wait"),
             ports_in_use=m.get("ports_in_use"),
+            established=m.get("established"),  # absent before it was sampled: None
             kernel=fields.copied(m.get("kernel")),
             server_kernel=fields.copied(m.get("server_kernel")),
             ports_by_destination=fields.copied(m.get("ports_by_destination")),
             fds=m.get("fds"),
             hdr=hdr,
             not_started=m.get("not_started", 0),  # absent before it existed: none dropped
+            # absent before request/response existed: no exchange, none measured
+            transaction_us=fields.copied(m.get("transaction_us")),
+            transaction_hdr=tx_hdr,
+            http_status=fields.copied(m.get("http_status")),
         )
 
 
@@ -190,12 +214,18 @@ def merge_intervals(parts: Iterable[Interval]) -> Interval:
     end = max(p.t + p.dt for p in parts)
     failed: Counter[str] = Counter()
     other: Counter[str] = Counter()
-    hist = LatencyHistogram()
+    hist, tx_hist = LatencyHistogram(), LatencyHistogram()
+    status: Counter[str] | None = None
     for p in parts:
         failed.update(p.failed)
         other.update(p.other_errnos)
         if p.hdr is not None:
             hist.add(LatencyHistogram.decode(p.hdr))
+        if p.transaction_hdr is not None:
+            tx_hist.add(LatencyHistogram.decode(p.transaction_hdr))
+        if p.http_status is not None:
+            status = (status or Counter()) + Counter(p.http_status)
+    transacts = any(p.transaction_us is not None for p in parts)
     succeeded = sum(p.succeeded for p in parts)
     return Interval(
         t=start,
@@ -207,7 +237,15 @@ def merge_intervals(parts: Iterable[Interval]) -> Interval:
         latency_us={"p50": hist.percentile(50.0), "p99": hist.percentile(99.0)},
         hdr=hist.encode() if hist.count else None,
         not_started=sum(p.not_started for p in parts),
+        transaction_us=percentiles(tx_hist) if transacts else None,
+        transaction_hdr=tx_hist.encode() if tx_hist.count else None,
+        http_status=dict(sorted(status.items())) if status is not None else None,
     )
+
+
+def percentiles(hist: LatencyHistogram) -> dict[str, int | None]:
+    """An interval's p50 and p99 (None when empty)."""
+    return {"p50": hist.percentile(50.0), "p99": hist.percentile(99.0)}
 
 
 @dataclass(frozen=True, slots=True)

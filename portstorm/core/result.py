@@ -30,6 +30,18 @@ Format history (keep old versions loading, as pyperf's _bench.py does):
   added within version 1; those connections are timed, so ``latency_us.hdr`` holds the
   successes and them. ``scenario.close_timeout_s`` and ``scenario.loopback`` were added
   then too; files without them load (``loopback`` derived from ``sandbox``).
+  ``established`` per interval (client sockets in ESTABLISHED toward the targets, counted
+  in the sampler's sock_diag dump) was added within version 1; files without it load
+  with null. ``scenario.ipv6`` (the sandbox numbered from 2001:2::/48 or ::1) was added
+  within version 1; files without it load with false, as those runs were IPv4.
+  ``transaction_us`` (like ``latency_us``: the successes' time from the attempt's start to
+  the last response byte, with --request-size/--response-size/--http), per interval
+  ``transaction_us`` {p50, p99} with its ``transaction_hdr``, ``http_status`` per interval
+  and in ``totals`` (code -> responses, --http), the outcomes ``response_incomplete`` and
+  ``http_error`` (connected, so timed in ``latency_us``) and the scenario's
+  ``request_size``, ``response_size``, ``response_timeout_s``, ``http_path``,
+  ``http_host`` and ``hold_s`` were added within version 1; files without them load
+  (no exchange, nothing held).
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ from portstorm.core.errors import UsageError
 from portstorm.core.formats import check_format
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import CONNECTED
+from portstorm.core.ramp import check_ramp
 from portstorm.core.reading import read_json_object
 from portstorm.core.records import (
     FAILURE_NAMES,
@@ -94,6 +107,9 @@ class RunResult:
     sink_stats: Mapping[str, int | str] | None = None  # the built-in sink's own counts
     # the first interval's parts, in time order (core/ramp.py); empty in early files
     ramp: tuple[Interval, ...] = ()
+    # a run with a request/response or --http: its successes' transactions, from the
+    # attempt's start to the last response byte; None without (and in earlier files)
+    transactions: LatencyHistogram | None = None
 
     def __post_init__(self) -> None:
         # named as in result.json: these checks are what a damaged file is told
@@ -123,7 +139,14 @@ class RunResult:
         fields.text_list(self.notes, "notes")
         for i, tu in enumerate(self.tuples):
             fields.instance(tu, TupleStats, f"tuples[{i}]")
-        self._check_ramp()
+        check_ramp(self.ramp, self.intervals)
+        if self.transactions is not None:
+            fields.instance(self.transactions, LatencyHistogram, "transaction_us.hdr")
+            if self.transactions.count != self.succeeded:  # one per success, exactly
+                raise ValueError(
+                    f"transaction histogram holds {self.transactions.count} values but "
+                    f"{self.succeeded} succeeded"
+                )
         # every connection made is timed: the successes and those that then timed out
         # waiting for the server's close (close_timeout)
         connected = self.succeeded + sum(self.failed.get(o, 0) for o in CONNECTED)
@@ -138,35 +161,6 @@ class RunResult:
                     f"the tuples table counts {by_tuple[0]} attempts and {by_tuple[1]} successes, "
                     f"the intervals {self.attempts} and {self.succeeded}"
                 )
-
-    def _check_ramp(self) -> None:
-        """The ramp is the first interval in parts: in time order, within it, and adding up
-        to its counts exactly (a file whose ramp says otherwise is refused: the knee and the
-        port-space chart read it)."""
-        if not self.ramp:
-            return
-        for i, iv in enumerate(self.ramp):
-            fields.instance(iv, Interval, f"ramp[{i}]")
-        if not self.intervals:
-            raise fields.FieldError("ramp", "present, but there are no intervals to be parts of")
-        first = self.intervals[0]
-        for i, (a, b) in enumerate(zip(self.ramp, self.ramp[1:], strict=False)):
-            if b.t < a.t:
-                raise fields.FieldError(f"ramp[{i + 1}].t", f"{b.t} before {a.t}: out of order")
-        end = self.ramp[-1].t + self.ramp[-1].dt
-        if self.ramp[0].t < first.t - 1e-3 or end > first.t + first.dt + 1e-3:
-            raise fields.FieldError(
-                "ramp",
-                f"spans {self.ramp[0].t:g}..{end:g} s; allowed: within the first interval "
-                f"({first.t:g}..{first.t + first.dt:g} s)",
-            )
-        summed = (sum(p.attempts for p in self.ramp), sum(p.succeeded for p in self.ramp))
-        if summed != (first.attempts, first.succeeded):
-            raise fields.FieldError(
-                "ramp",
-                f"counts {summed[0]} attempts and {summed[1]} successes; allowed: the first "
-                f"interval's {first.attempts} and {first.succeeded} (its parts add up to it)",
-            )
 
     def worst_tuple(self) -> TupleStats | None:
         """The tuple that fared worst: the highest failure ratio, then the earliest first
@@ -199,6 +193,12 @@ class RunResult:
     @property
     def other_errnos(self) -> dict[str, int]:
         return _summed(i.other_errnos for i in self.intervals)
+
+    @property
+    def http_status(self) -> dict[str, int] | None:
+        """--http: status code -> responses over the run, by code; None without HTTP."""
+        known = [i.http_status for i in self.intervals if i.http_status is not None]
+        return dict(sorted(_summed(known).items())) if known else None
 
     @property
     def not_started(self) -> int:
@@ -286,8 +286,10 @@ class RunResult:
                 "other_errnos": self.other_errnos,
                 "rate": round(self.rate, 3),
                 "not_started": self.not_started,
+                **({"http_status": self.http_status} if self.http_status is not None else {}),
             },
             "latency_us": lat,
+            **({"transaction_us": _hist_json(self.transactions)} if self.transactions else {}),
             "events": {
                 "first_failure_s": (
                     round(self.first_failure_s, 6) if self.first_failure_s is not None else None
@@ -330,6 +332,12 @@ class RunResult:
                 tuples.append(TupleStats.from_json(item))
         with fields.within("latency_us"):
             histogram = decode_histogram(fields.member(latency, "hdr"), "hdr")
+        transactions = None
+        tx = m.get("transaction_us")  # absent in files older than request/response
+        if tx is not None:
+            with fields.within("transaction_us"):
+                tx_hdr = fields.member(fields.mapping(tx, "transaction_us"), "hdr")
+                transactions = decode_histogram(tx_hdr, "hdr")
         return cls(
             tool_version=version,
             host=host,
@@ -348,6 +356,7 @@ class RunResult:
             tuples=tuple(tuples),
             sink_stats=fields.copied(scenario.get(MEASURED)),
             ramp=tuple(ramp),
+            transactions=transactions,
         )
 
 
@@ -374,6 +383,11 @@ def result_from_doc(path: Path, doc: Mapping[str, Any]) -> RunResult:
         raise UsageError(f"{path}: damaged portstorm result: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"{path}: damaged portstorm result ({type(e).__name__}: {e})") from None
+
+
+def _hist_json(hist: LatencyHistogram) -> dict[str, Any]:
+    """``latency_us``'s shape: p50, p90, p99, p999, max, and the histogram (hdr)."""
+    return {**hist.summary(), "hdr": hist.encode()}
 
 
 def _round3(v: float | None) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from portstorm.core.addressing import (
     check_sources_for_sandbox,
 )
 from portstorm.core.errors import UsageError
+from portstorm.core.exchange import MAX_MESSAGE_BYTES, check_exchange
 from portstorm.core.ports import parse_port_range
 
 
@@ -135,6 +137,19 @@ class Scenario:
     sources: tuple[str, ...] = field(default_factory=tuple)  # expanded --source addresses
     sink_ports: int = 1  # the built-in sink listens on this many ports...
     sink_addresses: int = 1  # ...on each of this many addresses
+    # --ipv6: the sandboxes numbered from 2001:2::/48 (pair) or ::1 (loopback, and the
+    # built-in sink in host mode); targets and sources must then be IPv6
+    ipv6: bool = False
+    # after connect(): the request the client writes and the response it reads, in bytes
+    # (0 and 0: connect and close, nothing sent); with http_path the request is a GET
+    request_size: int = 0
+    response_size: int = 0
+    # seconds from connect to the last response byte before it counts as timeout; None:
+    # as long as the connect timeout
+    response_timeout_s: float | None = None
+    http_path: str | None = None  # --http PATH: an HTTP/1.1 GET instead of raw bytes
+    http_host: str | None = None  # --http-host: the Host header; None: the target's
+    hold_s: float = 0.0  # seconds each connection stays open after its exchange
 
     def __post_init__(self) -> None:
         _check("--duration", self.duration_s)
@@ -142,6 +157,12 @@ class Scenario:
         _check("--connect-timeout", self.connect_timeout_s)
         if self.close_timeout_s is not None:
             _check("--close-timeout", self.close_timeout_s)
+        if self.response_timeout_s is not None:
+            _check("--response-timeout", self.response_timeout_s)
+        _check("--request-size", self.request_size)
+        _check("--response-size", self.response_size)
+        _check("--hold", self.hold_s)
+        check_exchange(self)
         if self.rate is not None:
             _check("--rate", self.rate)
         if self.concurrency is not None:
@@ -178,7 +199,11 @@ class Scenario:
             raise UsageError(
                 "--sink-workers applies to the built-in sink; with targets there is none"
             )
-        check_sources_for_sandbox(str(self.sandbox), self.sources, self.sink_addresses)
+        if self.ipv6:
+            self._check_ipv6()
+        check_sources_for_sandbox(
+            str(self.sandbox), self.sources, self.sink_addresses, ipv6=self.ipv6
+        )
         n_dest = len(self.targets) or self.sink_ports * self.sink_addresses
         if max(1, len(self.sources)) * n_dest > MAX_TUPLES:
             raise UsageError(
@@ -189,6 +214,20 @@ class Scenario:
             raise UsageError(
                 f"--server-set applies to the pair sandbox's server namespace; with --sandbox "
                 f"{self.sandbox} the sink shares the client's settings: use --set"
+            )
+
+    def _check_ipv6(self) -> None:
+        for t in self.targets:
+            if _is_ipv4(t.host):
+                raise UsageError(
+                    f"target {t} is IPv4: with --ipv6 allowed: an IPv6 address in brackets "
+                    "(e.g. [2001:2::5]:80, [::1]:8080) or a host name (its IPv6 address)"
+                )
+        if self.sink_addresses > 1 and not self.targets and self.sandbox is not SandboxKind.PAIR:
+            raise UsageError(
+                f"--sink-addresses {self.sink_addresses} with --ipv6 --sandbox {self.sandbox}: "
+                "IPv6 has one loopback address (::1); allowed 1 (use --sink-ports for more "
+                "destinations, or --sandbox pair)"
             )
 
     @property
@@ -207,6 +246,25 @@ class Scenario:
             return self.concurrency or DEFAULT_CONCURRENCY
         return self.concurrency
 
+    @property
+    def exchanges(self) -> bool:
+        """Something happens after connect(): a request, a response, HTTP or a hold."""
+        return bool(self.request_size or self.response_size or self.http_path or self.hold_s)
+
+    @property
+    def response_limit_s(self) -> float:
+        """Seconds from connect to the last response byte (--response-timeout)."""
+        if self.response_timeout_s is None:
+            return self.connect_timeout_s
+        return self.response_timeout_s
+
+    def held_at_least(self) -> int:
+        """Open loop with --hold: the sockets held open at the steady state (rate x hold),
+        the fewest file descriptors the run cannot do without; 0 otherwise."""
+        if self.rate is None or not self.hold_s:
+            return 0
+        return math.ceil(self.rate * self.hold_s)
+
     def max_in_flight(self) -> tuple[int, bool]:
         """(sockets held at once at most, whether that bound is exact), to size RLIMIT_NOFILE.
 
@@ -218,7 +276,10 @@ class Scenario:
         if cap is not None:
             return cap, True
         assert self.rate is not None
-        return int(self.rate * (self.connect_timeout_s + self.close_limit_s)) + 1, False
+        life = self.connect_timeout_s + self.close_limit_s + self.hold_s
+        if self.request_size or self.response_size or self.http_path:
+            life += self.response_limit_s
+        return int(self.rate * life) + 1, False
 
 
 # option -> (integer?, lowest allowed, lowest is exclusive?, highest, unit)
@@ -227,6 +288,10 @@ _NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {
     "--interval": (False, MIN_INTERVAL_S, False, MAX_DURATION_S, "seconds"),
     "--connect-timeout": (False, 0.0, True, 3600.0, "seconds"),
     "--close-timeout": (False, 0.0, True, 3600.0, "seconds"),
+    "--response-timeout": (False, 0.0, True, 3600.0, "seconds"),
+    "--request-size": (True, 0, False, MAX_MESSAGE_BYTES, "bytes"),
+    "--response-size": (True, 0, False, MAX_MESSAGE_BYTES, "bytes"),
+    "--hold": (False, 0.0, False, MAX_DURATION_S, "seconds"),
     "--rate": (False, 0.0, True, MAX_RATE, "attempts per second"),
     "--concurrency": (True, 1, False, MAX_CONCURRENCY, "attempts in flight"),
     "--sink-ports": (True, 1, False, MAX_SINK_PORTS, "listening ports per sink address"),
@@ -241,7 +306,8 @@ _NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {
 def allowed(option: str) -> str:
     integer, low, exclusive, high, unit = _NUMBERS[option]
     kind = "a whole number" if integer else "a number"
-    return f"{kind} {'>' if exclusive else '>='} {low:g} and <= {high:g} ({unit})"
+    shown = f"{int(high)}" if integer else f"{high:g}"  # 16777216, not 1.67772e+07
+    return f"{kind} {'>' if exclusive else '>='} {low:g} and <= {shown} ({unit})"
 
 
 def _check(option: str, value: float) -> None:

@@ -20,20 +20,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portstorm.core import fields
+from portstorm.core.exchange import transacts
 from portstorm.core.scenario import Scenario
 
 # the JSON keys, in the order result.json has them; "set" is the field ``client_set``
-_TEXTS = ("sink", "sandbox", "mode", "close", "bind", "port_range")
+_TEXTS = ("sink", "sandbox", "mode", "close", "bind", "port_range", "http_path", "http_host")
 _LISTS = ("targets", "sources")
 _MAPS = ("set", "server_set")
-_INTS = ("concurrency", "workers", "sink_workers", "sink_ports", "sink_addresses")
-_NUMBERS = ("duration_s", "rate", "interval_s", "connect_timeout_s", "close_timeout_s")
-_FLAGS = ("loopback", "change_host_sysctls", "user_namespace")
+_INTS = ("concurrency", "workers", "sink_workers", "sink_ports", "sink_addresses",
+         "request_size", "response_size")  # fmt: skip
+_NUMBERS = ("duration_s", "rate", "interval_s", "connect_timeout_s", "close_timeout_s",
+            "response_timeout_s", "hold_s")  # fmt: skip
+_FLAGS = ("loopback", "change_host_sysctls", "user_namespace", "ipv6")
 _ORDER = (
     "targets", "sink", "sandbox", "loopback", "set", "server_set", "change_host_sysctls",
     "duration_s", "rate", "concurrency", "mode", "workers", "sink_workers", "close", "bind",
     "port_range", "sources", "sink_ports", "sink_addresses", "interval_s", "connect_timeout_s",
-    "close_timeout_s", "user_namespace",
+    "close_timeout_s", "user_namespace", "ipv6", "request_size", "response_size",
+    "response_timeout_s", "http_path", "http_host", "hold_s",
 )  # fmt: skip
 MEASURED = "sink_stats"  # in the scenario object, read by RunResult
 
@@ -72,6 +76,16 @@ class RunSetup:
     connect_timeout_s: float | None = None
     close_timeout_s: float | None = None  # --close server: the wait for the server's FIN
     user_namespace: bool | None = None  # the sandbox ran in a user namespace (no root)
+    # after connect() (core/exchange.py); files from before these existed load with None,
+    # which means 0 bytes, no HTTP and no hold: what every run did then
+    request_size: int | None = None
+    response_size: int | None = None
+    response_timeout_s: float | None = None  # as applied: the connect timeout by default
+    http_path: str | None = None
+    http_host: str | None = None  # --http-host as given (None: the target as typed)
+    hold_s: float | None = None
+    # --ipv6: the sandbox was numbered from 2001:2::/48 or ::1 (files from before: False)
+    ipv6: bool = False  # null in a file reads as False
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys not read here, kept
 
     def __post_init__(self) -> None:
@@ -90,6 +104,8 @@ class RunSetup:
             for k in _FLAGS:
                 fields.flag(getattr(self, k), k, null=True)
             fields.mapping(self.extra, "")
+        if self.ipv6 is None:
+            object.__setattr__(self, "ipv6", False)
         if self.loopback is None and self.sandbox is not None:
             object.__setattr__(self, "loopback", self.sandbox == "loopback")
 
@@ -134,6 +150,13 @@ class RunSetup:
             connect_timeout_s=sc.connect_timeout_s,
             close_timeout_s=sc.close_limit_s if sc.close == "server" else None,
             user_namespace=user_namespace,
+            request_size=sc.request_size,
+            response_size=sc.response_size,
+            response_timeout_s=sc.response_limit_s if transacts(sc) else None,
+            http_path=sc.http_path,
+            http_host=sc.http_host,
+            hold_s=sc.hold_s,
+            ipv6=sc.ipv6,
         )
 
     # -- what readers ask --------------------------------------------------------------
@@ -141,6 +164,11 @@ class RunSetup:
     @property
     def open_loop(self) -> bool:
         return self.rate is not None
+
+    @property
+    def transacts(self) -> bool:
+        """A request or response after connect(): the run measured transaction_us."""
+        return bool(self.request_size or self.response_size or self.http_path)
 
     @property
     def pair(self) -> bool:

@@ -2,10 +2,11 @@
 
 Containing no processes and no files beyond JSON text: engine/sweep.py runs the cells.
 
-A *factor* is one thing varied: a run option (close, bind, rate, concurrency, sandbox), a
-client sysctl (``tcp_tw_reuse``), or a server sysctl of the pair sandbox
-(``server:tcp_tw_reuse``). The cells are the cartesian product of the factors' values, in
-the order given (the last factor varies fastest); each cell runs ``repeat`` times.
+A *factor* is one thing varied: a run option (close, bind, rate, concurrency, sandbox, the
+exchange's request_size, response_size and hold, and ipv6, a flag: on or off), a client
+sysctl (``tcp_tw_reuse``), or a server sysctl of the pair sandbox (``server:tcp_tw_reuse``).
+The cells are the cartesian product of the factors' values, in the order given (the last
+factor varies fastest); each cell runs ``repeat`` times.
 
 Format history (keep old versions loading):
 - ``portstorm.sweep/1`` (2026-11): first version.
@@ -34,7 +35,15 @@ RUN_FACTORS: dict[str, str] = {
     "rate": "--rate",
     "concurrency": "--concurrency",
     "sandbox": "--sandbox",
+    "request_size": "--request-size",
+    "response_size": "--response-size",
+    "hold": "--hold",
+    "ipv6": "--ipv6",
 }
+# run factors that are flags: a cell gives the option (on) or leaves it out (off)
+FLAG_FACTORS = frozenset({"ipv6"})
+FLAG_VALUES = {"on": True, "off": False, "true": True, "false": False, "yes": True,
+               "no": False, "1": True, "0": False}  # fmt: skip
 SERVER_PREFIX = "server:"
 MAX_CELLS = 1000
 MAX_REPEAT = 100
@@ -64,6 +73,8 @@ class Factor:
 
     def argv(self, value: str) -> list[str]:
         """The ``portstorm run`` options that set this factor to ``value``."""
+        if self.name in FLAG_FACTORS:
+            return [RUN_FACTORS[self.name]] if FLAG_VALUES[value.lower()] else []
         if self.kind == "run":
             return [RUN_FACTORS[self.name], value]
         if self.kind == "server":
@@ -83,8 +94,8 @@ def parse_vary(text: str) -> Factor:
     hint = "expected NAME=V1,V2,..., e.g. tcp_tw_reuse=0,1,2 or close=client,rst"
     if not sep or not name or not rest.strip():
         raise UsageError(f"--vary {text!r} is malformed: {hint}")
-    if name in RUN_FACTORS:
-        canonical = name
+    if name.replace("-", "_") in RUN_FACTORS:  # request-size as well as request_size
+        canonical = name.replace("-", "_")
     else:
         server = name.startswith(SERVER_PREFIX)
         try:
@@ -100,6 +111,12 @@ def parse_vary(text: str) -> Factor:
         raise UsageError(f"--vary {text!r}: an empty value; {hint}")
     if len(set(values)) != len(values):
         raise UsageError(f"--vary {text!r}: a value is repeated")
+    if canonical in FLAG_FACTORS:
+        bad = [v for v in values if v.lower() not in FLAG_VALUES]
+        if bad:
+            raise UsageError(f"--vary {text!r}: {bad[0]!r} is not a flag value; allowed on, off")
+        if len({FLAG_VALUES[v.lower()] for v in values}) != len(values):
+            raise UsageError(f"--vary {text!r}: a value is repeated (on and off are the two)")
     return Factor(canonical, values)
 
 
@@ -201,6 +218,14 @@ PRESETS: dict[str, Preset] = {
             (Factor("bind", ("connect", "bind", "no-port")),),
             {"rate": "2000", "duration": "120"},
             extra=("--sink-ports", "3"),
+        ),
+        Preset(
+            "crr",
+            "RST or FIN close for request/response clients? A 1-byte request and a 1-byte "
+            "response per connection, as netperf's TCP_CRR and neper's tcp_crr measure: FIN "
+            "close leaves TIME_WAIT on the client and runs out, RST close never does.",
+            (Factor("close", ("client", "rst")),),
+            {"rate": "1000", "duration": "90", "request-size": "1", "response-size": "1"},
         ),
         Preset(
             "reuse-delay",

@@ -213,8 +213,9 @@ def reuse_notes(
     notes: list[str] = []
     if sandbox == "loopback":
         notes.append(
-            "loopback: client and sink share 127.0.0.1, where tcp_tw_reuse=2 (the default) "
-            "lets connect() reuse a TIME_WAIT port; across a real network it would not, so "
+            "loopback: client and sink share 127.0.0.1 (::1 with --ipv6), where tcp_tw_reuse=2 "
+            "(the default) lets connect() reuse a TIME_WAIT port; across a real network it "
+            "would not, so "
             "loopback results flatter a host's capacity"
         )
     elif on_loopback:  # tcp_twsk_unique() tests the socket's addresses, not the namespace

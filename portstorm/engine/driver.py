@@ -15,8 +15,8 @@ Two load shapes:
 
 The duration is a time bound for both: no attempt starts after it. An open loop still
 behind its schedule then drops the starts still due and counts them (``not_started``, not
-a failure); attempts in flight get at most the longer of the connect and close timeouts
-to finish, so a run ends within that of its duration however far behind it was.
+a failure); attempts in flight get at most the longer of the connect and close timeouts,
+plus --hold and the response timeout (exchange.py), so a run ends within that of its end.
 
 Attempts go round-robin over the run's *flows*: one per (source, destination) tuple
 (core/addressing.py). Each flow's counts are kept apart (flows.FlowCounts), so result.json
@@ -39,13 +39,14 @@ from time import perf_counter_ns
 
 import trio
 
+from portstorm.core.exchange import transacts
 from portstorm.core.histogram import LatencyHistogram
-from portstorm.core.outcome import FAILURES, Outcome, Phase, classify, errno_name
+from portstorm.core.outcome import CONNECTED, FAILURES, Outcome, Phase, classify, errno_name
 from portstorm.core.result import Interval
 from portstorm.core.scenario import CloseMode, Scenario
 from portstorm.engine.delivery import Records
+from portstorm.engine.exchange import Exchange
 from portstorm.engine.flows import (
-    IP_BIND_ADDRESS_NO_PORT,
     IP_LOCAL_PORT_RANGE,
     N_FAILURES,
     Flow,
@@ -91,7 +92,11 @@ class Driver:
         self._sample = sample
         self._timeout, self._close_timeout = scenario.connect_timeout_s, scenario.close_limit_s
         self._close = scenario.close
-        self._no_port, self._port_range = socket_options(scenario)
+        self._goes_on = scenario.exchanges or scenario.close is CloseMode.SERVER
+        self._exchange = Exchange(scenario, flows) if self._goes_on else None
+        self._tx_hist = LatencyHistogram() if transacts(scenario) else None
+        self._http = scenario.http_path is not None
+        _, self._port_range = socket_options(scenario)  # no-port: in each flow's options
         self._next_flow = share.index % len(flows)  # workers start spread over the flows
         self.counts = FlowCounts(len(flows))
         # the hot loop adds to these lists directly: no attribute lookup through counts
@@ -136,6 +141,7 @@ class Driver:
         self._tally = Tally(self._t0)
         self._deadline_ns = deadline_ns = self._t0 + int(sc.duration_s * 1e9)
         self._drain_end = trio_time(deadline_ns) + max(self._timeout, self._close_timeout)
+        self._drain_end += sc.hold_s + (sc.response_limit_s if transacts(sc) else 0.0)
         cap = sc.in_flight_cap
         if cap is not None:
             cap = self.share.part(cap)
@@ -291,8 +297,8 @@ class Driver:
             return None
         if flow.bind_addr is not None:
             try:
-                if self._no_port:
-                    s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                for option in flow.bind_options:  # IP_BIND_ADDRESS_NO_PORT, IP_FREEBIND
+                    s.setsockopt(socket.SOL_IP, option, 1)
                 if self._port_range is not None:
                     s.setsockopt(socket.SOL_IP, IP_LOCAL_PORT_RANGE, self._port_range)
                 s.bind(flow.bind_addr)
@@ -314,10 +320,9 @@ class Driver:
             self._fail(flow_i, classify(Phase.CONNECT, err), err)
             return None
         latency_ns = perf_counter_ns() - t_start_ns
-        close = self._close
-        if close is CloseMode.SERVER:
-            return s  # finish() reads to the server's FIN
-        if close is CloseMode.RST:
+        if self._goes_on:
+            return s  # finish() exchanges, holds or reads to the server's FIN
+        if self._close is CloseMode.RST:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
         s.close()
         self._tally.latencies_ns.append(latency_ns)
@@ -338,28 +343,21 @@ class Driver:
                 self._fail(flow_i, classify(Phase.CONNECT, err), err)
                 return
             latency_ns = perf_counter_ns() - t_start_ns
-            close = self._close
-            if close is CloseMode.RST:
+            if self._close is CloseMode.RST:  # SO_LINGER acts at close() only
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
-            elif close is CloseMode.SERVER:
-                # The server sends the first FIN; read to EOF so our close() answers it and
-                # TIME_WAIT stays on the server side. The wait ends after the close timeout,
-                # or at the time bound (the planned end plus the longer timeout).
-                end = min(trio.current_time() + self._close_timeout, self._drain_end)
-                with trio.move_on_at(end) as cs:
-                    while True:
-                        try:
-                            if not s.recv(4096):
-                                break
-                        except BlockingIOError:
-                            await trio.lowlevel.wait_readable(s)
-                        except OSError as e:
-                            self._fail(flow_i, classify(Phase.CLOSE, e.errno or 0), e.errno)
-                            return
-                if cs.cancelled_caught:  # connected, the server never closed: not a connect
-                    self._tally.latencies_ns.append(latency_ns)  # failure, and timed
-                    self._fail(flow_i, Outcome.CLOSE_TIMEOUT, None)
+            ex = self._exchange  # request/response, HTTP, hold, --close server: exchange.py
+            if ex is not None:
+                ended = await ex.finish(s, flow_i, t_start_ns, self._drain_end)
+                tally = self._tally
+                if ended.status is not None:
+                    tally.http_status[ended.status] = tally.http_status.get(ended.status, 0) + 1
+                if ended.failed is not None:
+                    if ended.failed in CONNECTED:  # connected, so not a connect failure,
+                        tally.latencies_ns.append(latency_ns)  # and timed
+                    self._fail(flow_i, ended.failed, ended.errno)
                     return
+                if ended.transaction_ns:
+                    tally.transactions_ns.append(ended.transaction_ns)
             self._tally.latencies_ns.append(latency_ns)
             self._flow_ok[flow_i] += 1
         finally:
@@ -391,7 +389,11 @@ class Driver:
         tally = self._tally
         self._tally = Tally(end_ns)
         hist = self._interval_hist
-        interval = with_sample(interval_of(tally, end_ns, self._t0, hist), sample)
+        tx = self._tx_hist
+        interval = interval_of(tally, end_ns, self._t0, hist, tx, self._http)
+        interval = with_sample(interval, sample)
         self.counts.update_ports(sample)
         self._report.histogram.add(hist)
+        if tx is not None:
+            self._report.transactions.add(tx)
         self._records.add(interval, k)

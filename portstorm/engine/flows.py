@@ -13,6 +13,12 @@ How a socket gets its port is the bind mode (KERNEL.md, "Ports"):
 - bind: bind((source or any, 0)) then connect(): a port per source address;
 - no-port: IP_BIND_ADDRESS_NO_PORT, bind((source or any, 0)), connect();
 - range: IP_LOCAL_PORT_RANGE on each socket, then as connect.
+
+An IPv6 source the pair sandbox routed to the client as a local /64 (sandbox.py) is not an
+address of any interface, and IPv6 bind() takes only those unless the socket is free to
+bind (ipv6_can_nonlocal_bind() in __inet6_bind()): such flows set IP_FREEBIND. The IPv4
+option at SOL_IP sets the flag IPv6 reads too (inet_sk(sk)->freebind); the IP_* options
+here act on AF_INET6 sockets the same way (do_ip_setsockopt() serves both families).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ N_FAILURES = len(FAILURES)
 # include/uapi/linux/in.h; Python's socket module does not name them on every version
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux 4.2: bind() defers the port choice to connect()
 IP_LOCAL_PORT_RANGE = 51  # Linux 6.3: u32 (high << 16) | low, per socket
+IP_FREEBIND = 15  # bind() to an address no interface has (a local route's, here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,9 @@ class Flow:
     sockaddr: tuple[str, int] | tuple[str, int, int, int]
     source: str  # the source address, or the kernel's choice by route
     destination: str
+    # SOL_IP options set to 1 before bind(): IP_BIND_ADDRESS_NO_PORT (see socket_options),
+    # IP_FREEBIND (a routed IPv6 source)
+    bind_options: tuple[int, ...] = ()
 
 
 def make_flows(
@@ -64,8 +74,12 @@ def make_flows(
     endpoints: dict[tuple[str, int], Endpoint],
     mode: BindMode,
     route_source: Callable[[Endpoint], str],
+    freebind_sources: bool = False,
 ) -> list[Flow]:
-    """TupleSpecs (by address) -> Flows for ``mode``; see the module header for what each binds."""
+    """TupleSpecs (by address) -> Flows for ``mode``; see the module header for what each binds.
+
+    ``freebind_sources``: IPv6 sources are routed, not assigned: bind them with IP_FREEBIND.
+    """
     flows = []
     for spec in specs:
         ep = endpoints[(spec.dst_host, spec.dst_port)]
@@ -76,7 +90,12 @@ def make_flows(
         elif mode in (BindMode.BIND, BindMode.NO_PORT):
             bind_addr = (wildcard, 0)
         source = spec.source if spec.source is not None else route_source(ep)
-        flows.append(Flow(ep.family, bind_addr, ep.sockaddr, source, ep.label))
+        options = []
+        if mode is BindMode.NO_PORT or (mode is not BindMode.BIND and spec.source is not None):
+            options.append(IP_BIND_ADDRESS_NO_PORT)  # as socket_options() decides
+        if freebind_sources and spec.source is not None and ":" in spec.source:
+            options.append(IP_FREEBIND)
+        flows.append(Flow(ep.family, bind_addr, ep.sockaddr, source, ep.label, tuple(options)))
     return flows
 
 

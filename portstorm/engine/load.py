@@ -52,6 +52,8 @@ class DriverReport:
     intervals: list[Interval] = field(default_factory=list)
     ramp: list[Interval] = field(default_factory=list)
     histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
+    # with a request/response or --http: the successes' transactions (engine/exchange.py)
+    transactions: LatencyHistogram = field(default_factory=LatencyHistogram)
     first_failure_s: float | None = None
     first_failure_outcome: str | None = None
     elapsed_s: float = 0.0
@@ -169,6 +171,7 @@ def with_sample(interval: Interval, sample: Sample | None) -> Interval:
         time_wait=sample.time_wait,
         server_time_wait=sample.server_time_wait,
         ports_in_use=sample.ports_in_use,
+        established=sample.established,
         ports_by_destination=sample.ports_by_destination,
         kernel=sample.kernel,
         server_kernel=sample.server_kernel,

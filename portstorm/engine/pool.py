@@ -21,9 +21,10 @@ network namespace (the client's). One line each way:
   not reported within STOP_GRACE_S is killed, and the run keeps what it had sent: a stopped
   run ends within 2 s whatever a worker is doing.
 
-Merging is exact: counts add, histograms add (HdrHistogram), the first failure is the
-earliest. Open-loop starts are dealt round-robin (worker k of n takes starts k, k + n, ...),
-so the merged schedule is the single-process one.
+Merging is exact: counts add, histograms add (HdrHistogram: connect latency, and the
+transactions of a run with a request/response), the first failure is the earliest.
+Open-loop starts are dealt round-robin (worker k of n takes starts k, k + n, ...), so the
+merged schedule is the single-process one.
 """
 
 from __future__ import annotations
@@ -345,6 +346,8 @@ class DriverPool:
         self._counts.update_ports(sample)
         if interval.hdr is not None:
             self._report.histogram.add(LatencyHistogram.decode(interval.hdr))
+        if interval.transaction_hdr is not None:  # request/response, HTTP: exact too
+            self._report.transactions.add(LatencyHistogram.decode(interval.transaction_hdr))
         self._records.add(interval, k + 1)  # record k: ended by tick k + 1 (or the end)
 
     # -- the merged report -------------------------------------------------------------

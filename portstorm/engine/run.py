@@ -8,7 +8,6 @@ the file format in core/result.py.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,9 +16,10 @@ from pathlib import Path
 import trio
 
 from portstorm import __version__
-from portstorm.core.addressing import plan_tuples
+from portstorm.core.addressing import is_loopback, plan_tuples
 from portstorm.core.capacity import CapacityInput, effective_range, model
 from portstorm.core.errors import EnvironmentProblem, UsageError
+from portstorm.core.exchange import transacts
 from portstorm.core.files import Folder
 from portstorm.core.intervallog import NAME as INTERVAL_LOG
 from portstorm.core.intervallog import IntervalLog
@@ -36,6 +36,7 @@ from portstorm.engine.load import DriverReport, Load, drive
 from portstorm.engine.pool import DriverPool, effective_workers
 from portstorm.engine.sampler import Sampler
 from portstorm.engine.sandbox import Sandbox
+from portstorm.engine.sink_answer import SinkAnswer
 from portstorm.engine.sysinfo import ensure_nofile, host_info
 
 FD_HEADROOM = 64  # stdio, the event loop's own fds, the sink pipe, /proc reads
@@ -49,13 +50,16 @@ class RunOutput:
     problems: tuple[str, ...] = ()
 
 
-def resolve(target: Target) -> Endpoint:
-    """getaddrinfo() once, before the run: the hot loop only ever sees socket addresses."""
+def resolve(target: Target, ipv6: bool = False) -> Endpoint:
+    """getaddrinfo() once, before the run: the hot loop only ever sees socket addresses.
+    With ``ipv6`` a host name resolves to its IPv6 address only (AAAA)."""
+    family = socket.AF_INET6 if ipv6 else socket.AF_UNSPEC
     try:
-        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(target.host, target.port, family, socket.SOCK_STREAM)
     except socket.gaierror as e:
+        also = " (--ipv6: an IPv6 address)" if ipv6 else ""
         raise EnvironmentProblem(
-            f"target {target}: cannot resolve {target.host!r}: {e.strerror}"
+            f"target {target}: cannot resolve {target.host!r}{also}: {e.strerror}"
         ) from None
     family, _, _, _, sockaddr = infos[0]
     return Endpoint(family, sockaddr, str(target))  # type: ignore[arg-type]
@@ -122,7 +126,7 @@ def capacity_input(
     """The model's view of this run: the client's sysctls as read back, and the load."""
     loopback = scenario.sandbox is SandboxKind.LOOPBACK or (
         scenario.sandbox is SandboxKind.HOST
-        and all(ipaddress.ip_address(ep.sockaddr[0]).is_loopback for ep in endpoints)
+        and all(is_loopback(ep.sockaddr[0]) for ep in endpoints)
     )
     return CapacityInput.from_tunings(
         tunings,
@@ -133,6 +137,7 @@ def capacity_input(
         close=str(scenario.close),
         loopback=loopback,
         rate=scenario.rate,
+        hold_s=scenario.hold_s,  # held ports: --hold before TIME_WAIT (core/capacity.py)
     )
 
 
@@ -165,6 +170,9 @@ def _run(
     on_interval: Callable[[Interval], None] | None,
 ) -> RunOutput:
     in_flight, exact = scenario.max_in_flight()
+    if held := scenario.held_at_least():  # --hold: rate x hold sockets open at once
+        option = f"--rate {scenario.rate:.15g} --hold {scenario.hold_s:.15g} ({held:,} held)"
+        ensure_nofile(held + FD_HEADROOM, required=True, option=option)
     ensure_nofile(in_flight + FD_HEADROOM, required=exact, option=f"--concurrency {in_flight}")
     check_socket_options(*socket_options(scenario), kernel=host_info().kernel)
     sandbox = Sandbox(
@@ -178,12 +186,14 @@ def _run(
         sink_ports=scenario.sink_ports,
         sink_workers=scenario.sink_workers,
         sink_addresses=scenario.sink_addresses,
+        ipv6=scenario.ipv6,
+        sink_answer=sink_answer(scenario),
     )
     with sandbox:
-        endpoints = [resolve(t) for t in scenario.targets] or sandbox.endpoints
+        endpoints = [resolve(t, scenario.ipv6) for t in scenario.targets] or sandbox.endpoints
         by_addr = {(ep.sockaddr[0], ep.sockaddr[1]): ep for ep in endpoints}
         specs = plan_tuples(scenario.sources, list(by_addr))
-        flows = make_flows(specs, by_addr, scenario.bind, route_source)
+        flows = make_flows(specs, by_addr, scenario.bind, route_source, sandbox.freebind_sources)
         port_range = parse_port_range(sandbox.tunings["net.ipv4.ip_local_port_range"])
         # created here, in the client namespace, where its netlink socket must live
         sampler = Sampler(
@@ -274,9 +284,20 @@ def _run(
         tuples=tuple_stats(flows, report),
         sink_stats=sandbox.sink.stats if sandbox.sink is not None else None,
         ramp=tuple(report.ramp),  # the first interval's 100 ms parts (core/ramp.py)
+        transactions=report.transactions if transacts(scenario) else None,
     )
     path = folder.write_json("result.json", result.to_json())
     return RunOutput(result, path, (*report_error, *report.worker_errors))
+
+
+def sink_answer(scenario: Scenario) -> SinkAnswer:
+    """What the built-in sink reads and answers on each connection (sink_server.py)."""
+    return SinkAnswer(
+        request_size=scenario.request_size,
+        response_size=scenario.response_size,
+        http=scenario.http_path is not None,
+        hold_s=scenario.hold_s,  # --close server: the sink holds; HTTP: keep-alive
+    )
 
 
 def tuple_stats(flows: list[Flow], report: DriverReport) -> tuple[TupleStats, ...]:

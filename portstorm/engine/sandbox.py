@@ -1,6 +1,7 @@
 """Where an experiment runs: the pair and loopback sandboxes, or the host's own stack.
 
-Containing the topology and the order of setup; the namespace calls are in netns.py.
+Containing the topology and the order of setup; the namespace calls are in netns.py, what
+a fresh IPv6 link needs (no DAD, the wait until it is configured) in ipv6link.py.
 
 - ``pair`` (the default without a target): this process moves into a fresh client
   namespace; the sink starts in a fresh namespace of its own; a veth joins them, numbered
@@ -8,6 +9,11 @@ Containing the topology and the order of setup; the namespace calls are in netns
   as it would not across a real network.
 - ``loopback``: one fresh namespace, client and sink on 127.0.0.1.
 - ``host``: the current namespace, the host's own settings.
+
+With ``ipv6`` the same topologies over IPv6 (core/addressing.py has the plan): the veth is
+2001:2::/64 (RFC 5180), loopback is ::1. Extra IPv6 sources are not added one by one: each
+/64 holding some is routed to the client as ``local`` (the kernel then accepts any address
+in it, ip_route_input -> RTN_LOCAL), and routed back from the sink via the client's address.
 
 A new namespace starts from the kernel's built-in defaults, not the host's values, so each
 sandbox first copies the host's values of every studied sysctl, then applies the user's
@@ -28,17 +34,27 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from types import TracebackType
 
-from portstorm.core.addressing import PAIR_CLIENT, PAIR_NETWORK, sink_addresses
+from portstorm.core.addressing import (
+    PAIR_LINK6,
+    PAIR_NETWORK,
+    address_text,
+    pair_client,
+    sink_addresses,
+    source_prefixes,
+)
 from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.scenario import CloseMode, SandboxKind
 from portstorm.core.tuning import STUDIED
 from portstorm.engine import journal, netns
 from portstorm.engine.flows import IP_BIND_ADDRESS_NO_PORT, Endpoint
+from portstorm.engine.ipv6link import await_ipv6_ready, without_dad
 from portstorm.engine.kernel import apply_sysctls, read_sysctls
+from portstorm.engine.sink_answer import SinkAnswer
 from portstorm.engine.sink_handle import SinkProcess
 
-CLIENT_ADDR = str(PAIR_CLIENT)
+CLIENT_ADDR = pair_client(ipv6=False)
 PREFIX_LEN = PAIR_NETWORK.prefixlen  # all of 198.18.0.0/15 is on-link: extra addresses too
+PREFIX_LEN6 = PAIR_LINK6.prefixlen  # 2001:2::/64 is on-link; sources' /64s are routed
 CLIENT_IF = "ps-client"
 SERVER_IF = "ps-server"
 SINK_PORT = 9000
@@ -61,9 +77,24 @@ def _ip_batch(commands: list[str], what: str) -> None:
 
 
 def _add_addresses(addresses: list[str], dev: str) -> None:
-    """Add /32 addresses (the /15 route is there already)."""
-    _ip_batch([f"addr add {a}/32 dev {dev}" for a in addresses],
+    """Add /32 (/128) addresses (the /15 or /64 route is there already).
+
+    IPv6 addresses are added ``nodad``: duplicate address detection (RFC 4862 5.4) keeps a
+    new address tentative for a probe interval, ~1 s (retrans_time), during which bind()
+    to it fails with EADDRNOTAVAIL (ipv6_chk_addr() skips IFA_F_TENTATIVE). The namespaces
+    are new and hold nothing else, so no duplicate can exist.
+    """
+    _ip_batch([f"addr add {a}/{128 if ':' in a else 32} dev {dev}{' nodad' if ':' in a else ''}"
+               for a in addresses],
               f"adding {len(addresses)} address(es) to {dev}")  # fmt: skip
+
+
+def _endpoint(host: str, port: int) -> Endpoint:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockaddr: tuple[str, int] | tuple[str, int, int, int] = (
+        (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
+    )
+    return Endpoint(family, sockaddr, address_text(host, port))
 
 
 def missing_local_addresses(addresses: list[str]) -> list[str]:
@@ -109,8 +140,15 @@ class Sandbox:
         sink_ports: int = 1,
         sink_workers: int = 1,
         sink_addresses: int = 1,
+        ipv6: bool = False,
+        sink_answer: SinkAnswer | None = None,
     ) -> None:
         self.kind = kind
+        self.sink_answer = sink_answer  # what the built-in sink reads and answers
+        self.ipv6 = ipv6
+        # the pair routed IPv6 source prefixes to the client as local: sockets bound to
+        # those sources need IP_FREEBIND (flows.py)
+        self.freebind_sources = False
         self.sources = sources
         self.sink_ports = sink_ports
         self.sink_workers = sink_workers
@@ -221,18 +259,31 @@ class Sandbox:
             )
 
     def _start_local_sink(self) -> None:
-        hosts = sink_addresses(False, self.sink_addresses)
+        hosts = sink_addresses(False, self.sink_addresses, self.ipv6)
         sink = self._stack.enter_context(
-            SinkProcess(hosts, self.close, n_ports=self.sink_ports, workers=self.sink_workers)
+            SinkProcess(
+                hosts,
+                self.close,
+                n_ports=self.sink_ports,
+                workers=self.sink_workers,
+                answer=self.sink_answer,
+            )
         )
         self.sink = sink
-        self.endpoints = [Endpoint(socket.AF_INET, (h, p), f"{h}:{p}") for h, p in sink.listening]
+        self.endpoints = [_endpoint(h, p) for h, p in sink.listening]
 
     def _start_pair(self) -> None:
-        servers = sink_addresses(True, self.sink_addresses)
+        servers = sink_addresses(True, self.sink_addresses, self.ipv6)
         ports = list(range(SINK_PORT, SINK_PORT + self.sink_ports))
         sink = self._stack.enter_context(
-            SinkProcess(servers, self.close, ports=ports, own_netns=True, workers=self.sink_workers)
+            SinkProcess(
+                servers,
+                self.close,
+                ports=ports,
+                own_netns=True,
+                workers=self.sink_workers,
+                answer=self.sink_answer,
+            )
         )
         self.sink = sink
         client_fd = netns.open_netns()
@@ -243,19 +294,24 @@ class Sandbox:
         # exists in the host's namespace.
         _ip("link", "add", CLIENT_IF, "type", "veth", "peer", "name", SERVER_IF,
             "netns", str(sink.pid))  # fmt: skip
-        _ip("addr", "add", f"{CLIENT_ADDR}/{PREFIX_LEN}", "dev", CLIENT_IF)
-        _add_addresses([a for a in self.sources if a != CLIENT_ADDR], CLIENT_IF)
+        client, plen = (pair_client(True), PREFIX_LEN6) if self.ipv6 else (CLIENT_ADDR, PREFIX_LEN)
+        nodad = ("nodad",) if self.ipv6 else ()  # see _add_addresses: no ~1 s DAD wait
+        _ip("addr", "add", f"{client}/{plen}", "dev", CLIENT_IF, *nodad)
+        extra = self._client_sources()
+        if self.ipv6:
+            without_dad(CLIENT_IF)
         _ip("link", "set", CLIENT_IF, "up")
         with _inside(server_fd, client_fd):
             _ip("link", "set", "lo", "up")
-            _ip("addr", "add", f"{servers[0]}/{PREFIX_LEN}", "dev", SERVER_IF)
+            if self.ipv6:
+                without_dad(SERVER_IF)
+            _ip("addr", "add", f"{servers[0]}/{plen}", "dev", SERVER_IF, *nodad)
             _add_addresses(servers[1:], SERVER_IF)
             _ip("link", "set", SERVER_IF, "up")
             # Replies to extra sources go through the client's first address: one neighbour
             # entry on the sink's side instead of one per source (the neighbour table
             # overflows past gc_thresh3, 1024 by default, and packets are then dropped).
-            extra = [a for a in self.sources if a != CLIENT_ADDR]
-            _ip_batch([f"route add {a}/32 via {CLIENT_ADDR} dev {SERVER_IF}" for a in extra],
+            _ip_batch([f"route add {a} via {client} dev {SERVER_IF}" for a in extra],
                       f"routing {len(extra)} source address(es) on the sink's side")  # fmt: skip
             self.notes += apply_sysctls(
                 {**self.host_values, **self.server_set},
@@ -263,8 +319,28 @@ class Sandbox:
                 "server namespace",
             )
             self.server_tunings = read_sysctls(STUDIED)
+        if self.ipv6:
+            await_ipv6_ready([(os.getpid(), CLIENT_IF), (sink.pid, SERVER_IF)])
         sink.go()
-        self.endpoints = [Endpoint(socket.AF_INET, (h, p), f"{h}:{p}") for h, p in sink.listening]
+        self.endpoints = [_endpoint(h, p) for h, p in sink.listening]
+
+    def _client_sources(self) -> list[str]:
+        """Make the extra sources the client's; what the sink's side must route back to it.
+
+        IPv4: an address per source on the veth. IPv6: one local route per /64 holding
+        sources, whatever their number (4096 of a /64 cost one route); bind() to them needs
+        IP_FREEBIND, since IPv6 bind() takes assigned addresses only (ipv6_chk_addr() in
+        __inet6_bind()), so the flows set it (flows.py).
+        """
+        if not self.ipv6:
+            extra = [a for a in self.sources if a != CLIENT_ADDR]
+            _add_addresses(extra, CLIENT_IF)
+            return [f"{a}/32" for a in extra]
+        prefixes = [str(p) for p in source_prefixes(self.sources)]
+        _ip_batch([f"route add local {p} dev lo" for p in prefixes],
+                  f"routing {len(prefixes)} source prefix(es) to the client")  # fmt: skip
+        self.freebind_sources = bool(prefixes)
+        return prefixes
 
     # -- teardown ------------------------------------------------------------------------
 

@@ -10,6 +10,9 @@ The child is started by processes.spawn() (its own session, so a Ctrl-C reaches 
 portstorm, which stops the sink after the driver has finished; PR_SET_PDEATHSIG, so it dies
 with portstorm even after a SIGKILL). Its stdout says ``READY_PREFIX`` once it listens and
 ``STATS_PREFIX`` with its counts after it has stopped (sink_server.py).
+
+What the sink answers (``SinkAnswer``: the run's request/response sizes, --http, --hold) is
+given to it: the run hands it to the sandbox, which starts the sink with it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from portstorm.core.scenario import CloseMode
 from portstorm.engine import netns
 from portstorm.engine.kernel import read_sysctls
 from portstorm.engine.processes import spawn
+from portstorm.engine.sink_answer import SinkAnswer
 from portstorm.engine.sink_server import READY_PREFIX, STATS_PREFIX
+
+IDLE_TIMEOUT_S = 60.0  # the sink's wait for a client to end a connection, past any hold
 
 
 def _into_new_netns() -> None:
@@ -102,6 +108,7 @@ class SinkProcess:
         own_netns: bool = False,
         start_timeout: float = 10.0,
         workers: int = 1,
+        answer: SinkAnswer | None = None,
     ) -> None:
         if own_netns and not ports:
             raise ValueError("a sink in its own namespace needs its ports given")
@@ -111,6 +118,7 @@ class SinkProcess:
         self.n_ports = n_ports
         self.own_netns = own_netns
         self.workers = workers
+        self.answer = answer or SinkAnswer()
         self.listening: list[tuple[str, int]] = []
         self.stats: dict[str, Any] | None = None
         self._start_timeout = start_timeout
@@ -125,6 +133,9 @@ class SinkProcess:
         ports = self.ports or ports_outside_ephemeral_range(self.hosts, self.n_ports)
         cmd = [sys.executable, "-m", "portstorm", "sink", "--close", str(self.close),
                "--machine-readable", "--workers", str(self.workers)]  # fmt: skip
+        if self.answer.active:
+            idle = IDLE_TIMEOUT_S + self.answer.hold_s
+            cmd += [*self.answer.argv(), "--idle-timeout", repr(idle)]
         for host in self.hosts:
             for port in ports:
                 cmd += ["--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]

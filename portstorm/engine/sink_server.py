@@ -12,6 +12,14 @@ Close modes (KERNEL.md, "Who holds TIME_WAIT"):
   here, and the client's new SYN on the same 4-tuple may take it over (RFC 1122 4.2.2.13).
 In every mode, received data is drained before close(): closing with unread data sends a RST
 (tcp_close() -> TCPAbortOnClose), which would turn an intended FIN close into an abort.
+
+With an answer (``SinkAnswer``: the run's --request-size, --response-size, --http, --hold)
+each connection first has its request read (N bytes, or an HTTP request head up to its
+empty line) and gets its response (M bytes, or ``HTTP/1.1 200 OK`` with an M-byte body);
+then the close mode applies as above, ``server`` after the hold (the client waits for
+that FIN). ``bytes_received`` counts every byte read, so a run can check N per connection.
+What is done with one connection is sink_answer.py: here, at accept, the answer is made
+at once when the request is in already (no task), else by a task per connection.
 """
 
 from __future__ import annotations
@@ -23,26 +31,26 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import trio
 
 from portstorm.core.scenario import CloseMode
 from portstorm.engine.processes import die_with_parent, stopped_by_signal
+from portstorm.engine.sink_answer import (
+    GONE,
+    NO_ANSWER,
+    SinkAnswer,
+    SinkStats,
+    answer_connection,
+    answer_now,
+    await_peer_end,
+    drain,
+)
 
 READY_PREFIX = "portstorm-sink listening "
 STATS_PREFIX = "portstorm-sink stats "
 ACCEPT_BATCH = 256  # accept() calls per wakeup before yielding to the other tasks
 BACKLOG = 65535  # capped by net.core.somaxconn in the kernel
-
-
-@dataclass
-class SinkStats:
-    accepted: int = 0
-    closed: int = 0
-    resets: int = 0
-    idle_timeouts: int = 0
-    accept_errors: int = 0
 
 
 def open_listener(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -61,45 +69,15 @@ def open_listener(host: str, port: int, reuse_port: bool = False) -> socket.sock
     return s
 
 
-def _drain(conn: socket.socket) -> bool:
-    """Read what is queued without blocking; True when the peer has ended (EOF or reset)."""
-    while True:
-        try:
-            if not conn.recv(65536):
-                return True
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-
-
-async def _await_peer_end(conn: socket.socket, stats: SinkStats, idle_timeout: float) -> None:
-    try:
-        with trio.move_on_after(idle_timeout) as cs:
-            while True:
-                await trio.lowlevel.wait_readable(conn)
-                try:
-                    if not conn.recv(65536):
-                        break
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    stats.resets += 1
-                    break
-        if cs.cancelled_caught:
-            stats.idle_timeouts += 1
-    finally:
-        conn.close()
-        stats.closed += 1
-
-
 async def serve(
     listener: socket.socket,
     close: CloseMode,
     stats: SinkStats,
     idle_timeout: float = 60.0,
+    answer: SinkAnswer = NO_ANSWER,
 ) -> None:
     """Accept and end connections on ``listener`` until cancelled."""
+    payload = answer.payload() if answer.active else None
     async with trio.open_nursery() as nursery:
         while True:
             await trio.lowlevel.wait_readable(listener)
@@ -115,15 +93,34 @@ async def serve(
                     break
                 stats.accepted += 1
                 conn.setblocking(False)
-                if close is CloseMode.SERVER:
-                    _drain(conn)
+                if payload is not None:
+                    sent = answer_now(conn, answer, payload, stats)
+                    if sent == 0:  # not at once: read, answer and end it in a task
+                        nursery.start_soon(
+                            answer_connection, conn, answer, payload, close, stats, idle_timeout
+                        )
+                    elif 0 < sent < len(payload):
+                        rest = payload[sent:]
+                        nursery.start_soon(
+                            answer_connection, conn, answer, rest, close, stats, idle_timeout, False
+                        )
+                    elif sent == GONE or close is CloseMode.SERVER or drain(conn, stats):
+                        stats.responses += 1 if sent != GONE else 0
+                        drain(conn, stats)  # unread data would turn our FIN into a RST
+                        conn.close()
+                        stats.closed += 1
+                    else:  # answered: wait for the client to end it
+                        stats.responses += 1
+                        nursery.start_soon(await_peer_end, conn, stats, idle_timeout)
+                elif close is CloseMode.SERVER:
+                    drain(conn)
                     conn.close()
                     stats.closed += 1
-                elif _drain(conn):  # the peer already ended it while queued
+                elif drain(conn):  # the peer already ended it while queued
                     conn.close()
                     stats.closed += 1
                 else:
-                    nursery.start_soon(_await_peer_end, conn, stats, idle_timeout)
+                    nursery.start_soon(await_peer_end, conn, stats, idle_timeout)
             await trio.lowlevel.checkpoint()
 
 
@@ -132,6 +129,7 @@ async def serve_all(
     close: CloseMode,
     on_ready: Callable[[list[tuple[str, int]]], None] | None,
     idle_timeout: float,
+    answer: SinkAnswer = NO_ANSWER,
 ) -> SinkStats:
     """Serve every listener until SIGINT/SIGTERM; the counts, summed over the listeners.
 
@@ -141,7 +139,7 @@ async def serve_all(
     stats = SinkStats()
     async with trio.open_nursery() as nursery, stopped_by_signal(nursery.cancel_scope.cancel):
         for listener in listeners:
-            nursery.start_soon(serve, listener, close, stats, idle_timeout)
+            nursery.start_soon(serve, listener, close, stats, idle_timeout, answer)
         if on_ready is not None:
             on_ready([listener.getsockname()[:2] for listener in listeners])
         await trio.sleep_forever()
@@ -169,7 +167,7 @@ def accept_queued(listener: socket.socket, stats: SinkStats) -> None:
             return
         stats.accepted += 1
         conn.setblocking(False)
-        _drain(conn)
+        drain(conn)
         conn.close()
         stats.closed += 1
 
@@ -195,6 +193,7 @@ def run_sink(
     on_ready: Callable[[list[tuple[str, int]]], None],
     idle_timeout: float = 60.0,
     workers: int = 1,
+    answer: SinkAnswer = NO_ANSWER,
 ) -> SinkStats:
     """Listen on every (host, port) in ``workers`` processes, report the bound addresses
     once all of them listen, and serve until SIGINT/SIGTERM; return the counts, summed.
@@ -210,11 +209,11 @@ def run_sink(
     children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
     try:
         for _ in range(workers - 1):
-            children.append(_fork_worker(listeners, bound, close, idle_timeout))
+            children.append(_fork_worker(listeners, bound, close, idle_timeout, answer))
         for _pid, fd in children:  # each child writes one line once it listens
             if not _read_line(fd).startswith("ready"):
                 raise OSError(errno.EIO, "a sink worker failed to listen")
-        stats = trio.run(serve_all, listeners, close, on_ready, idle_timeout)
+        stats = trio.run(serve_all, listeners, close, on_ready, idle_timeout, answer)
     finally:
         for listener in listeners:
             listener.close()
@@ -236,6 +235,7 @@ def _fork_worker(
     addresses: list[tuple[str, int]],
     close: CloseMode,
     idle_timeout: float,
+    answer: SinkAnswer,
 ) -> tuple[int, int]:
     r, w = os.pipe()
     pid = os.fork()
@@ -250,7 +250,7 @@ def _fork_worker(
             listener.close()
         listeners = open_listeners(addresses, reuse_port=True)
         os.write(w, b"ready\n")
-        stats = trio.run(serve_all, listeners, close, None, idle_timeout)
+        stats = trio.run(serve_all, listeners, close, None, idle_timeout, answer)
         counts = " ".join(f"{k}={v}" for k, v in dataclasses.asdict(stats).items())
         os.write(w, f"stats {counts}\n".encode())
     except BaseException:

@@ -7,6 +7,11 @@ sockets (KERNEL.md: pyroute2's generic parser took ~0.7 s for 17k sockets; parsi
 /proc/net/tcp costs 35-115 ms at 30k-60k sockets).
 
 Wire format: include/uapi/linux/{netlink,sock_diag,inet_diag}.h.
+
+IPv6: a dump holds the sockets of the family it asks for (inet_diag_dump_icsk() skips
+sk_family != sdiag_family), TIME_WAIT ones included (tw_family), so an IPv6 flow takes an
+AF_INET6 dump; its host condition is 128 bits long, and replies carry 16-byte addresses
+(measured in one namespace: 100 TIME_WAIT on ::1 and 50 on 127.0.0.1 gave 100 and 50).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import ipaddress
 import os
 import socket
 import struct
+from typing import NamedTuple
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -52,6 +58,16 @@ _NLATTR = struct.Struct("=HH")
 
 # The smallest diag message: nlmsghdr (16) + inet_diag_msg (72); attributes may follow.
 _MIN_MSG = 16 + 72
+# inet_diag_msg opens with idiag_family, idiag_state: the state byte of each message.
+_STATE = _NLMSGHDR.size + 1
+
+
+class Held(NamedTuple):
+    """What one dump counted: sockets in the states asked for, and how many of them were
+    ESTABLISHED (read from each reply's idiag_state, so the same dump answers both)."""
+
+    sockets: int
+    established: int
 
 
 def _uniform_prefix(view: memoryview, size: int, seq: int) -> tuple[int, int]:
@@ -168,6 +184,17 @@ class SockDiag:
         sockets that do not match, so filtering there beats one dump grouped here
         (measured with 64,770 TIME_WAIT toward two destinations: 30.5 ms against 33.7 ms).
         """
+        return self.count_held(dst, dport, port_range, states, src).sockets
+
+    def count_held(
+        self,
+        dst: str,
+        dport: int,
+        port_range: tuple[int, int],
+        states: int = HOLDING_STATES,
+        src: str | None = None,
+    ) -> Held:
+        """As ``count``, with the ESTABLISHED ones among them counted in the same dump."""
         family = socket.AF_INET6 if ":" in dst else socket.AF_INET
         bc = _bytecode(port_range[0], port_range[1], dst, dport, src)
         return self._dump(family, bc, states)
@@ -178,20 +205,27 @@ class SockDiag:
         """(source, destination, destination port) -> sockets in ``states`` with a local port
         in ``port_range``: one dump, grouped here. For many tuples, where one filtered dump
         per tuple would walk the socket table once per tuple."""
+        return {k: h.sockets for k, h in self.held_by_tuple(family, port_range, states).items()}
+
+    def held_by_tuple(
+        self, family: int, port_range: tuple[int, int], states: int = HOLDING_STATES
+    ) -> dict[tuple[str, str, int], Held]:
+        """As ``count_by_tuple``, with the ESTABLISHED ones counted per tuple too."""
         self._request(family, _range_bytecode(*port_range), states)
         try:
-            keys = self._walk_keys(self._seq)
+            keys, est = self._walk_keys(self._seq)
         except OSError:
             self._reopen()
             raise
-        return {_decode_key(family, k): n for k, n in keys.items()}
+        return {_decode_key(family, k): Held(n, est.get(k, 0)) for k, n in keys.items()}
 
     def count_local(self, low: int, high: int, states: int = HOLDING_STATES) -> int:
         """Sockets in ``states`` with a local port in [low, high], any destination, v4 and v6."""
         bc = _range_bytecode(low, high)
-        return self._dump(socket.AF_INET, bc, states) + self._dump(socket.AF_INET6, bc, states)
+        v4, v6 = self._dump(socket.AF_INET, bc, states), self._dump(socket.AF_INET6, bc, states)
+        return v4.sockets + v6.sockets
 
-    def _dump(self, family: int, bc: bytes, states: int) -> int:
+    def _dump(self, family: int, bc: bytes, states: int) -> Held:
         self._request(family, bc, states)
         return self._count_replies(self._seq)
 
@@ -210,45 +244,52 @@ class SockDiag:
                              NLM_F_REQUEST | NLM_F_DUMP, seq, 0)  # fmt: skip
         self._sock.send(hdr + body)
 
-    def _count_replies(self, seq: int) -> int:
+    def _count_replies(self, seq: int) -> Held:
         try:
             return self._walk(seq)
         except OSError:
             self._reopen()
             raise
 
-    def _walk(self, seq: int) -> int:
-        """Read a dump to its end and count its messages.
+    def _walk(self, seq: int) -> Held:
+        """Read a dump to its end and count its messages, and the ESTABLISHED among them.
 
         Fast path: a datagram made only of fixed-size messages (every TIME_WAIT socket:
-        inet_twsk_diag_fill() adds no attributes) is checked and read with strided
-        memoryview casts, at C speed. Anything else is walked header by header.
+        inet_twsk_diag_fill() adds no attributes; full sockets of one family carry the same
+        attributes, inet_diag_msg_attrs_fill()) is checked and read with strided memoryview
+        slices, at C speed: the state bytes of k messages are one strided slice, counted by
+        bytes.count(). Anything else is walked header by header.
         """
-        n = 0
+        n = est = 0
         buf, view = self._buf, memoryview(self._buf)
         unpack = _NLMSGHDR.unpack_from
         while True:
             size = self._sock.recv_into(view)
             off, msg = _uniform_prefix(view, size, seq)
-            n += off // msg if off else 0
+            if off:
+                n += off // msg
+                est += view[_STATE:off:msg].tobytes().count(TCP_ESTABLISHED)
             while off + _NLMSGHDR.size <= size:
                 length, kind, _flags, mseq, _pid = unpack(buf, off)
                 if length < _NLMSGHDR.size:
                     raise OSError(errno.EPROTO, "sock_diag: malformed netlink message")
                 if mseq == seq:
                     if kind == NLMSG_DONE:
-                        return n
+                        return Held(n, est)
                     if kind == NLMSG_ERROR:
                         (err,) = struct.unpack_from("=i", buf, off + _NLMSGHDR.size)
                         if err:
                             raise OSError(-err, f"sock_diag: {os.strerror(-err)}")
                     else:
                         n += 1
+                        est += length > _STATE and buf[off + _STATE] == TCP_ESTABLISHED
                 off += (length + 3) & ~3
 
-    def _walk_keys(self, seq: int) -> dict[bytes, int]:
-        """Read a dump to its end; count its messages by (dport, src, dst) bytes."""
+    def _walk_keys(self, seq: int) -> tuple[dict[bytes, int], dict[bytes, int]]:
+        """Read a dump to its end; count its messages by (dport, src, dst) bytes, and apart
+        the ESTABLISHED ones (a second dict: TIME_WAIT, the many, pay one byte test)."""
         counts: dict[bytes, int] = {}
+        est: dict[bytes, int] = {}
         buf, view = self._buf, memoryview(self._buf)
         unpack = _NLMSGHDR.unpack_from
         start, stop = _KEY.start, _KEY.stop
@@ -261,7 +302,7 @@ class SockDiag:
                     raise OSError(errno.EPROTO, "sock_diag: malformed netlink message")
                 if mseq == seq:
                     if kind == NLMSG_DONE:
-                        return counts
+                        return counts, est
                     if kind == NLMSG_ERROR:
                         (err,) = struct.unpack_from("=i", buf, off + _NLMSGHDR.size)
                         if err:
@@ -269,4 +310,6 @@ class SockDiag:
                     elif length >= _MIN_MSG:
                         key = bytes(view[off + start : off + stop])
                         counts[key] = counts.get(key, 0) + 1
+                        if buf[off + _STATE] == TCP_ESTABLISHED:
+                            est[key] = est.get(key, 0) + 1
                 off += (length + 3) & ~3

@@ -34,7 +34,8 @@ def intervals_csv(r: RunResult) -> str:
     has_server = any(i.server_kernel is not None for i in r.intervals)
     header = ["t_s", "dt_s", "attempts", "succeeded"] + [f"failed_{o}" for o in outcomes]
     header += ["not_started"]  # scheduled starts dropped at the time bound (not a failure)
-    header += ["p50_us", "p99_us", "ports_in_use", "time_wait", "server_time_wait", "fds"]
+    header += ["p50_us", "p99_us", "ports_in_use", "established", "time_wait"]
+    header += ["server_time_wait", "fds"]
     header += counters + ([f"server_{c}" for c in counters] if has_server else [])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -44,7 +45,8 @@ def intervals_csv(r: RunResult) -> str:
         row += [i.failed.get(o, 0) for o in outcomes]
         row += [i.not_started]
         row += [_blank(i.latency_us.get("p50")), _blank(i.latency_us.get("p99"))]
-        row += [_blank(v) for v in (i.ports_in_use, i.time_wait, i.server_time_wait, i.fds)]
+        samples = (i.ports_in_use, i.established, i.time_wait, i.server_time_wait, i.fds)
+        row += [_blank(v) for v in samples]
         row += [_blank((i.kernel or {}).get(c)) if i.kernel is not None else "" for c in counters]
         if has_server:
             row += [

@@ -16,7 +16,8 @@ from portstorm.core.comparison import Spread
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.signals import syn_tail
 from portstorm.core.words import fmt_rate, fmt_s
-from portstorm.report.runcharts import TIME_LABEL, draw_spectrum, mark_syn_tails, style_spectrum
+from portstorm.report.latencyaxes import draw_spectrum, mark_syn_tails, style_spectrum
+from portstorm.report.runcharts import TIME_LABEL
 from portstorm.report.style import (
     BLUE,
     GREY,

@@ -12,11 +12,16 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
-from portstorm.core.signals import SYN_RTO_US, ceiling, knee, samples, syn_tail
+from portstorm.core.signals import ceiling, knee, samples, syn_tail
 from portstorm.core.words import fmt_s
+from portstorm.report.latencyaxes import (
+    draw_spectrum,
+    latency_axis,
+    mark_syn_tails,
+    style_spectrum,
+)
 from portstorm.report.style import (
     BLACK,
     BLUE,
@@ -24,10 +29,12 @@ from portstorm.report.style import (
     GREY,
     ORANGE,
     OUTCOME_COLOURS,
-    PURPLE,
+    SKY,
     VERMILLION,
+    legend_columns,
     line,
     new_figure,
+    stacked,
 )
 
 if TYPE_CHECKING:
@@ -41,7 +48,6 @@ KERNEL_COUNTERS = (
     ("TcpExtListenDrops", "SYNs dropped by a listener (ListenDrops)"),
     ("TcpOutRsts", "RSTs sent (OutRsts)"),
 )
-NINES_TICKS = ((1.0, "0%"), (10.0, "90%"), (100.0, "99%"), (1e3, "99.9%"), (1e4, "99.99%"))
 TIME_LABEL = "time since the load started (s)"
 
 
@@ -61,34 +67,6 @@ def failure_spans(
     if spans and first_failure_s is not None and spans[0][0] < first_failure_s < spans[0][1]:
         spans[0] = (first_failure_s, spans[0][1])
     return spans
-
-
-def nice_bounds(lo: float, hi: float) -> tuple[float, float]:
-    """The 1-2-5 steps just below ``lo`` and just above ``hi`` (for a log axis)."""
-    steps = [m * 10.0**e for e in range(0, 11) for m in (1.0, 2.0, 5.0)]
-    below = max((v for v in steps if v <= lo), default=1.0)
-    above = min((v for v in steps if v >= hi), default=steps[-1])
-    return below, above
-
-
-def latency_axis(ax: Axes, lo: float, hi: float) -> None:
-    """A log axis of microseconds, ticks labelled in us, ms or s: 1-2-5 steps over up to
-    three decades, powers of ten beyond."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    low, high = nice_bounds(max(lo, 1.0), max(hi, 1.0))
-    ax.set_yscale("log")
-    ax.set_ylim(low, high)
-    subs = (1.0, 2.0, 5.0) if high / low <= 1e3 else (1.0,)
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: tick_us(v)))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-
-
-def tick_us(v: float) -> str:
-    if v >= 1e6:
-        return f"{v / 1e6:g} s"
-    return f"{v / 1e3:g} ms" if v >= 1e3 else f"{v:g} us"
 
 
 def _mark_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
@@ -124,29 +102,28 @@ def _no_data(ax: Axes, text: str) -> None:
 
 
 def port_space(r: RunResult) -> Figure:
-    """Ports in use toward the target and TIME_WAIT, under the port-space ceiling, from
-    t = 0: the ramp's 100 ms readings show the first second's climb (signals.samples)."""
+    """What holds the ports toward the target, under the port-space ceiling, from t = 0:
+    connections held open (ESTABLISHED) and client TIME_WAIT stacked, so the top of the
+    stack is the ports they take together; the sampler's ports in use (every holding
+    state) as a line over it. The ramp's 100 ms readings show the first second's climb
+    (signals.samples)."""
     fig = new_figure(4.6)
     ax = fig.subplots()
     seen = samples(r)
     x = [i.t + i.dt for i in seen]
-    series = [
-        ("ports in use toward the target(s)", [i.ports_in_use for i in seen], BLUE, "-"),
-        ("TIME_WAIT, client", [i.time_wait for i in seen], ORANGE, "--"),
-        ("TIME_WAIT, server", [i.server_time_wait for i in seen], GREEN, ":"),
-    ]
     # a sandbox's namespaces are new, so nothing is held when the load starts: (0, 0) is
     # known there; on a host, sockets the run did not make may be, so no point is made up
-    origin = [(0.0, 0)] if r.setup.sandbox in ("pair", "loopback") else []
-    top = 0
-    for label, ys, colour, dash in series:
-        pts = [(t, y) for t, y in zip(x, ys, strict=True) if y is not None]
-        if pts and pts[0][0] > 0:
-            pts = origin + pts
-        if not pts:
-            continue
-        top = max(top, max(y for _t, y in pts))
-        line(ax, pts, colour, dash, label)
+    origin = r.setup.sandbox in ("pair", "loopback")
+    top = _stack(ax, x, seen, origin)
+    lines = [
+        ("ports in use toward the target(s)", [i.ports_in_use for i in seen], BLUE, "-"),
+        ("TIME_WAIT, server", [i.server_time_wait for i in seen], GREEN, ":"),
+    ]
+    for label, ys, colour, dash in lines:
+        pts = _known(x, [ys], origin)
+        if pts:
+            top = max(top, max(y for _t, (y,) in pts))
+            line(ax, [(t, y) for t, (y,) in pts], colour, dash, label)
     ceil = ceiling(r)
     if ceil is not None and r.model is not None:
         tuples = r.model.tuples or 1
@@ -165,8 +142,36 @@ def port_space(r: RunResult) -> Figure:
     ax.set_ylabel("sockets (ports)")
     ax.set_title("Port space: ports held toward the target, against the ceiling")
     # below the axes, never over the data: "best" still covered a line at 0 or the ceiling
-    fig.legend(loc="outside lower center", ncols=3, frameon=False)
+    labels = ax.get_legend_handles_labels()[1]
+    fig.legend(loc="outside lower center", ncols=legend_columns(labels), frameon=False)
     return fig
+
+
+def _known(
+    x: Sequence[float], layers: Sequence[Sequence[int | None]], origin: bool
+) -> list[tuple[float, tuple[int, ...]]]:
+    """The samples at which every layer was read (a failed sample reads none), from
+    (0, 0, ...) in a sandbox."""
+    pts = [(t, tuple(v for v in vs if v is not None)) for t, *vs in zip(x, *layers, strict=True)]
+    pts = [(t, vs) for t, vs in pts if len(vs) == len(layers)]
+    if pts and origin and pts[0][0] > 0:
+        pts.insert(0, (0.0, (0,) * len(layers)))
+    return pts
+
+
+def _stack(ax: Axes, x: Sequence[float], seen: Sequence[Interval], origin: bool) -> int:
+    """Established (none in files from before it was sampled) and client TIME_WAIT as
+    stacked bands; the highest top."""
+    bands = [
+        ("established: connections held open", [i.established for i in seen], SKY, ""),
+        ("TIME_WAIT, client", [i.time_wait for i in seen], ORANGE, "//"),
+    ]
+    bands = [b for b in bands if any(v is not None for v in b[1])]
+    pts = _known(x, [b[1] for b in bands], origin)
+    if pts:
+        layers = [(b[0], [vs[k] for _t, vs in pts], b[2], b[3]) for k, b in enumerate(bands)]
+        stacked(ax, [t for t, _ in pts], layers)
+    return max((sum(vs) for _t, vs in pts), default=0)
 
 
 def connection_rate(r: RunResult) -> Figure:
@@ -212,60 +217,6 @@ def connection_rate(r: RunResult) -> Figure:
     ax.set_title("Connection rate: outcomes per second, stacked")
     fig.legend(loc="outside lower center", ncols=4, frameon=False)
     return fig
-
-
-def _nines(p: float) -> float:
-    return 1.0 / (1.0 - p / 100.0)
-
-
-def draw_spectrum(ax: Axes, h: LatencyHistogram, colour: str, dash: str, label: str) -> None:
-    """HdrHistogram's percentile plot: x = 1/(1-p) on a log axis out to 99.99 %; the
-    maximum is drawn as a marker at the right edge."""
-    pts = [(p, v) for p, v in h.spectrum() if p < 100.0]
-    if not pts:
-        return
-    ax.plot(
-        [_nines(p) for p, _ in pts],
-        [max(v, 1) for _, v in pts],
-        color=colour,
-        ls=dash,
-        lw=2,
-        label=label,
-    )
-    mx = h.max
-    if mx is not None:
-        ax.plot([NINES_TICKS[-1][0]], [mx], marker="v", color=colour, ms=7, ls="none")
-
-
-def style_spectrum(ax: Axes, lo_us: float, hi_us: float) -> None:
-    from matplotlib.ticker import NullLocator
-
-    ax.set_xscale("log")
-    ax.set_xlim(1, NINES_TICKS[-1][0] * 1.2)
-    ax.set_xticks([t for t, _ in NINES_TICKS], [lab for _, lab in NINES_TICKS])
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("percentile, on a 1/(1-p) scale  (▼ maximum)")
-    latency_axis(ax, lo_us, hi_us)
-    ax.set_ylabel("connect latency (log scale)")
-
-
-def mark_syn_tails(ax: Axes, highest_us: float) -> None:
-    """Name the 1 s and 3 s SYN-retransmit levels (call only when signals.syn_tail found
-    connects there: a slow smear crossing 1 s is not a retransmission)."""
-    for level, text in (
-        (SYN_RTO_US, "1 s: one SYN retransmitted"),
-        (3 * SYN_RTO_US, "3 s: two SYNs retransmitted"),
-    ):
-        if highest_us >= 0.9 * level:
-            ax.axhline(level, color=PURPLE, lw=1, ls=":")
-            ax.annotate(
-                text,
-                (0.01, level),
-                xycoords=("axes fraction", "data"),
-                va="bottom",
-                color=PURPLE,
-                fontsize=10,
-            )
 
 
 def latency(r: RunResult) -> Figure:
@@ -370,7 +321,7 @@ def kernel_counters(r: RunResult) -> Figure:
 RUN_CHARTS = (
     (
         "port-space",
-        "Ports in use and TIME_WAIT over time against the port-space ceiling",
+        "Established and TIME_WAIT stacked, and ports in use, over time under the ceiling",
         port_space,
     ),
     (

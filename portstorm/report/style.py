@@ -39,6 +39,8 @@ OUTCOME_COLOURS = {
     "refused": PURPLE,
     "timeout": BLACK,
     "close_timeout": "#8C564B",  # brown: connected, then the server never closed
+    "response_incomplete": "#E377C2",  # pink: connected, the response cut short
+    "http_error": "#7F7F00",  # olive: connected, an HTTP status other than 2xx/3xx
     "reset": SKY,
     "fd_limit": YELLOW,
     "no_buffers": BLUE,
@@ -106,6 +108,25 @@ def line(
         label=label,
         zorder=3,
     )
+
+
+def stacked(
+    ax: Axes, xs: Sequence[float], bands: Sequence[tuple[str, Sequence[float], str, str]]
+) -> None:
+    """Series stacked as bands, (label, values, colour, hatch) from the bottom up: each
+    band's top is the sum so far. Hatched apart, so colour is not the only difference;
+    over shading and a ceiling's band, under the lines."""
+    polys = ax.stackplot(
+        xs,
+        *(ys for _label, ys, _colour, _hatch in bands),
+        labels=[label for label, _ys, _colour, _hatch in bands],
+        colors=[colour for _label, _ys, colour, _hatch in bands],
+        alpha=0.45,
+        zorder=2,
+    )
+    for poly, (_label, _ys, colour, hatch) in zip(polys, bands, strict=True):
+        poly.set_hatch(hatch)
+        poly.set_edgecolor(colour)
 
 
 def legend_columns(labels: Sequence[str], most: int = 3) -> int:

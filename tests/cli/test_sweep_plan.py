@@ -66,7 +66,7 @@ def test_factor_limits() -> None:
 
 def test_every_preset_has_a_question_and_a_duration_past_time_wait_where_it_expires() -> None:
     assert set(PRESETS) == {"tw-reuse", "port-range", "fin-timeout", "close", "bind",
-                            "reuse-delay"}  # fmt: skip
+                            "crr", "reuse-delay"}  # fmt: skip
     for p in PRESETS.values():
         assert p.question.endswith(".") and p.factors
         if p.name != "reuse-delay":  # reuse frees ports within the delay; no 60 s needed

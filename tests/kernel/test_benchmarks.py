@@ -23,12 +23,14 @@ C_DIR = ROOT / "benchmarks" / "c"
 pytestmark = [pytest.mark.netns]
 
 
-def _compile(tmp_path: Path) -> tuple[Path, Path]:
+def _compile(
+    tmp_path: Path, names: tuple[str, str] = ("churn_client", "churn_sink")
+) -> tuple[Path, Path]:
     cc = shutil.which("cc") or shutil.which("gcc")
     require(cc is not None, "no C compiler (cc or gcc) to build benchmarks/c")
     assert cc is not None
     out = []
-    for name in ("churn_client", "churn_sink"):
+    for name in names:
         exe = tmp_path / name
         subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(exe), str(C_DIR / f"{name}.c")],
                        check=True)  # fmt: skip
@@ -67,3 +69,39 @@ def test_churn_benchmark_runs_end_to_end() -> None:
     out = proc.stdout
     for line in ("a  C client", "b  portstorm driver", "c  portstorm driver", "summary: rst: b/a"):
         assert line in out, out
+
+
+@pytest.mark.parametrize("close", ["rst", "fin"])
+def test_c_crr_baseline_answers_every_request_without_failures(tmp_path: Path, close: str) -> None:
+    """TCP_CRR in C: a 1-byte request, a 100-byte response per connection (more than one
+    byte, so a short read would show as a failure), both close modes."""
+    client, sink = _compile(tmp_path, ("crr_client", "crr_sink"))
+    script = f"""
+{sink} 127.0.0.1 9000 1 100 2 > "{tmp_path}/ready" &
+pid=$!
+for i in $(seq 600); do [ -s "{tmp_path}/ready" ] && break; sleep 0.1; done
+{client} 127.0.0.1 9000 0.5 {close} 1 100 2 > "{tmp_path}/out"
+kill -TERM $pid
+wait $pid
+"""
+    check(run_in_netns(script, sysctls={"net.ipv4.tcp_tw_reuse": "1",
+                                        "net.ipv4.tcp_tw_reuse_delay": "1"}))  # fmt: skip
+    assert (tmp_path / "ready").read_text() == "ready\n"
+    words = (tmp_path / "out").read_text().split()  # connections N failures M seconds S
+    assert words[0] == "connections" and int(words[1]) > 100, words
+    assert words[2:4] == ["failures", "0"], words
+
+
+def test_crr_benchmark_runs_end_to_end() -> None:
+    require(shutil.which("cc") is not None or shutil.which("gcc") is not None, "no C compiler")
+    require_netns()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "crr.py"), "--seconds", "0.5",
+         "--repeat", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for line in ("a  C CRR client", "b  portstorm", "c  portstorm", "summary: rst: b/a"):
+        assert line in out, out
+    assert "the C client had" not in out, out  # the C sink answered every request

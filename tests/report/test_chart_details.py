@@ -16,6 +16,7 @@ from portstorm.core.result import RunResult
 from portstorm.report.manycharts import MANY_CHARTS
 from portstorm.report.runcharts import RUN_CHARTS, latency
 from portstorm.report.style import charting
+from tests.report.test_stacked_chart import held_run
 from tests.support.reportdata import simulate
 
 if TYPE_CHECKING:  # matplotlib is imported lazily, by the code under test
@@ -112,6 +113,7 @@ def _run_results() -> Iterator[tuple[str, RunResult]]:
     yield "knee", simulate(ports=100, rate=50, duration=10, knee_us=5_000)
     yield "SYN tail", simulate(ports=10_000, rate=50, duration=10, syn_tail=20)
     yield "loopback", simulate(ports=100, rate=50, duration=10, sandbox="loopback")
+    yield "held", held_run()  # established and TIME_WAIT stacked: two more legend entries
 
 
 def _subjects(long_labels: bool = False) -> list[Subject]:

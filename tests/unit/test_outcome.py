@@ -35,7 +35,8 @@ def test_errno_is_classified_into_the_contract_outcome(
 def test_outcome_names_are_the_contract_names() -> None:
     assert {str(o) for o in Outcome} == {
         "success", "port_exhausted", "bind_in_use", "refused", "timeout", "close_timeout",
-        "reset", "fd_limit", "no_buffers", "unreachable", "other",
+        "reset", "fd_limit", "no_buffers", "unreachable", "other", "response_incomplete",
+        "http_error",
     }  # fmt: skip
 
 
