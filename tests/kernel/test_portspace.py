@@ -14,7 +14,9 @@ from tests.support.netns import check, load, run_in_netns
 pytestmark = pytest.mark.netns
 
 RUN = [sys.executable, "-m", "portstorm", "run"]
-NARROW = ["--set", "ip_local_port_range=40000-40099"]
+# KERNEL.md "Making tests exact": with tcp_rfc1337=0 a stray RST can kill a client
+# TIME_WAIT, and 100 ports gave 106 successes (seen in this file's 50/s test)
+NARROW = ["--set", "ip_local_port_range=40000-40099", "--set", "tcp_rfc1337=1"]
 
 
 def _run(out: Path, *args: str) -> dict:  # type: ignore[type-arg]
@@ -112,11 +114,15 @@ def test_fin_timeout_does_not_shorten_time_wait(tmp_path: Path) -> None:
 def test_inspect_reports_the_port_space_and_advice(tmp_path: Path) -> None:
     script = f"""
 $PORTSTORM run --sandbox host --duration 1 --rate 40 --quiet --no-report --out "{tmp_path}/r" >/dev/null
+# the last closes still under way (the sink's FIN, the last ACK) end in TIME_WAIT: wait for
+# them (seen: 39 of 40 counted while one was still in FIN_WAIT2), up to 30 s
+n=0; while [ "$(ss -Htan exclude time-wait | grep -vc LISTEN)" != 0 ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done
 $PORTSTORM inspect --json > "{tmp_path}/inspect.json"
 echo "ss_tw $(ss -Htan state time-wait | wc -l)"
 """
     proc = run_in_netns(script, sysctls={
         "net.ipv4.ip_local_port_range": "40000 40999",
+        "net.ipv4.tcp_rfc1337": "1",
         "net.ipv4.tcp_max_tw_buckets": "500",
         "net.ipv4.tcp_tw_reuse": "1",
         "net.ipv4.tcp_timestamps": "0",
@@ -125,8 +131,11 @@ echo "ss_tw $(ss -Htan state time-wait | wc -l)"
     doc = json.loads((tmp_path / "inspect.json").read_text())
     ss_tw = int(proc.stdout.split()[-1])
     assert doc["port_range"] == [40000, 40999]
-    assert doc["time_wait"] == ss_tw == 40
-    assert doc["ports_in_use"] == 40
+    totals = load(tmp_path / "r" / "result.json")["totals"]
+    made = totals["succeeded"]  # 40, or fewer with starts dropped at the time bound
+    assert made + totals["not_started"] == 40 and made >= 35, totals
+    assert doc["time_wait"] == ss_tw == made
+    assert doc["ports_in_use"] == made
     advice = " | ".join(doc["advice"])
     assert "tcp_timestamps=0 disables tcp_tw_reuse" in advice
     assert "only 1,000 usable ports" in advice
