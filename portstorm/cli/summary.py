@@ -32,24 +32,29 @@ def top_findings(findings: Sequence[Finding], n: int = SHOWN_FINDINGS) -> tuple[
     return ranked[:n], max(0, len(ranked) - n)
 
 
-def print_findings(result: RunResult, console: Console) -> None:
+def print_findings(result: RunResult, console: Console) -> list[Finding]:
+    """Print the top findings; the ones printed."""
     shown, more = top_findings(run_findings(result))
     if not shown:
-        return
+        return shown
     console.print(plain("findings:", style="bold"))
     for f in shown:
         # wrapped here, not by rich, so that a bullet's text keeps its hanging indent
         console.print(wrapped(f.text, console.width, style=LEVEL_STYLE.get(f.level, "")))
     if more:
         console.print(plain(f"  ({more} more in the report)"))
+    return shown
 
 
 def print_summary(result: RunResult, path: str, console: Console | None = None) -> None:
     console = console or Console(highlight=False)
     console.print(_table(result, path))
-    print_findings(result, console)
+    shown = print_findings(result, console)
+    # the reuse finding says what the run's tcp_tw_reuse note says: not twice
+    said_reuse = any(f.kind == "reuse" for f in shown)
     for note in result.notes:
-        console.print(plain(f"note: {note}"))
+        if not (said_reuse and note.startswith("tcp_tw_reuse=")):
+            console.print(plain(f"note: {note}"))
 
 
 def _table(result: RunResult, path: str) -> PlainTable:

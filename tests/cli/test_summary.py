@@ -251,3 +251,24 @@ def test_a_line_says_the_report_is_being_written_before_it_is_drawn(
         assert (line in fake_run[0]) is says  # and the line came first
     else:
         assert fake_run == []
+
+
+def test_the_tw_reuse_note_is_not_repeated_under_the_finding_that_says_it() -> None:
+    # the pair sandbox with tcp_tw_reuse=2: a finding says it did not apply, and the run's
+    # note said the same again below it
+    r = simulate(ports=20_000, rate=100, duration=5, sandbox="pair",
+                 tunings={"net.ipv4.tcp_tw_reuse": "2"})  # fmt: skip
+    note = "tcp_tw_reuse=2 reuses TIME_WAIT ports on loopback only; this run crossed a veth"
+    other = "host: something else worth a note"
+    r = dataclasses.replace(r, notes=(note, other))
+    assert "reuse" in {f.kind for f in top_findings(run_findings(r))[0]}
+    text = _summary(r)
+    assert (
+        "note: tcp_tw_reuse=2" not in text and "tcp_tw_reuse=2 (the default) did not apply" in text
+    )
+    assert f"note: {other}" in text
+    # without the finding on screen, the note stays
+    bare = dataclasses.replace(
+        r, tunings={**r.tunings, "net.ipv4.tcp_tw_reuse": "0"}, notes=(note,)
+    )
+    assert "note: tcp_tw_reuse=2" in _summary(bare)
