@@ -99,13 +99,13 @@ echo "SERVER_TW $(nsenter -t $ns -n ss -Htan state time-wait | wc -l)"
     n = t["succeeded"]
     if hold:  # keep-alive: nginx waits (keepalive_timeout 75 s), the client's FIN is first
         assert (client_tw, server_tw) == (n, 0)
-    else:  # Connection: close: nginx's FIN first, its side holds every TIME_WAIT
-        assert server_tw == n, (client_tw, server_tw)
-        if close == "server":  # the client waited for that FIN
-            assert client_tw == 0, (client_tw, server_tw)
-        else:  # the client closes at once: on a busy machine a few FINs cross, and a
-            # simultaneous close leaves TIME_WAIT on both sides (RFC 9293 3.6, CLOSING)
-            assert client_tw <= 0.05 * n, (client_tw, server_tw)
+    elif close == "server":  # Connection: close, and the client waited for nginx's FIN
+        assert (client_tw, server_tw) == (0, n)
+    else:  # the client closes at once: on a busy machine a few FINs cross; a simultaneous
+        # close leaves TIME_WAIT on both sides (RFC 9293 3.6, CLOSING), and a client FIN
+        # that reached nginx before its own close leaves it on the client alone (seen:
+        # 1 and 199 of 200). Each connection's TIME_WAIT is somewhere, nearly all on nginx.
+        assert client_tw <= 0.05 * n and client_tw + server_tw >= n, (client_tw, server_tw)
     # the findings say the side that the client's samples show
     said = [f.text for f in run_findings(load_result(out / "result.json"))]
     connection = "keep-alive" if hold else "close"
