@@ -12,11 +12,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 import typer.main
 
 from portstorm.cli import manpage
 from portstorm.cli.app import app
+from tests.support.require import require
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "portstorm" / "cli" / manpage.MAN_FILE
@@ -71,8 +71,10 @@ def test_help_text_cannot_become_roff_requests() -> None:
     assert manpage.paragraphs("one\n  line\n\nnext\n") == ["one line", "next"]
 
 
-@pytest.mark.skipif(shutil.which("groff") is None, reason="groff (groff-base) not installed")
 def test_the_man_page_renders_without_warnings() -> None:
+    require(
+        shutil.which("groff") is not None, "groff is not installed (apt-get install groff-base)"
+    )
     proc = subprocess.run(
         ["groff", "-man", "-Tutf8", "-ww", "-z", str(SHIPPED)],
         capture_output=True,
