@@ -256,7 +256,11 @@ def latency(r: RunResult) -> Figure:
             color=GREEN,
             lw=1.5,
             ls="-.",
-            label=f"port-search knee ({k.ports_in_use:,} of {k.ceiling:,} ports in use)",
+            label=(
+                f"port-search knee (half of {k.ceiling:,} ports in use)"
+                if k.at_half
+                else f"port-search knee ({k.ports_in_use:,} of {k.ceiling:,} ports in use)"
+            ),
         )
     _mark_failures(over_time, r, label=False)
     if top:
