@@ -7,9 +7,7 @@ An option added to ``RunOptions`` but never read by ``to_scenario`` fails here (
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from portstorm import cli
 from portstorm.cli.options import WIRING_EXAMPLES, RunOptions, options_from_argv, to_argv
 from portstorm.core.errors import UsageError
 from portstorm.core.scenario import Scenario
+from tests.support.cli import invoke, reached
 from tests.support.sweeps import sweep_folder
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunOptions)}
@@ -80,36 +79,16 @@ def test_a_bad_value_is_refused_by_its_parser_naming_the_option() -> None:
 # -- sweep --resume and --repeat ------------------------------------------------------------
 
 
-class Reached(Exception):
-    """The command got as far as running the sweep."""
-
-
-def _reached(*args: object, **kwargs: object) -> None:
-    raise Reached
-
-
 @pytest.fixture()
 def _no_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr("portstorm.cli.sweepcmd.SweepRunner", _reached)
+    monkeypatch.setattr("portstorm.cli.sweepcmd.SweepRunner", reached)
     yield
-
-
-def _invoke(argv: list[str]) -> tuple[int | None, str]:
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try:
-            cli.main(argv)
-        except Reached:
-            return None, err.getvalue()
-        except SystemExit as e:
-            return int(e.code or 0), err.getvalue()
-    raise AssertionError("main() returned without exiting")
 
 
 @pytest.mark.usefixtures("_no_runs")
 def test_resume_with_another_repeat_is_refused_naming_both(tmp_path: Path) -> None:
     sweep_folder(tmp_path, done=False)  # planned with --repeat 1
-    code, err = _invoke(["sweep", "--resume", "--repeat", "3", "--out", str(tmp_path)])
+    code, err = invoke(["sweep", "--resume", "--repeat", "3", "--out", str(tmp_path)])
     assert code == 2
     assert "planned with --repeat 1, not 3" in err
     assert "Traceback" not in err
@@ -118,5 +97,5 @@ def test_resume_with_another_repeat_is_refused_naming_both(tmp_path: Path) -> No
 @pytest.mark.usefixtures("_no_runs")
 def test_resume_with_the_planned_repeat_finishes_the_sweep(tmp_path: Path) -> None:
     sweep_folder(tmp_path, done=False)
-    assert _invoke(["sweep", "--resume", "--repeat", "1", "--out", str(tmp_path)])[0] is None
-    assert _invoke(["sweep", "--resume", "--out", str(tmp_path)])[0] is None
+    assert invoke(["sweep", "--resume", "--repeat", "1", "--out", str(tmp_path)])[0] is None
+    assert invoke(["sweep", "--resume", "--out", str(tmp_path)])[0] is None

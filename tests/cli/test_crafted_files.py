@@ -7,9 +7,7 @@ sentinel (a file that passes reaches it), so nothing here runs a load.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import math
 import re
@@ -19,44 +17,24 @@ from typing import Any
 
 import pytest
 
-from portstorm import cli
 from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
 from portstorm.core.result import RunResult
 from portstorm.core.sweep import check_sweep_doc
+from tests.support.cli import invoke, reached
 from tests.support.reportdata import simulate
 from tests.support.sweeps import sweep_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-class Reached(Exception):
-    """The file passed: the command got as far as drawing or running."""
-
-
-def _reached(*args: object, **kwargs: object) -> None:
-    raise Reached
-
-
 @pytest.fixture(autouse=True)
 def _nothing_acts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr("portstorm.cli.sweepcmd.SweepRunner", _reached)
+    monkeypatch.setattr("portstorm.cli.sweepcmd.SweepRunner", reached)
     for where in ("portstorm.report", "portstorm.report.build"):
-        monkeypatch.setattr(f"{where}.write_run_report", _reached)
-        monkeypatch.setattr(f"{where}.write_many_report", _reached)
+        monkeypatch.setattr(f"{where}.write_run_report", reached)
+        monkeypatch.setattr(f"{where}.write_many_report", reached)
     yield
-
-
-def invoke(argv: list[str]) -> tuple[int | None, str]:
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try:
-            cli.main(argv)
-        except Reached:
-            return None, err.getvalue()
-        except SystemExit as e:
-            return int(e.code or 0), err.getvalue()
-    raise AssertionError("main() returned without exiting")
 
 
 def assert_one_line(argv: list[str], *fragments: str) -> None:

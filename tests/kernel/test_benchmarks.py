@@ -38,14 +38,17 @@ def _compile(
     return out[0], out[1]
 
 
-@pytest.mark.parametrize("close", ["rst", "fin"])
-def test_c_baseline_client_and_sink_churn_without_failures(tmp_path: Path, close: str) -> None:
-    client, sink = _compile(tmp_path)
+def _c_pair_runs_without_failures(
+    tmp_path: Path, names: tuple[str, str], close: str, exchange: str = ""
+) -> None:
+    """Build a benchmarks/c client and sink, run the client 0.5 s against the sink in a
+    namespace, and check it made connections and had no failure."""
+    client, sink = _compile(tmp_path, names)
     script = f"""
-{sink} 127.0.0.1 9000 2 > "{tmp_path}/ready" &
+{sink} 127.0.0.1 9000 {exchange} 2 > "{tmp_path}/ready" &
 pid=$!
 for i in $(seq 600); do [ -s "{tmp_path}/ready" ] && break; sleep 0.1; done
-{client} 127.0.0.1 9000 0.5 {close} 2 > "{tmp_path}/out"
+{client} 127.0.0.1 9000 0.5 {close} {exchange} 2 > "{tmp_path}/out"
 kill -TERM $pid
 wait $pid
 """
@@ -55,6 +58,11 @@ wait $pid
     words = (tmp_path / "out").read_text().split()  # connections N failures M seconds S
     assert words[0] == "connections" and int(words[1]) > 100, words
     assert words[2:4] == ["failures", "0"], words
+
+
+@pytest.mark.parametrize("close", ["rst", "fin"])
+def test_c_baseline_client_and_sink_churn_without_failures(tmp_path: Path, close: str) -> None:
+    _c_pair_runs_without_failures(tmp_path, ("churn_client", "churn_sink"), close)
 
 
 def test_churn_benchmark_runs_end_to_end() -> None:
@@ -75,21 +83,7 @@ def test_churn_benchmark_runs_end_to_end() -> None:
 def test_c_crr_baseline_answers_every_request_without_failures(tmp_path: Path, close: str) -> None:
     """TCP_CRR in C: a 1-byte request, a 100-byte response per connection (more than one
     byte, so a short read would show as a failure), both close modes."""
-    client, sink = _compile(tmp_path, ("crr_client", "crr_sink"))
-    script = f"""
-{sink} 127.0.0.1 9000 1 100 2 > "{tmp_path}/ready" &
-pid=$!
-for i in $(seq 600); do [ -s "{tmp_path}/ready" ] && break; sleep 0.1; done
-{client} 127.0.0.1 9000 0.5 {close} 1 100 2 > "{tmp_path}/out"
-kill -TERM $pid
-wait $pid
-"""
-    check(run_in_netns(script, sysctls={"net.ipv4.tcp_tw_reuse": "1",
-                                        "net.ipv4.tcp_tw_reuse_delay": "1"}))  # fmt: skip
-    assert (tmp_path / "ready").read_text() == "ready\n"
-    words = (tmp_path / "out").read_text().split()  # connections N failures M seconds S
-    assert words[0] == "connections" and int(words[1]) > 100, words
-    assert words[2:4] == ["failures", "0"], words
+    _c_pair_runs_without_failures(tmp_path, ("crr_client", "crr_sink"), close, "1 100")
 
 
 def test_crr_benchmark_runs_end_to_end() -> None:

@@ -9,7 +9,6 @@ held TIME_WAIT as the client's samples show it.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from portstorm.core.findings import run_findings
 from portstorm.core.result import load_result
 from tests.support.netns import check, load, run_in_netns
-from tests.support.require import require
+from tests.support.nginx import require_nginx
 
 pytestmark = pytest.mark.netns
 
@@ -38,20 +37,11 @@ http {{
 RATE, DURATION_S = 100, 2
 
 
-def _nginx() -> str:
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    require(nginx is not None, "nginx is not installed (Debian package nginx; .ci/run installs it)")
-    assert nginx is not None
-    return nginx
-
-
 @pytest.mark.parametrize(("close", "hold"), [("client", 0), ("server", 0), ("client", 1)])
 def test_http_against_nginx_counts_every_request_and_says_where_time_wait_landed(
     tmp_path: Path, close: str, hold: int
 ) -> None:
-    nginx = _nginx()
+    nginx = require_nginx()
     (tmp_path / "tmp").mkdir()
     (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(d=tmp_path, server=SERVER))
     out = tmp_path / "run"

@@ -6,13 +6,12 @@ nginx's stub_status counts accepted connections; portstorm's successes must matc
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.support.netns import check, load, run_in_netns
-from tests.support.require import require
+from tests.support.nginx import require_nginx
 
 pytestmark = pytest.mark.netns
 
@@ -33,10 +32,7 @@ http {{
 
 @pytest.mark.parametrize("close", ["client", "rst"])
 def test_successes_match_nginx_accepted_connections(tmp_path: Path, close: str) -> None:
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    require(nginx is not None, "nginx is not installed (Debian package nginx; .ci/run installs it)")
+    nginx = require_nginx()
     (tmp_path / "tmp").mkdir()
     (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(d=tmp_path))
     script = f"""
