@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from portstorm.cli.plain import PlainTable, listed, plain, us, wrapped
-from portstorm.core.findings import Finding, run_findings
+from portstorm.core.findings import Finding, run_findings, unsaid_notes
 from portstorm.core.result import RunResult
 from portstorm.core.words import describe_load, fmt_s, sandbox_label
 
@@ -50,11 +50,8 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
     console = console or Console(highlight=False)
     console.print(_table(result, path))
     shown = print_findings(result, console)
-    # the reuse finding says what the run's tcp_tw_reuse note says: not twice
-    said_reuse = any(f.kind == "reuse" for f in shown)
-    for note in result.notes:
-        if not (said_reuse and note.startswith("tcp_tw_reuse=")):
-            console.print(plain(f"note: {note}"))
+    for note in unsaid_notes(shown, result.notes):
+        console.print(plain(f"note: {note}"))
 
 
 def _table(result: RunResult, path: str) -> PlainTable:

@@ -7,6 +7,8 @@ whose evidence is missing (no samples, too short a run) is left out, not guessed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from portstorm.core.capacity import TIME_WAIT_S
 from portstorm.core.exchangefindings import EXCHANGE_RULES, exchange_failure
 from portstorm.core.finding import Finding
@@ -26,7 +28,8 @@ from portstorm.core.signals import (
 )
 from portstorm.core.words import fmt_rate, fmt_s, fmt_us
 
-__all__ = ["Finding", "run_findings"]  # Finding lives in finding.py; imported from here too
+# Finding lives in finding.py; imported from here too
+__all__ = ["Finding", "run_findings", "unsaid_notes"]
 
 
 def _other_failures(r: RunResult) -> list[Finding]:
@@ -274,6 +277,18 @@ def _tw_overflow(r: RunResult) -> Finding | None:
         "(TCPTimeWaitOverflow), which frees their ports at once but loses TIME_WAIT's protection.",
         "warn",
     )
+
+
+# A run note that a finding says in full, by the finding's kind: the note's opening. The
+# reuse finding words the run's tcp_tw_reuse note (tuning.reuse_notes) with its evidence.
+_SAID_BY = {"reuse": "tcp_tw_reuse="}
+
+
+def unsaid_notes(findings: Sequence[Finding], notes: Sequence[str]) -> list[str]:
+    """The run's notes that none of ``findings`` already says, for the terminal and the
+    report, which print both: the same sentence twice, once as a finding, once as a note."""
+    said = tuple(start for kind, start in _SAID_BY.items() if any(f.kind == kind for f in findings))
+    return [n for n in notes if not n.startswith(said)] if said else list(notes)
 
 
 def run_findings(r: RunResult) -> list[Finding]:

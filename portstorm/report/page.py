@@ -17,7 +17,7 @@ from urllib.parse import quote
 from portstorm import __version__
 from portstorm.core.compare import Subject
 from portstorm.core.comparison import Comparison
-from portstorm.core.findings import Finding
+from portstorm.core.findings import Finding, unsaid_notes
 from portstorm.core.result import RunResult
 from portstorm.core.words import describe_load, fmt_s, fmt_us, sandbox_label
 
@@ -208,7 +208,7 @@ def render_run(
             capacity=r.model,
             tuples=_tuples(r) if len(r.tuples) > 1 else [],
             n_tuples=len(r.tuples),
-            notes=list(r.notes),
+            notes=unsaid_notes(findings, r.notes),
             exports=exports,
             source=source,
             generated=generated,

@@ -286,3 +286,15 @@ def test_spectrum_matches_hdrhistograms_own_percentile_lookups() -> None:
     assert [v for p, v in spectrum[:-1]] == [h.percentile(p) for p, _ in spectrum[:-1]]
     assert spectrum[-1] == (100.0, h.max)
     assert spectrum[0][0] == 0.0 and 99.989 < spectrum[-2][0] < 99.991
+
+
+def test_the_report_does_not_repeat_as_a_note_what_a_finding_says(tmp_path: Path) -> None:
+    # the pair with tcp_tw_reuse=2: the reuse finding and the run's note said the same
+    import dataclasses
+
+    r = simulate(ports=20_000, rate=100, duration=5, tunings={"net.ipv4.tcp_tw_reuse": "2"})
+    note = "tcp_tw_reuse=2 reuses TIME_WAIT ports on loopback only; this run crossed a veth"
+    r = dataclasses.replace(r, notes=(note, "another note"))
+    html = write_run_report(r, tmp_path / "report.html").html.read_text()
+    assert "tcp_tw_reuse=2 (the default) did not apply" in html
+    assert "tcp_tw_reuse=2 reuses TIME_WAIT ports" not in html and "another note" in html
