@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from portstorm.core import fields
 from portstorm.core.records import Interval, merge_intervals
+from portstorm.core.routerrecord import fold_readings
 
 RAMP_STEP_NS = 100_000_000  # a reading every 100 ms ...
 RAMP_SPAN_NS = 1_000_000_000  # ... through the first second
@@ -98,6 +99,7 @@ def fold(parts: Sequence[Interval]) -> Interval:
         fds=last.fds,
         kernel=_summed([p.kernel for p in parts]),
         server_kernel=_summed([p.server_kernel for p in parts]),
+        router=fold_readings(p.router for p in parts),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from portstorm.core import fields
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES
+from portstorm.core.routerrecord import RouterReading
 
 FAILURE_NAMES = frozenset(str(o) for o in FAILURES)
 
@@ -100,6 +101,9 @@ class Interval:
     transaction_us: Mapping[str, int | None] | None = None
     transaction_hdr: str | None = None
     http_status: Mapping[str, int] | None = None  # --http: status code -> responses
+    # --sandbox nat: the router's conntrack at the sample (core/routerrecord.py); None
+    # without a router, and in files from before it existed
+    router: RouterReading | None = None
 
     def __post_init__(self) -> None:
         fields.number(self.t, "t")
@@ -120,6 +124,8 @@ class Interval:
         fields.counts(self.transaction_us, "transaction_us", null=True, null_values=True)
         fields.text(self.transaction_hdr, "transaction_hdr", null=True)
         fields.counts(self.http_status, "http_status", null=True)
+        if self.router is not None:
+            fields.instance(self.router, RouterReading, "router")
         if self.attempts != self.succeeded + sum(self.failed.values()):
             raise ValueError(
                 f"interval at t={self.t}: attempts {self.attempts} != succeeded "
@@ -154,6 +160,7 @@ class Interval:
             "transaction_us": dict(self.transaction_us) if self.transaction_us else None,
             "transaction_hdr": self.transaction_hdr,
             "http_status": _opt(self.http_status),
+            "router": self.router.to_json() if self.router is not None else None,
         }
 
     @classmethod
@@ -188,7 +195,15 @@ class Interval:
             transaction_us=fields.copied(m.get("transaction_us")),
             transaction_hdr=tx_hdr,
             http_status=fields.copied(m.get("http_status")),
+            router=_router(m.get("router")),
         )
+
+
+def _router(d: object) -> RouterReading | None:
+    if d is None:
+        return None
+    with fields.within("router"):
+        return RouterReading.from_json(d)
 
 
 def decode_histogram(text: object, field: str) -> LatencyHistogram:

@@ -176,4 +176,5 @@ def with_sample(interval: Interval, sample: Sample | None) -> Interval:
         kernel=sample.kernel,
         server_kernel=sample.server_kernel,
         fds=sample.fds,
+        router=sample.router,
     )

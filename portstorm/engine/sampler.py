@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portstorm.core.addressing import TupleSpec
+from portstorm.core.routerrecord import RouterReading
 from portstorm.engine.sockdiag import Held, SockDiag
 
 PER_FLOW_DUMPS = 8
@@ -63,6 +64,7 @@ class Sample:
     fds: int
     ports_by_flow: list[int] | None = None  # aligned with the flows the sampler was given
     established: int | None = None  # client sockets in ESTABLISHED toward the targets
+    router: RouterReading | None = None  # --sandbox nat: the router's conntrack
 
 
 def read_time_wait(net_dir: Path) -> int:
