@@ -265,31 +265,24 @@ def sink(
             help="With --close server: wait this long after answering, then close.",
         ),
     ] = 0,
-    machine_readable: Annotated[bool, typer.Option(hidden=True)] = False,
-    wait_for_go: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> int:
     """Run the built-in sink until interrupted (Ctrl-C or SIGTERM)."""
     import dataclasses
 
     from portstorm.engine.sink_answer import SinkAnswer
-    from portstorm.engine.sink_server import READY_PREFIX, STATS_PREFIX, run_sink
+    from portstorm.engine.sink_server import run_sink
     from portstorm.engine.sysinfo import raise_nofile_to_hard
 
     addresses = [listen_address(text) for text in listen]
     raise_nofile_to_hard()
-    if wait_for_go and sys.stdin.readline().strip() != "go":
-        return EXIT_ENVIRONMENT  # the parent went away before the namespace was ready
 
     def ready(bound: list[tuple[str, int]]) -> None:
-        if machine_readable:
-            print(READY_PREFIX + " ".join(f"{h} {p}" for h, p in bound), flush=True)
-        else:
-            where = ", ".join(str(Target(h, p)) for h, p in bound)
-            print(
-                f"portstorm sink: listening on {where}, close={close}; Ctrl-C to stop",
-                file=sys.stderr,
-                flush=True,
-            )
+        where = ", ".join(str(Target(h, p)) for h, p in bound)
+        print(
+            f"portstorm sink: listening on {where}, close={close}; Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         answer = SinkAnswer(request_size, response_size, http, hold)
@@ -297,10 +290,7 @@ def sink(
     except OSError as e:
         raise _ListenError(f"--listen: cannot listen on {e.strerror}") from None
     counts = " ".join(f"{k}={v}" for k, v in dataclasses.asdict(stats).items())
-    if machine_readable:
-        print(f"{STATS_PREFIX}{counts}", flush=True)
-    else:
-        print(f"portstorm sink: stopped; {counts}", file=sys.stderr, flush=True)
+    print(f"portstorm sink: stopped; {counts}", file=sys.stderr, flush=True)
     return EXIT_OK
 
 

@@ -2,7 +2,7 @@
 
 Containing process lifetime and nothing a child does. Three kinds of child use it: driver
 workers (pool.py, ``python -m portstorm.engine.worker_main``), the built-in sink
-(sink_handle.py, ``python -m portstorm sink --machine-readable``) and a sweep's runs
+(sink_handle.py, ``python -m portstorm.engine.sink_main``) and a sweep's runs
 (sweep.py, ``python -m portstorm run``). Each talks to its parent in lines on its pipes
 and with its exit status (core/errors.py's EXIT_*); every one is started by ``spawn()``:
 

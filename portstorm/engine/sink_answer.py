@@ -50,13 +50,6 @@ class SinkAnswer:
         body = bytes(self.response_size)
         return http.answer(self.response_size, self.hold_s > 0) + body if self.http else body
 
-    def argv(self) -> list[str]:
-        """The ``portstorm sink`` options that give this answer back."""
-        return [
-            "--request-size", str(self.request_size), "--response-size", str(self.response_size),
-            *(["--http"] if self.http else []), "--hold", repr(self.hold_s),
-        ]  # fmt: skip
-
 
 NO_ANSWER = SinkAnswer()  # connect and close: nothing read, nothing answered
 

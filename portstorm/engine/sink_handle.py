@@ -1,8 +1,8 @@
 """The run's handle on the built-in sink's process: start it, learn its ports, stop it, read
 its counts.
 
-Containing no server (that is sink_server.py, run in the child as ``portstorm sink
---machine-readable``). The sink runs in its own process so that it does not share an event
+Containing no server (that is sink_server.py, run in the child by sink_main.py, which
+reads its job from stdin). The sink runs in its own process so that it does not share an event
 loop with the driver: one Trio loop doing both accepts and connects overflows the accept
 queue and adds 1 s SYN-retransmit tails (KERNEL.md, "Observing").
 
@@ -34,8 +34,10 @@ from portstorm.engine import netns
 from portstorm.engine.kernel import read_sysctls
 from portstorm.engine.processes import spawn
 from portstorm.engine.sink_answer import SinkAnswer
+from portstorm.engine.sink_main import job_line
 from portstorm.engine.sink_server import READY_PREFIX, STATS_PREFIX
 
+SINK_MODULE = "portstorm.engine.sink_main"  # the child's command line: python -m SINK_MODULE
 IDLE_TIMEOUT_S = 60.0  # the sink's wait for a client to end a connection, past any hold
 
 
@@ -131,16 +133,10 @@ class SinkProcess:
 
     def __enter__(self) -> SinkProcess:
         ports = self.ports or ports_outside_ephemeral_range(self.hosts, self.n_ports)
-        cmd = [sys.executable, "-m", "portstorm", "sink", "--close", str(self.close),
-               "--machine-readable", "--workers", str(self.workers)]  # fmt: skip
-        if self.answer.active:
-            idle = IDLE_TIMEOUT_S + self.answer.hold_s
-            cmd += [*self.answer.argv(), "--idle-timeout", repr(idle)]
-        for host in self.hosts:
-            for port in ports:
-                cmd += ["--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-        if self.own_netns:
-            cmd.append("--wait-for-go")
+        idle = IDLE_TIMEOUT_S + self.answer.hold_s  # the hold comes before the client's end
+        listen = [(host, port) for host in self.hosts for port in ports]
+        job = job_line(listen, self.close, idle, self.workers, self.answer, self.own_netns)
+        cmd = [sys.executable, "-m", SINK_MODULE]
         self._proc = spawn(
             cmd,
             stdin=subprocess.PIPE,
@@ -149,6 +145,13 @@ class SinkProcess:
             text=True,
             in_child=_into_new_netns if self.own_netns else None,
         )
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(job)
+            self._proc.stdin.flush()
+        except BaseException:
+            self._stop()
+            raise
         if not self.own_netns:
             self.go()
         return self

@@ -184,7 +184,7 @@ pid=$!
 # would die of a broken pipe instead, hiding whether it dies with its parent)
 for i in $(seq 600); do [ -n "$(ss -Htln '( sport = :9000 )')" ] && break; sleep 0.1; done
 sleep 1
-sink=$(pgrep -P $pid -f "portstorm sin[k]") || {{ echo "no sink was running"; kill $pid; exit 1; }}
+sink=$(pgrep -P $pid -f "portstorm.engine.sink_mai[n]") || {{ echo "no sink was running"; kill $pid; exit 1; }}
 kill -KILL $pid
 for i in $(seq 50); do kill -0 $sink 2>/dev/null || break; sleep 0.1; done
 if kill -0 $sink 2>/dev/null; then echo "sink $sink survived"; kill $sink; exit 1; fi

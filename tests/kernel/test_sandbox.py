@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from portstorm.engine.sink_handle import SINK_MODULE
 from tests.support.netns import check, load, run_in_netns
 from tests.support.require import require
 
@@ -138,7 +139,7 @@ def _census(tag: str) -> tuple[set[int], int, int]:
             if marker not in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                 continue
             namespaces.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
-            sinks += b"portstorm sink" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(
+            sinks += SINK_MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().replace(
                 b"\0", b" "
             )
         except OSError:
