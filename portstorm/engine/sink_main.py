@@ -72,10 +72,8 @@ def main() -> int:
     try:
         stats = run_sink(addresses, close, ready, idle_timeout, workers, answer)
     except OSError as e:
-        shown = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses]
-        more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
-        where = ", ".join(shown[:3]) + more
-        print(f"cannot listen on {where}: {e.strerror}", file=sys.stderr, flush=True)
+        # open_listeners() names the address in strerror
+        print(f"cannot listen on {e.strerror}", file=sys.stderr, flush=True)
         return EXIT_ENVIRONMENT
     counts = " ".join(f"{k}={v}" for k, v in dataclasses.asdict(stats).items())
     print(f"{STATS_PREFIX}{counts}", flush=True)

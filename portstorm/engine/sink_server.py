@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 import trio
 
+from portstorm.core.addressing import address_text
 from portstorm.core.scenario import CloseMode
 from portstorm.engine.processes import die_with_parent, stopped_by_signal
 from portstorm.engine.sink_answer import (
@@ -179,7 +180,7 @@ def open_listeners(addresses: list[tuple[str, int]], reuse_port: bool) -> list[s
             try:
                 listeners.append(open_listener(host, port, reuse_port))
             except OSError as e:
-                raise OSError(e.errno, f"{host}:{port}: {e.strerror}") from None
+                raise OSError(e.errno, f"{address_text(host, port)}: {e.strerror}") from None
     except BaseException:
         for listener in listeners:
             listener.close()
