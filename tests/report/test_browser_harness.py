@@ -12,6 +12,7 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,6 +138,28 @@ def test_page_that_never_finishes_loading_times_out_and_leaves_no_browser(
 
     assert not shot.exists()
     assert_no_browser_left(harness_tmp)
+
+
+def test_chromium_leaves_no_temporary_folder_behind(
+    harness_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed by PID, chromium never removes the singleton folder it makes in TMPDIR
+    (org.chromium.Chromium.XXXXXX): the harness points TMPDIR at its own folder."""
+    system_tmp = harness_tmp / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    made: list[str] = []
+    mkdtemp = tempfile.mkdtemp
+
+    def recorded(*args: Any, **kwargs: Any) -> str:
+        made.append(mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recorded)
+    render(page(harness_tmp, "<p>hello</p>"), harness_tmp / "shot.png")
+    assert list(system_tmp.iterdir()) == []
+    assert made and not any(os.path.exists(p) for p in made)
+    assert [p.name for p in harness_tmp.iterdir() if p.name.startswith("browser-harness-")] == []
 
 
 def test_missing_chromium_skips_locally_but_fails_under_ci(

@@ -370,8 +370,14 @@ def _browser(binary: str, tmp: Path, width: int, height: int) -> Iterator[tuple[
     ]
     # HOME and XDG dirs under tmp: chromium's crash database (which its crashpad handlers
     # name on their command line: that is how we find them), dconf and NSS files land there.
+    # TMPDIR its own: chromium makes its singleton folder (org.chromium.Chromium.XXXXXX,
+    # holding a unix socket) there, and killed it never removes it (248 had piled up in
+    # /tmp). A short path: the socket's must fit sun_path (108 bytes), which a pytest
+    # tmp_path does not ("Socket path too long", and chromium exits).
+    chromium_tmp = Path(tempfile.mkdtemp(prefix="ps-chr-", dir="/tmp"))
     env = dict(
         os.environ,
+        TMPDIR=str(chromium_tmp),
         HOME=str(tmp),
         XDG_CONFIG_HOME=str(tmp / "config"),
         XDG_CACHE_HOME=str(tmp / "cache"),
@@ -409,6 +415,7 @@ def _browser(binary: str, tmp: Path, width: int, height: int) -> Iterator[tuple[
         os.close(from_browser_r)
         if previous is not None:
             _subreaper(previous)
+        shutil.rmtree(chromium_tmp, ignore_errors=True)
 
 
 def _high_fd(fd: int) -> int:
