@@ -28,6 +28,7 @@ import typer
 import typer.core
 
 from portstorm.cli import exchange_options as ex
+from portstorm.cli import sandbox_options as so
 from portstorm.cli.parsers import click_message, number, typed, whole
 from portstorm.core.addressing import parse_sources
 from portstorm.core.errors import UsageError
@@ -148,15 +149,7 @@ class RunOptions:
             "loopback and host: 127.0.0.1 and up).",
         ),
     ] = 1
-    sandbox: Annotated[
-        SandboxKind | None,
-        typer.Option(
-            help="pair: client and sink namespaces joined by a veth (default without "
-            "a target); loopback: one namespace on 127.0.0.1 (flatters capacity: "
-            "tcp_tw_reuse=2 applies there only); host: this host's own stack "
-            "(default with a target)."
-        ),
-    ] = None
+    sandbox: so.Sandbox = None  # where the run happens: declared in sandbox_options.py
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -166,13 +159,7 @@ class RunOptions:
             "ip_local_port_range=40000-40099. Repeatable.",
         ),
     ] = None
-    server_set: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="NAME=VALUE",
-            help="A sysctl for the pair sandbox's server namespace. Repeatable.",
-        ),
-    ] = None
+    server_set: so.ServerSet = None
     ipv6: Annotated[
         bool,
         typer.Option(
@@ -222,6 +209,10 @@ class RunOptions:
     http: ex.HttpPath = None
     http_host: ex.HttpHost = None
     hold: ex.Hold = 0
+    nat_ports: so.NatPorts = None  # --sandbox nat's router (core/nat.py)
+    nat_flags: so.NatFlags = None
+    clients: so.Clients = None
+    router_set: so.RouterSet = None
 
     def to_scenario(self) -> Scenario:
         """Every check of ``portstorm run``'s input that needs more than one option; one
@@ -263,6 +254,7 @@ class RunOptions:
             http_path=self.http,
             http_host=self.http_host,
             hold_s=float(self.hold),
+            nat=so.nat_spec(self.nat_ports, self.nat_flags, self.clients, self.router_set),
         )
 
 
@@ -296,6 +288,10 @@ WIRING_EXAMPLES: dict[str, tuple[str, ...]] = {
     "http": ("--http", "/index.html"),
     "http_host": ("--http", "/", "--http-host", "example.org"),
     "hold": ("--hold", "2"),
+    "nat_ports": ("--sandbox", "nat", "--nat-ports", "40000-40099"),
+    "nat_flags": ("--sandbox", "nat", "--nat-flags", "fully-random"),
+    "clients": ("--sandbox", "nat", "--clients", "10"),
+    "router_set": ("--sandbox", "nat", "--router-set", "nf_conntrack_tcp_timeout_time_wait=30"),
 }
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RunOptions))

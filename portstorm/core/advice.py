@@ -6,8 +6,9 @@ Each finding is one sentence an ops engineer can act on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from portstorm.core.capacity import Capacity, CapacityInput, model
 
@@ -22,6 +23,57 @@ class HostState:
     ports_in_use: int
     fd_soft_limit: int
     conntrack: tuple[int, int] | None = None  # (count, max) where nf_conntrack is loaded
+    nat_rules: tuple[NatRule, ...] | None = None  # source NAT rules; None: not readable
+
+
+@dataclass(frozen=True)
+class NatRule:
+    """One masquerade or snat statement of the host's nftables ruleset."""
+
+    where: str  # "ip nat postrouting": family, table, chain
+    action: str  # masquerade | snat
+    ports: str | None  # "40000-40999"; None: no range (1024-65535, or the client's own)
+    flags: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"where": self.where, "action": self.action, "ports": self.ports,
+                "flags": list(self.flags)}  # fmt: skip
+
+
+def nat_rules(doc: object) -> tuple[NatRule, ...]:
+    """The masquerade and snat statements in ``nft -j list ruleset``'s JSON (libnftables'
+    schema: {"nftables": [{"rule": {"family", "table", "chain", "expr": [...]}}]}), and the
+    MASQUERADE/SNAT targets iptables-nft leaves there as "xt" expressions."""
+    items = doc.get("nftables", []) if isinstance(doc, Mapping) else []
+    out = []
+    for item in items if isinstance(items, list) else []:
+        rule = item.get("rule") if isinstance(item, Mapping) else None
+        if not isinstance(rule, Mapping):
+            continue
+        where = " ".join(str(rule.get(k, "?")) for k in ("family", "table", "chain"))
+        for expr in rule.get("expr") or []:
+            if isinstance(expr, Mapping):
+                out += _nat_statement(where, expr)
+    return tuple(out)
+
+
+def _nat_statement(where: str, expr: Mapping[str, Any]) -> list[NatRule]:
+    for action in ("masquerade", "snat"):
+        if action in expr:
+            body = expr[action] if isinstance(expr[action], Mapping) else {}
+            port = body.get("port")
+            ports = None
+            if isinstance(port, Mapping) and isinstance(port.get("range"), list):
+                ports = "-".join(str(p) for p in port["range"])
+            elif isinstance(port, int):
+                ports = str(port)
+            flags = body.get("flags") or ()
+            flags = (flags,) if isinstance(flags, str) else tuple(str(f) for f in flags)
+            return [NatRule(where, action, ports, flags)]
+    xt = expr.get("xt")
+    if isinstance(xt, Mapping) and str(xt.get("name", "")).upper() in ("MASQUERADE", "SNAT"):
+        return [NatRule(where, str(xt["name"]).lower(), None)]  # iptables-nft: no detail
+    return []
 
 
 def capacity_for_one_destination(tunings: Mapping[str, str]) -> Capacity:
@@ -67,4 +119,30 @@ def advise(state: HostState) -> list[str]:
                 f"nf_conntrack_count ({count:,}) is near nf_conntrack_max ({limit:,}): new "
                 "connections will be dropped before ports run out"
             )
+    if state.nat_rules:
+        out += _nat_advice(state.nat_rules)
+    return out
+
+
+def _nat_advice(rules: Sequence[NatRule]) -> list[str]:
+    """Source NAT here: its pool is per destination, and without fully-random it races."""
+    shown = "; ".join(
+        f"{r.action}{' to ports ' + r.ports if r.ports else ''}"
+        f"{' ' + ','.join(r.flags) if r.flags else ''} in {r.where}"
+        for r in rules[:3]
+    ) + (f" and {len(rules) - 3} more" if len(rules) > 3 else "")
+    out = [
+        f"source NAT rules exist ({shown}): connections through them share the NAT's ports "
+        "per (NAT address, destination address, port), 64,512 (1024-65535) where no range "
+        "is given, and held connections exhaust that before the clients' own ports; "
+        "portstorm run --sandbox nat --nat-ports LOW-HIGH --hold S shows where they run out"
+    ]
+    racy = [r for r in rules if "fully-random" not in r.flags]
+    if racy:
+        out.append(
+            f"{len(racy)} of the {len(rules)} source NAT rule(s) lack fully-random: "
+            "simultaneous connections from different clients can be mapped to one NAT port "
+            "and the later SYN dropped (the conntrack race: insert_failed, a 1 s connect); "
+            "fully-random is said to make it rarer"
+        )
     return out

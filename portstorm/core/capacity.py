@@ -25,6 +25,10 @@ tcp_max_tw_buckets caps TIME_WAIT per namespace: when it is below the port space
 sockets past the cap skip TIME_WAIT (TCPTimeWaitOverflow) and ports never run out, unless
 connections are held: then rate x hold ESTABLISHED plus at most the cap in TIME_WAIT must
 fit in the port space.
+
+A source NAT in the path (--sandbox nat) is a second ceiling, modelled in natmodel.py and
+kept here as ``Capacity.nat`` (result.json ``capacity.nat``, written only when there is a
+NAT; files without it load with None).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portstorm.core import fields
+from portstorm.core.natmodel import NatCapacity
 from portstorm.core.ports import parse_port_list, parse_port_range
 
 TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
@@ -100,8 +105,11 @@ class Capacity:
     reuse_applies: bool | None
     tw_cap_applies: bool | None
     why: tuple[str, ...] = field(default_factory=tuple)
+    nat: NatCapacity | None = None  # the NAT pool's ceiling (--sandbox nat), natmodel.py
 
     def __post_init__(self) -> None:
+        if self.nat is not None:
+            fields.instance(self.nat, NatCapacity, "capacity.nat")
         with fields.within("capacity"):
             fields.integer(self.usable_ports, "usable_ports", 0, 65536)
             fields.integer(self.tuples, "tuples")
@@ -129,9 +137,11 @@ class Capacity:
             reuse_applies=m.get("reuse_applies"),
             tw_cap_applies=m.get("tw_cap_applies"),
             why=fields.copied(fields.member(m, "why")),
+            nat=NatCapacity.from_json(m["nat"]) if m.get("nat") is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
+        nat = {"nat": self.nat.to_json()} if self.nat is not None else {}
         return {
             "usable_ports": self.usable_ports,
             "tuples": self.tuples,
@@ -141,6 +151,7 @@ class Capacity:
             "reuse_applies": self.reuse_applies,
             "tw_cap_applies": self.tw_cap_applies,
             "why": list(self.why),
+            **nat,
         }
 
 

@@ -14,6 +14,7 @@ from portstorm.core.exchangefindings import EXCHANGE_RULES, exchange_failure
 from portstorm.core.finding import Finding
 from portstorm.core.gaps import GAP_RULES
 from portstorm.core.headline import headline
+from portstorm.core.natfindings import EXPLAINS_TIMEOUTS, nat_findings, nat_headline
 from portstorm.core.outcome import Outcome
 from portstorm.core.result import RunResult
 from portstorm.core.signals import (
@@ -306,8 +307,18 @@ def run_findings(r: RunResult) -> list[Finding]:
             )
         )
     head = headline(r)
+    nat = nat_findings(r)  # --sandbox nat: where the ports went (core/natfindings.py)
+    nat_head = nat_headline(nat)
+    if nat_head is not None and head.kind == "failures-headline":
+        head = nat_head  # where the failures came from says more than their count
+        nat.remove(nat_head)
     out.append(head)
-    out += _other_failures(r)
+    out += [
+        f
+        for f in _other_failures(r)
+        if not (head.kind in EXPLAINS_TIMEOUTS and f.kind == "failure-timeout")
+    ]
+    out += nat
     for rule in (
         _behind,
         _reuse,

@@ -110,6 +110,8 @@ class RunResult:
     # a run with a request/response or --http: its successes' transactions, from the
     # attempt's start to the last response byte; None without (and in earlier files)
     transactions: LatencyHistogram | None = None
+    # --sandbox nat: the router's sysctls as read back (core/nat.py); None elsewhere, earlier
+    router_tunings: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         # named as in result.json: these checks are what a damaged file is told
@@ -121,6 +123,7 @@ class RunResult:
         fields.instance(self.setup, RunSetup, "scenario")
         fields.texts(self.tunings, "tunings")
         fields.texts(self.server_tunings, "server_tunings", null=True)
+        fields.texts(self.router_tunings, "router_tunings", null=True)
         for i, iv in enumerate(self.intervals):
             fields.instance(iv, Interval, f"intervals[{i}]")
         fields.instance(self.histogram, LatencyHistogram, "latency_us.hdr")
@@ -278,6 +281,7 @@ class RunResult:
             "server_tunings": dict(self.server_tunings)
             if self.server_tunings is not None
             else None,
+            "router_tunings": None if self.router_tunings is None else dict(self.router_tunings),
             "capacity": self.model.to_json() if self.model is not None else None,
             "totals": {
                 "attempts": self.attempts,
@@ -353,6 +357,7 @@ class RunResult:
             model=Capacity.from_json(cap) if cap is not None else None,
             notes=fields.copied(m.get("notes", [])),
             server_tunings=fields.copied(m.get("server_tunings")),
+            router_tunings=fields.copied(m.get("router_tunings")),  # absent before NAT
             tuples=tuple(tuples),
             sink_stats=fields.copied(scenario.get(MEASURED)),
             ramp=tuple(ramp),

@@ -21,6 +21,7 @@ from portstorm.core.addressing import (
 )
 from portstorm.core.errors import UsageError
 from portstorm.core.exchange import MAX_MESSAGE_BYTES, check_exchange
+from portstorm.core.nat import MAX_CLIENTS, NatSpec
 from portstorm.core.ports import parse_port_range
 
 
@@ -45,6 +46,7 @@ class SandboxKind(enum.StrEnum):
     """Where the experiment runs (sandbox.py builds it)."""
 
     PAIR = "pair"  # client and sink namespaces joined by a veth: the honest default
+    NAT = "nat"  # as pair, through a router namespace that source-NATs (core/nat.py)
     LOOPBACK = "loopback"  # one namespace, 127.0.0.1: tcp_tw_reuse=2 applies, flatters
     HOST = "host"  # the current namespace and its live settings
 
@@ -150,6 +152,7 @@ class Scenario:
     http_path: str | None = None  # --http PATH: an HTTP/1.1 GET instead of raw bytes
     http_host: str | None = None  # --http-host: the Host header; None: the target's
     hold_s: float = 0.0  # seconds each connection stays open after its exchange
+    nat: NatSpec | None = None  # --sandbox nat: the router's pool, flags, clients, sysctls
 
     def __post_init__(self) -> None:
         _check("--duration", self.duration_s)
@@ -199,21 +202,46 @@ class Scenario:
             raise UsageError(
                 "--sink-workers applies to the built-in sink; with targets there is none"
             )
+        self._check_nat()
         if self.ipv6:
             self._check_ipv6()
         check_sources_for_sandbox(
             str(self.sandbox), self.sources, self.sink_addresses, ipv6=self.ipv6
         )
         n_dest = len(self.targets) or self.sink_ports * self.sink_addresses
-        if max(1, len(self.sources)) * n_dest > MAX_TUPLES:
+        n_src, what = (
+            (self.nat.clients, "client(s)") if self.nat else (len(self.sources), "source(s)")
+        )
+        if max(1, n_src) * n_dest > MAX_TUPLES:
             raise UsageError(
-                f"{max(1, len(self.sources))} source(s) x {n_dest} destination(s) is more "
+                f"{max(1, n_src)} {what} x {n_dest} destination(s) is more "
                 f"than {MAX_TUPLES:,} tuples: allowed up to {MAX_TUPLES:,}"
             )
-        if self.server_set and self.sandbox is not SandboxKind.PAIR:
+        if self.server_set and self.sandbox not in (SandboxKind.PAIR, SandboxKind.NAT):
             raise UsageError(
                 f"--server-set applies to the pair sandbox's server namespace; with --sandbox "
                 f"{self.sandbox} the sink shares the client's settings: use --set"
+            )
+
+    def _check_nat(self) -> None:
+        if self.sandbox is not SandboxKind.NAT:
+            if self.nat is not None:
+                raise UsageError(
+                    "--nat-ports, --nat-flags, --clients and --router-set apply to --sandbox "
+                    f"nat (this run uses --sandbox {self.sandbox})"
+                )
+            return
+        if self.nat is None:
+            object.__setattr__(self, "nat", NatSpec())  # the defaults: masquerade, 1 client
+        if self.sources:
+            raise UsageError(
+                "--source with --sandbox nat: the clients behind the NAT are numbered by "
+                "portstorm (198.19.0.1 and up): use --clients N"
+            )
+        if self.ipv6:
+            raise UsageError(
+                "--ipv6 with --sandbox nat: the NAT sandbox is IPv4 only for now; use "
+                "--sandbox pair for IPv6"
             )
 
     def _check_ipv6(self) -> None:
@@ -229,6 +257,11 @@ class Scenario:
                 "IPv6 has one loopback address (::1); allowed 1 (use --sink-ports for more "
                 "destinations, or --sandbox pair)"
             )
+
+    @property
+    def flow_sources(self) -> tuple[str, ...]:
+        """The source addresses the flows bind: the NAT's clients, else --source's."""
+        return self.nat.client_addresses if self.nat is not None else self.sources
 
     @property
     def open_loop(self) -> bool:
@@ -297,6 +330,7 @@ _NUMBERS: dict[str, tuple[bool, float, bool, float, str]] = {
     "--sink-ports": (True, 1, False, MAX_SINK_PORTS, "listening ports per sink address"),
     "--sink-addresses": (True, 1, False, MAX_SINK_ADDRESSES, "sink addresses"),
     "--workers": (True, 1, False, MAX_WORKERS, "processes"),
+    "--clients": (True, 1, False, MAX_CLIENTS, "client addresses behind the NAT"),
     "--sink-workers": (True, 1, False, MAX_WORKERS, "sink processes"),
     "--repeat": (True, 1, False, 100, "runs per sweep cell"),
     "--parallel": (True, 1, False, 64, "sweep runs at once"),

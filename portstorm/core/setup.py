@@ -24,11 +24,12 @@ from portstorm.core.exchange import transacts
 from portstorm.core.scenario import Scenario
 
 # the JSON keys, in the order result.json has them; "set" is the field ``client_set``
-_TEXTS = ("sink", "sandbox", "mode", "close", "bind", "port_range", "http_path", "http_host")
-_LISTS = ("targets", "sources")
-_MAPS = ("set", "server_set")
+_TEXTS = ("sink", "sandbox", "mode", "close", "bind", "port_range", "http_path", "http_host",
+          "nat_ports")  # fmt: skip
+_LISTS = ("targets", "sources", "nat_flags")
+_MAPS = ("set", "server_set", "router_set")
 _INTS = ("concurrency", "workers", "sink_workers", "sink_ports", "sink_addresses",
-         "request_size", "response_size")  # fmt: skip
+         "request_size", "response_size", "clients")  # fmt: skip
 _NUMBERS = ("duration_s", "rate", "interval_s", "connect_timeout_s", "close_timeout_s",
             "response_timeout_s", "hold_s")  # fmt: skip
 _FLAGS = ("loopback", "change_host_sysctls", "user_namespace", "ipv6")
@@ -37,7 +38,8 @@ _ORDER = (
     "duration_s", "rate", "concurrency", "mode", "workers", "sink_workers", "close", "bind",
     "port_range", "sources", "sink_ports", "sink_addresses", "interval_s", "connect_timeout_s",
     "close_timeout_s", "user_namespace", "ipv6", "request_size", "response_size",
-    "response_timeout_s", "http_path", "http_host", "hold_s",
+    "response_timeout_s", "http_path", "http_host", "hold_s", "nat_ports", "nat_flags",
+    "clients", "router_set",
 )  # fmt: skip
 MEASURED = "sink_stats"  # in the scenario object, read by RunResult
 
@@ -86,6 +88,13 @@ class RunSetup:
     hold_s: float | None = None
     # --ipv6: the sandbox was numbered from 2001:2::/48 or ::1 (files from before: False)
     ipv6: bool = False  # null in a file reads as False
+    # --sandbox nat (core/nat.py): the router's SNAT pool as LOW-HIGH (masquerade's range
+    # without --nat-ports), its flags, the client addresses behind it, --router-set as
+    # given (full names, nf_conntrack_max included); None (and empty) in other runs
+    nat_ports: str | None = None
+    nat_flags: tuple[str, ...] = ()
+    clients: int | None = None
+    router_set: Mapping[str, str] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys not read here, kept
 
     def __post_init__(self) -> None:
@@ -157,6 +166,10 @@ class RunSetup:
             http_host=sc.http_host,
             hold_s=sc.hold_s,
             ipv6=sc.ipv6,
+            nat_ports=sc.nat.pool_text if sc.nat else None,
+            nat_flags=sc.nat.flags if sc.nat else (),
+            clients=sc.nat.clients if sc.nat else None,
+            router_set=sc.nat.given_router_set if sc.nat else None,
         )
 
     # -- what readers ask --------------------------------------------------------------
@@ -171,9 +184,14 @@ class RunSetup:
         return bool(self.request_size or self.response_size or self.http_path)
 
     @property
+    def nat(self) -> bool:
+        """--sandbox nat: a router namespace source-NATed the clients."""
+        return self.sandbox == "nat"
+
+    @property
     def pair(self) -> bool:
-        """The pair sandbox: the sink's counters were read in its own namespace."""
-        return self.sandbox == "pair"
+        """The pair (or nat) sandbox: the sink's counters were read in its own namespace."""
+        return self.sandbox in ("pair", "nat")
 
     @property
     def binds_per_source(self) -> bool:

@@ -3,8 +3,11 @@
 Containing no processes and no files beyond JSON text: engine/sweep.py runs the cells.
 
 A *factor* is one thing varied: a run option (close, bind, rate, concurrency, sandbox, the
-exchange's request_size, response_size and hold, and ipv6, a flag: on or off), a client
-sysctl (``tcp_tw_reuse``), or a server sysctl of the pair sandbox (``server:tcp_tw_reuse``).
+exchange's request_size, response_size and hold, and ipv6, a flag: on or off; the NAT
+sandbox's nat_ports, nat_flags and clients), a client sysctl (``tcp_tw_reuse``), or a
+server sysctl of the pair sandbox (``server:tcp_tw_reuse``). A nat_flags value names its
+flags joined by ``+`` (``fully-random+persistent``; ``none`` for no flag), since ``,``
+separates the values.
 The cells are the cartesian product of the factors' values, in the order given (the last
 factor varies fastest); each cell runs ``repeat`` times.
 
@@ -39,7 +42,11 @@ RUN_FACTORS: dict[str, str] = {
     "response_size": "--response-size",
     "hold": "--hold",
     "ipv6": "--ipv6",
+    "nat_ports": "--nat-ports",
+    "nat_flags": "--nat-flags",
+    "clients": "--clients",
 }
+NO_NAT_FLAGS = "none"  # a nat_flags value: the option left out
 # run factors that are flags: a cell gives the option (on) or leaves it out (off)
 FLAG_FACTORS = frozenset({"ipv6"})
 FLAG_VALUES = {"on": True, "off": False, "true": True, "false": False, "yes": True,
@@ -75,6 +82,9 @@ class Factor:
         """The ``portstorm run`` options that set this factor to ``value``."""
         if self.name in FLAG_FACTORS:
             return [RUN_FACTORS[self.name]] if FLAG_VALUES[value.lower()] else []
+        if self.name == "nat_flags":  # flags joined by "+": "," separates the values
+            flags = value.replace("+", ",")
+            return [] if value == NO_NAT_FLAGS else [RUN_FACTORS[self.name], flags]
         if self.kind == "run":
             return [RUN_FACTORS[self.name], value]
         if self.kind == "server":
@@ -226,6 +236,19 @@ PRESETS: dict[str, Preset] = {
             "close leaves TIME_WAIT on the client and runs out, RST close never does.",
             (Factor("close", ("client", "rst")),),
             {"rate": "1000", "duration": "90", "request-size": "1", "response-size": "1"},
+        ),
+        Preset(
+            "nat",
+            "Does a bigger NAT pool, or fully-random, help? 100 and 1,000 NAT ports with and "
+            "without fully-random, for churn (--hold 0: closed connections' conntrack entries "
+            "are taken over, so neither pool runs out) and for held connections (--hold 5 at "
+            "100/s: 500 open, more than 100 ports can map and fewer than 1,000).",
+            (
+                Factor("nat_ports", ("40000-40099", "40000-40999")),
+                Factor("nat_flags", (NO_NAT_FLAGS, "fully-random")),
+                Factor("hold", ("0", "5")),
+            ),
+            {"sandbox": "nat", "clients": "10", "rate": "100", "duration": "10"},
         ),
         Preset(
             "reuse-delay",

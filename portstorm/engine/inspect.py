@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import resource
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from portstorm.core.advice import HostState, advise, capacity_for_one_destination
+from portstorm.core.advice import (
+    HostState,
+    NatRule,
+    advise,
+    capacity_for_one_destination,
+    nat_rules,
+)
 from portstorm.core.ports import parse_port_range
 from portstorm.core.tuning import STUDIED, describe
 from portstorm.engine.kernel import read_sysctls
@@ -25,6 +34,21 @@ def _conntrack() -> tuple[int, int] | None:
     return count, limit
 
 
+def _nat_rules() -> tuple[NatRule, ...] | None:
+    """The host's masquerade and snat rules, from ``nft -j list ruleset`` (it only reads);
+    None where nft is not installed or may not read the ruleset (no CAP_NET_ADMIN)."""
+    nft = shutil.which("nft")
+    if nft is None:
+        return None
+    try:
+        proc = subprocess.run(
+            [nft, "-j", "list", "ruleset"], capture_output=True, text=True, timeout=10
+        )
+        return nat_rules(json.loads(proc.stdout)) if proc.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+
+
 def gather() -> dict[str, Any]:
     tunings = read_sysctls(STUDIED)
     low, high = parse_port_range(tunings["net.ipv4.ip_local_port_range"])
@@ -39,6 +63,7 @@ def gather() -> dict[str, Any]:
         ports_in_use=in_use,
         fd_soft_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         conntrack=_conntrack(),
+        nat_rules=_nat_rules(),
     )
     cap = capacity_for_one_destination(tunings)
     host = host_info()
@@ -52,6 +77,9 @@ def gather() -> dict[str, Any]:
         "fd_soft_limit": state.fd_soft_limit,
         "conntrack": (
             {"count": state.conntrack[0], "max": state.conntrack[1]} if state.conntrack else None
+        ),
+        "nat_rules": (
+            [r.to_json() for r in state.nat_rules] if state.nat_rules is not None else None
         ),
         "sysctls": [{"name": n, "value": v, "meaning": m} for n, v, m in describe(tunings)],
         "capacity_one_destination": cap.to_json(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
@@ -23,6 +23,7 @@ from portstorm.core.exchange import transacts
 from portstorm.core.files import Folder
 from portstorm.core.intervallog import NAME as INTERVAL_LOG
 from portstorm.core.intervallog import IntervalLog
+from portstorm.core.natmodel import nat_capacity
 from portstorm.core.outdir import default_out_dir
 from portstorm.core.ports import parse_port_range
 from portstorm.core.records import file_header
@@ -130,7 +131,7 @@ def capacity_input(
     )
     return CapacityInput.from_tunings(
         tunings,
-        sources=max(1, len(scenario.sources)),
+        sources=max(1, len(scenario.flow_sources)),  # --sandbox nat: its clients
         destinations=len({(ep.sockaddr[0], ep.sockaddr[1]) for ep in endpoints}),
         bind=str(scenario.bind),
         socket_range=scenario.socket_port_range,
@@ -188,11 +189,12 @@ def _run(
         sink_addresses=scenario.sink_addresses,
         ipv6=scenario.ipv6,
         sink_answer=sink_answer(scenario),
+        nat=scenario.nat,
     )
     with sandbox:
         endpoints = [resolve(t, scenario.ipv6) for t in scenario.targets] or sandbox.endpoints
         by_addr = {(ep.sockaddr[0], ep.sockaddr[1]): ep for ep in endpoints}
-        specs = plan_tuples(scenario.sources, list(by_addr))
+        specs = plan_tuples(scenario.flow_sources, list(by_addr))
         flows = make_flows(specs, by_addr, scenario.bind, route_source, sandbox.freebind_sources)
         port_range = parse_port_range(sandbox.tunings["net.ipv4.ip_local_port_range"])
         # created here, in the client namespace, where its netlink socket must live
@@ -203,6 +205,11 @@ def _run(
         )
         cap_in = capacity_input(scenario, sandbox.tunings, endpoints)
         capacity = model(cap_in)
+        if scenario.nat is not None:  # the NAT pool: a second ceiling (core/natmodel.py)
+            nat = nat_capacity(scenario.nat, nat_addresses=len(sandbox.nat_addresses),
+                               destinations=cap_in.destinations, hold_s=scenario.hold_s,
+                               close=str(scenario.close), rate=scenario.rate)  # fmt: skip
+            capacity = replace(capacity, nat=nat)
         workers = effective_workers(scenario, scenario.workers)
         setup = RunSetup.of(
             scenario,
@@ -218,6 +225,7 @@ def _run(
                 "scenario": setup.to_json(),
                 "tunings": sandbox.tunings,
                 "server_tunings": sandbox.server_tunings,
+                "router_tunings": sandbox.router_tunings,
                 "capacity": capacity.to_json(),
             },
             folder,
@@ -275,6 +283,7 @@ def _run(
         setup=setup,
         tunings=sandbox.tunings,
         server_tunings=sandbox.server_tunings,
+        router_tunings=sandbox.router_tunings,
         intervals=tuple(report.intervals),
         histogram=report.histogram,
         first_failure_s=report.first_failure_s,

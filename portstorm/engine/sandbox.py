@@ -1,12 +1,16 @@
-"""Where an experiment runs: the pair and loopback sandboxes, or the host's own stack.
+"""Where an experiment runs: the pair, nat and loopback sandboxes, or the host's own stack.
 
-Containing the topology and the order of setup; the namespace calls are in netns.py, what
-a fresh IPv6 link needs (no DAD, the wait until it is configured) in ipv6link.py.
+Containing the topology and the order of setup; the namespace calls are in netns.py, the
+ip commands and the NAT router's namespace in router.py, what a fresh IPv6 link needs (no
+DAD, the wait until it is configured) in ipv6link.py.
 
 - ``pair`` (the default without a target): this process moves into a fresh client
   namespace; the sink starts in a fresh namespace of its own; a veth joins them, numbered
   from 198.18.0.0/15 (RFC 2544). tcp_tw_reuse=2 (loopback only) does not apply across it,
   as it would not across a real network.
+- ``nat``: as pair, with a router namespace between client and sink that forwards and
+  source-NATs with nftables (router.py; core/nat.py has the numbering): the clients are
+  198.19.0.1 and up, the sink sees only the NAT address 198.18.0.1.
 - ``loopback``: one fresh namespace, client and sink on 127.0.0.1.
 - ``host``: the current namespace, the host's own settings.
 
@@ -20,8 +24,9 @@ sandbox first copies the host's values of every studied sysctl, then applies the
 overrides, then reads everything back: the read-back is what result.json records.
 
 Cleanup needs no code on the failure paths: the client namespace belongs to this process,
-the server namespace to the sink (which dies with this process, PR_SET_PDEATHSIG), and the
-veth to both namespaces. When the processes are gone, so is everything else.
+the server namespace to the sink (which dies with this process, PR_SET_PDEATHSIG), the
+router's namespace to a descriptor of this process, and each veth to its two namespaces.
+When the processes are gone, so is everything else.
 """
 
 from __future__ import annotations
@@ -29,9 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from types import TracebackType
 
 from portstorm.core.addressing import (
@@ -43,50 +46,35 @@ from portstorm.core.addressing import (
     source_prefixes,
 )
 from portstorm.core.errors import EnvironmentProblem, UsageError
+from portstorm.core.nat import (
+    DEFAULT_POOL,
+    NAT_ADDRESS,
+    ROUTER_NAMES,
+    SERVER_PREFIX_LEN,
+    NatSpec,
+)
 from portstorm.core.scenario import CloseMode, SandboxKind
 from portstorm.core.tuning import STUDIED
 from portstorm.engine import journal, netns
 from portstorm.engine.flows import IP_BIND_ADDRESS_NO_PORT, Endpoint
 from portstorm.engine.ipv6link import await_ipv6_ready, without_dad
 from portstorm.engine.kernel import apply_sysctls, read_sysctls
+from portstorm.engine.router import (
+    CLIENT_IF,
+    SERVER_IF,
+    Router,
+    add_addresses,
+    inside,
+    ip,
+    ip_batch,
+)
 from portstorm.engine.sink_answer import SinkAnswer
 from portstorm.engine.sink_handle import SinkProcess
 
 CLIENT_ADDR = pair_client(ipv6=False)
 PREFIX_LEN = PAIR_NETWORK.prefixlen  # all of 198.18.0.0/15 is on-link: extra addresses too
 PREFIX_LEN6 = PAIR_LINK6.prefixlen  # 2001:2::/64 is on-link; sources' /64s are routed
-CLIENT_IF = "ps-client"
-SERVER_IF = "ps-server"
 SINK_PORT = 9000
-
-
-def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise EnvironmentProblem(f"'ip {' '.join(args)}' failed: {proc.stderr.strip()}")
-
-
-def _ip_batch(commands: list[str], what: str) -> None:
-    """Many ip commands in one ip process (thousands of --source addresses stay quick)."""
-    if not commands:
-        return
-    batch = "".join(f"{c}\n" for c in commands)
-    proc = subprocess.run(["ip", "-batch", "-"], input=batch, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise EnvironmentProblem(f"{what} failed: {proc.stderr.strip()}")
-
-
-def _add_addresses(addresses: list[str], dev: str) -> None:
-    """Add /32 (/128) addresses (the /15 or /64 route is there already).
-
-    IPv6 addresses are added ``nodad``: duplicate address detection (RFC 4862 5.4) keeps a
-    new address tentative for a probe interval, ~1 s (retrans_time), during which bind()
-    to it fails with EADDRNOTAVAIL (ipv6_chk_addr() skips IFA_F_TENTATIVE). The namespaces
-    are new and hold nothing else, so no duplicate can exist.
-    """
-    _ip_batch([f"addr add {a}/{128 if ':' in a else 32} dev {dev}{' nodad' if ':' in a else ''}"
-               for a in addresses],
-              f"adding {len(addresses)} address(es) to {dev}")  # fmt: skip
 
 
 def _endpoint(host: str, port: int) -> Endpoint:
@@ -115,16 +103,6 @@ def missing_local_addresses(addresses: list[str]) -> list[str]:
     return missing
 
 
-@contextmanager
-def _inside(ns_fd: int, back_fd: int) -> Iterator[None]:
-    """Run the body in another network namespace, then return to ``back_fd``'s."""
-    netns.setns(ns_fd)
-    try:
-        yield
-    finally:
-        netns.setns(back_fd)
-
-
 class Sandbox:
     """``with Sandbox(kind, close, client_set, server_set) as sb:`` then drive ``sb.endpoints``."""
 
@@ -142,8 +120,17 @@ class Sandbox:
         sink_addresses: int = 1,
         ipv6: bool = False,
         sink_answer: SinkAnswer | None = None,
+        nat: NatSpec | None = None,
     ) -> None:
         self.kind = kind
+        # --sandbox nat: the router's plan; while the sandbox lives, an fd naming the
+        # router's namespace, its NAT address(es) and pool, its sysctls as read back
+        self.nat = nat if nat is not None or kind is not SandboxKind.NAT else NatSpec()
+        self.router_netns: int | None = None
+        self.nat_addresses: tuple[str, ...] = (NAT_ADDRESS,) if self.nat is not None else ()
+        self.nat_pool: tuple[int, int] = self.nat.pool if self.nat is not None else DEFAULT_POOL
+        self.router_tunings: dict[str, str] | None = None
+        self.router_host_values: dict[str, str] = {}
         self.sink_answer = sink_answer  # what the built-in sink reads and answers
         self.ipv6 = ipv6
         # the pair routed IPv6 source prefixes to the client as local: sockets bound to
@@ -189,14 +176,18 @@ class Sandbox:
             if self.builtin_sink:
                 self._start_local_sink()
             return
+        if self.nat is not None:  # before leaving the host: its values are copied in
+            self.router_host_values = read_sysctls(ROUTER_NAMES)
         self._enter_client_namespace()
-        _ip("link", "set", "lo", "up")
+        ip("link", "set", "lo", "up")
         self.notes += apply_sysctls(
             {**self.host_values, **self.client_set}, frozenset(self.client_set), "client namespace"
         )
         self.tunings = read_sysctls(STUDIED)
         if self.kind is SandboxKind.LOOPBACK:
             self._start_local_sink()
+        elif self.kind is SandboxKind.NAT:
+            self._start_nat()
         else:
             self._start_pair()
 
@@ -272,7 +263,9 @@ class Sandbox:
         self.sink = sink
         self.endpoints = [_endpoint(h, p) for h, p in sink.listening]
 
-    def _start_pair(self) -> None:
+    def _start_own_sink(self) -> tuple[SinkProcess, list[str], int, int]:
+        """The sink in a namespace of its own, waiting for go(): (it, its addresses, an
+        fd naming the client's namespace, one naming the sink's)."""
         servers = sink_addresses(True, self.sink_addresses, self.ipv6)
         ports = list(range(SINK_PORT, SINK_PORT + self.sink_ports))
         sink = self._stack.enter_context(
@@ -290,37 +283,60 @@ class Sandbox:
         self._stack.callback(os.close, client_fd)
         server_fd = netns.open_netns(sink.pid)
         self._stack.callback(os.close, server_fd)
+        return sink, servers, client_fd, server_fd
+
+    def _server_side(self, servers: list[str], plen: int, nodad: tuple[str, ...]) -> None:
+        """In the sink's namespace: its addresses, then its sysctls, read back."""
+        ip("link", "set", "lo", "up")
+        if self.ipv6:
+            without_dad(SERVER_IF)
+        ip("addr", "add", f"{servers[0]}/{plen}", "dev", SERVER_IF, *nodad)
+        add_addresses(servers[1:], SERVER_IF)
+        ip("link", "set", SERVER_IF, "up")
+        self.notes += apply_sysctls(
+            {**self.host_values, **self.server_set},
+            frozenset(self.server_set),
+            "server namespace",
+        )
+        self.server_tunings = read_sysctls(STUDIED)
+
+    def _start_pair(self) -> None:
+        sink, servers, client_fd, server_fd = self._start_own_sink()
         # Created here, its peer moved straight into the sink's namespace: the veth never
         # exists in the host's namespace.
-        _ip("link", "add", CLIENT_IF, "type", "veth", "peer", "name", SERVER_IF,
-            "netns", str(sink.pid))  # fmt: skip
+        ip("link", "add", CLIENT_IF, "type", "veth", "peer", "name", SERVER_IF,
+           "netns", str(sink.pid))  # fmt: skip
         client, plen = (pair_client(True), PREFIX_LEN6) if self.ipv6 else (CLIENT_ADDR, PREFIX_LEN)
-        nodad = ("nodad",) if self.ipv6 else ()  # see _add_addresses: no ~1 s DAD wait
-        _ip("addr", "add", f"{client}/{plen}", "dev", CLIENT_IF, *nodad)
+        nodad = ("nodad",) if self.ipv6 else ()  # see add_addresses: no ~1 s DAD wait
+        ip("addr", "add", f"{client}/{plen}", "dev", CLIENT_IF, *nodad)
         extra = self._client_sources()
         if self.ipv6:
             without_dad(CLIENT_IF)
-        _ip("link", "set", CLIENT_IF, "up")
-        with _inside(server_fd, client_fd):
-            _ip("link", "set", "lo", "up")
-            if self.ipv6:
-                without_dad(SERVER_IF)
-            _ip("addr", "add", f"{servers[0]}/{plen}", "dev", SERVER_IF, *nodad)
-            _add_addresses(servers[1:], SERVER_IF)
-            _ip("link", "set", SERVER_IF, "up")
+        ip("link", "set", CLIENT_IF, "up")
+        with inside(server_fd, client_fd):
+            self._server_side(servers, plen, nodad)
             # Replies to extra sources go through the client's first address: one neighbour
             # entry on the sink's side instead of one per source (the neighbour table
             # overflows past gc_thresh3, 1024 by default, and packets are then dropped).
-            _ip_batch([f"route add {a} via {client} dev {SERVER_IF}" for a in extra],
-                      f"routing {len(extra)} source address(es) on the sink's side")  # fmt: skip
-            self.notes += apply_sysctls(
-                {**self.host_values, **self.server_set},
-                frozenset(self.server_set),
-                "server namespace",
-            )
-            self.server_tunings = read_sysctls(STUDIED)
+            ip_batch([f"route add {a} via {client} dev {SERVER_IF}" for a in extra],
+                     f"routing {len(extra)} source address(es) on the sink's side")  # fmt: skip
         if self.ipv6:
             await_ipv6_ready([(os.getpid(), CLIENT_IF), (sink.pid, SERVER_IF)])
+        sink.go()
+        self.endpoints = [_endpoint(h, p) for h, p in sink.listening]
+
+    def _start_nat(self) -> None:
+        """client -> router -> sink (router.py builds the middle): the sink's namespace has
+        no route to the clients' network, so its replies can only go to the NAT address."""
+        assert self.nat is not None
+        sink, servers, client_fd, server_fd = self._start_own_sink()
+        router = Router(self.nat, self.router_host_values)
+        router.build(self._stack, client_fd, sink.pid)
+        with inside(server_fd, client_fd):
+            self._server_side(servers, SERVER_PREFIX_LEN, ())
+        self.router_netns = router.fd
+        self.router_tunings = router.tunings
+        self.notes += router.notes
         sink.go()
         self.endpoints = [_endpoint(h, p) for h, p in sink.listening]
 
@@ -334,10 +350,10 @@ class Sandbox:
         """
         if not self.ipv6:
             extra = [a for a in self.sources if a != CLIENT_ADDR]
-            _add_addresses(extra, CLIENT_IF)
+            add_addresses(extra, CLIENT_IF)
             return [f"{a}/32" for a in extra]
         prefixes = [str(p) for p in source_prefixes(self.sources)]
-        _ip_batch([f"route add local {p} dev lo" for p in prefixes],
+        ip_batch([f"route add local {p} dev lo" for p in prefixes],
                   f"routing {len(prefixes)} source prefix(es) to the client")  # fmt: skip
         self.freebind_sources = bool(prefixes)
         return prefixes

@@ -49,10 +49,23 @@ def _prefix(html: Path) -> str:
 def run_report_names(html: Path = Path(DEFAULT_NAME)) -> list[str]:
     """Every file a run report named ``html`` writes beside it."""
     from portstorm.report.exports import export_paths
+    from portstorm.report.natchart import NAT_CHART
     from portstorm.report.runcharts import RUN_CHARTS
 
     names = [html.name, *(p.name for p in export_paths(html.parent, _prefix(html)).values())]
-    return names + [f"{_prefix(html)}{stem}.png" for stem, _title, _draw in RUN_CHARTS]
+    charts = (*RUN_CHARTS, NAT_CHART)  # the NAT chart's name too, drawn or not
+    return names + [f"{_prefix(html)}{stem}.png" for stem, _title, _draw in charts]
+
+
+def run_charts(result: RunResult) -> tuple[tuple[str, str, Any], ...]:
+    """The charts of a run report: with a NAT router, its chart after the client's own
+    port space (report/natchart.py)."""
+    from portstorm.report.natchart import NAT_CHART, has_router
+    from portstorm.report.runcharts import RUN_CHARTS
+
+    if not has_router(result):
+        return tuple(RUN_CHARTS)
+    return (RUN_CHARTS[0], NAT_CHART, *RUN_CHARTS[1:])
 
 
 def many_report_names(html: Path) -> list[str]:
@@ -131,13 +144,13 @@ def write_run_report(
     source: Path | None = None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> ReportFiles:
-    """The report of one run: four charts, findings, tunings, tables and exports."""
+    """The report of one run: its charts (the NAT chart too, with a router), findings,
+    tunings, tables and exports."""
     from portstorm.report.exports import exports as run_exports
     from portstorm.report.page import render_run
-    from portstorm.report.runcharts import RUN_CHARTS
 
     with _prepare(html, run_report_names(html)) as folder:
-        charts, files = _draw(RUN_CHARTS, result, html, cancelled)
+        charts, files = _draw(run_charts(result), result, html, cancelled)
         if cancelled():
             raise KeyboardInterrupt
         exports = run_exports(result, html.parent, _prefix(html))

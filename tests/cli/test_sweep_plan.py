@@ -66,10 +66,12 @@ def test_factor_limits() -> None:
 
 def test_every_preset_has_a_question_and_a_duration_past_time_wait_where_it_expires() -> None:
     assert set(PRESETS) == {"tw-reuse", "port-range", "fin-timeout", "close", "bind",
-                            "crr", "reuse-delay"}  # fmt: skip
+                            "crr", "reuse-delay", "nat"}  # fmt: skip
     for p in PRESETS.values():
         assert p.question.endswith(".") and p.factors
-        if p.name != "reuse-delay":  # reuse frees ports within the delay; no 60 s needed
+        # reuse frees ports within the delay, and a NAT's closed entries are taken over
+        # (its held connections fill the pool within seconds): no 60 s needed
+        if p.name not in ("reuse-delay", "nat"):
             assert float(p.defaults["duration"]) > 65
     with pytest.raises(UsageError, match="--list-presets"):
         preset("nope")
@@ -89,6 +91,20 @@ def test_a_plan_takes_preset_defaults_user_options_win_and_factors_set_each_cell
     assert plan.runs[0].rel_dir == "cells/01-tcp_fin_timeout=5/r1"
     assert plan.runs[1].rel_dir == "cells/01-tcp_fin_timeout=5/r2"
     assert plan.parallel == 2  # 2 cores x 1,000/s each at 1,000/s per cell
+
+
+def test_the_nat_preset_varies_pool_flags_and_hold_through_the_nat_sandbox() -> None:
+    plan = plan_sweep(list(PRESETS["nat"].factors), 1, [], PRESETS["nat"], None, cpus=2)
+    assert len(plan.runs) == 8
+    argvs = [r.argv for r in plan.runs]
+    assert all(a[a.index("--sandbox") + 1] == "nat" for a in argvs)
+    assert {a[a.index("--nat-ports") + 1] for a in argvs} == {"40000-40099", "40000-40999"}
+    assert sum("--nat-flags" in a for a in argvs) == 4  # "none": the option left out
+    assert plan.runs[0].cell.id == "01-nat_ports=40000-40099,nat_flags=none,hold=0"
+    flags = plan_sweep([parse_vary("nat-flags=none,random+persistent")], 1,
+                       ["--sandbox", "nat"], None, None, 2)  # fmt: skip
+    last = flags.runs[1].argv
+    assert last[last.index("--nat-flags") + 1] == "random,persistent"
 
 
 def test_a_plan_refuses_an_option_given_and_varied_and_a_bad_cell_before_anything_runs() -> None:

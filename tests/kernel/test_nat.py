@@ -1,0 +1,201 @@
+"""--sandbox nat for real: a router namespace source-NATs the clients through a 100-port
+pool (KERNEL.md, "A NAT in the path"), and nothing of it outlives the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.netns import check, load, run_in_netns
+from tests.support.require import require
+
+pytestmark = pytest.mark.netns
+
+RUN = [sys.executable, "-m", "portstorm", "run"]
+# 10 clients behind a 100-port pool; tcp_rfc1337=1 keeps the client's counts exact
+# (KERNEL.md, "Making tests exact")
+NAT = ["--sandbox", "nat", "--clients", "10", "--nat-ports", "40000-40099",
+       "--set", "tcp_rfc1337=1"]  # fmt: skip
+
+
+def _require_root() -> None:
+    require(
+        os.geteuid() == 0, "this test creates namespaces from the host's own namespace: run as root"
+    )
+
+
+def _run(tmp_path: Path, *args: str) -> dict[str, object]:
+    _require_root()
+    proc = subprocess.run(
+        [*RUN, *NAT, *args, "--quiet", "--no-report", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    check(proc)
+    doc: dict[str, object] = load(tmp_path / "result.json")
+    return doc
+
+
+def test_held_connections_exhaust_a_100_port_nat_pool_at_exactly_100(tmp_path: Path) -> None:
+    # 106 attempts within 1 s, each held 5 s: the last 6 find no free NAT port; the router
+    # drops their SYNs (and retransmissions) until the 2 s connect timeout
+    doc = _run(tmp_path, "--rate", "106", "--duration", "1", "--hold", "5",
+               "--connect-timeout", "2")  # fmt: skip
+    t = doc["totals"]
+    assert isinstance(t, dict)
+    assert t["succeeded"] == 100 and t["failed"] == {"timeout": 6}, t
+    s = doc["scenario"]
+    assert isinstance(s, dict)
+    assert (s["sandbox"], s["nat_ports"], s["clients"], s["sources"]) == (
+        "nat", "40000-40099", 10, [],
+    )  # fmt: skip
+    router = doc["router_tunings"]
+    assert isinstance(router, dict)
+    assert router["net.netfilter.nf_conntrack_tcp_timeout_time_wait"].isdigit()
+    # the client side is counted as in pair: per client address, and its ports are not
+    # what ran out (each client held about 10 of its 28,232)
+    tuples = doc["tuples"]
+    assert isinstance(tuples, list)
+    assert sorted(row["source"] for row in tuples) == sorted(f"198.19.0.{i}" for i in range(1, 11))
+    assert sum(row["ports_in_use"] for row in tuples) == 100
+    assert all(row["failed"].keys() <= {"timeout"} for row in tuples)
+
+
+def test_client_closed_churn_through_a_100_port_nat_pool_keeps_going(tmp_path: Path) -> None:
+    # 2,000 connections, 20 times the pool: the router reuses conntrack entries in
+    # TIME_WAIT for new connections on this kernel (KERNEL.md)
+    doc = _run(tmp_path, "--rate", "400", "--duration", "5")
+    t = doc["totals"]
+    assert isinstance(t, dict)
+    assert t["failed"] == {}, t
+    assert t["succeeded"] == t["attempts"] and t["attempts"] + t["not_started"] == 2000, t
+    assert t["not_started"] <= 20, t  # only attempts a busy machine left at the time bound
+
+
+def _net_links(pid: int | str) -> dict[int, str]:
+    """The network namespaces process ``pid`` holds by descriptor or is in: inode -> a
+    path naming it."""
+    out: dict[int, str] = {}
+    with_fds = [f"/proc/{pid}/ns/net"]
+    try:
+        with_fds += [f"/proc/{pid}/fd/{fd}" for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return out
+    for path in with_fds:
+        try:
+            link = os.readlink(path)
+        except OSError:
+            continue
+        if link.startswith("net:["):
+            out[int(link[5:-1])] = path
+    return out
+
+
+def _held_anywhere(ino: int) -> bool:
+    return any(ino in _net_links(p) for p in os.listdir("/proc") if p.isdigit())
+
+
+def _tagged(tag: str) -> list[int]:
+    marker = f"PORTSTORM_TEST_TAG={tag}".encode()
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+def _veths() -> int:
+    return subprocess.run(["ip", "-o", "link", "show", "type", "veth"],
+                          capture_output=True, text=True).stdout.count("\n")  # fmt: skip
+
+
+def _host_tables() -> str:
+    """The host's own nftables tables, read only (the run must never add one here)."""
+    proc = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+    return proc.stdout
+
+
+def test_a_killed_nat_run_leaves_no_router_namespace_ruleset_or_veth(tmp_path: Path) -> None:
+    _require_root()
+    require(subprocess.run(["nft", "--version"], capture_output=True).returncode == 0,
+            "nft (nftables) is not installed")  # fmt: skip
+    tag = uuid.uuid4().hex
+    veths, tables = _veths(), _host_tables()
+    proc = subprocess.Popen(
+        [*RUN, *NAT, "--duration", "30", "--rate", "50", "--out", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PORTSTORM_TEST_TAG=tag),
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the first live line: the load runs through the router
+            if "conn/s" in line:
+                break
+        own = os.stat(f"/proc/{proc.pid}/ns/net").st_ino
+        sinks = {os.stat(f"/proc/{p}/ns/net").st_ino for p in _tagged(tag) if p != proc.pid}
+        host = os.stat("/proc/self/ns/net").st_ino
+        # the router's namespace: held by a descriptor of the run alone, no process in it
+        links = _net_links(proc.pid)
+        routers = set(links) - {own, host} - sinks
+        assert len(routers) == 1, (links, own, sinks)
+        (router,) = routers
+        inside = subprocess.run(["nsenter", f"--net={links[router]}", "nft", "list", "tables"],
+                                capture_output=True, text=True)  # fmt: skip
+        assert inside.stdout.split() == ["table", "ip", "portstorm"], inside
+        assert "portstorm" not in _host_tables()
+        proc.send_signal(signal.SIGKILL)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == -signal.SIGKILL
+    deadline = time.monotonic() + 30  # polled: ends as soon as all is gone
+    while time.monotonic() < deadline and (_tagged(tag) or _held_anywhere(router)):
+        time.sleep(0.1)
+    assert _tagged(tag) == [], "a process of the run outlived it"
+    assert not _held_anywhere(router), "the router's namespace is still held"
+    assert _veths() == veths
+    assert _host_tables() == tables
+
+
+def test_an_emulated_conntrack_limit_refuses_new_flows_past_it(tmp_path: Path) -> None:
+    # nf_conntrack_max is read-only in a child namespace: ct count over 10 stands in for it
+    doc = _run(tmp_path, "--router-set", "nf_conntrack_max=10", "--rate", "30",
+               "--duration", "0.5", "--hold", "3", "--connect-timeout", "1")  # fmt: skip
+    t = doc["totals"]
+    assert isinstance(t, dict)
+    assert t["succeeded"] == 10 and t["failed"] == {"timeout": 5}, t
+    assert any("emulated" in n for n in doc["notes"])  # type: ignore[attr-defined]
+    assert doc["scenario"]["router_set"] == {"net.netfilter.nf_conntrack_max": "10"}  # type: ignore[index]
+
+
+def test_the_router_gets_the_hosts_conntrack_values_then_router_set(tmp_path: Path) -> None:
+    # the test's namespace plays the host, with distinctive values
+    host = {"net.netfilter.nf_conntrack_tcp_timeout_time_wait": "77",
+            "net.netfilter.nf_conntrack_tcp_timeout_close_wait": "33"}  # fmt: skip
+    # a nat chain in this throwaway namespace loads nf_conntrack, whose sysctls appear then
+    load_conntrack = (
+        "nft add table ip t\nnft 'add chain ip t c { type nat hook postrouting priority 100; }'"
+    )
+    sets = "\n".join(f"sysctl -qw {k}={v}" for k, v in host.items())
+    proc = run_in_netns(
+        f"{load_conntrack}\n{sets}\n"
+        "$PORTSTORM run --sandbox nat --duration 0.5 --rate 10 --router-set "
+        f'nf_conntrack_tcp_timeout_close_wait=20 --quiet --no-report --out "{tmp_path}"'
+    )
+    check(proc)
+    router = load(tmp_path / "result.json")["router_tunings"]
+    assert router["net.netfilter.nf_conntrack_tcp_timeout_time_wait"] == "77"  # copied
+    assert router["net.netfilter.nf_conntrack_tcp_timeout_close_wait"] == "20"  # the override
