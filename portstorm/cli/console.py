@@ -125,11 +125,37 @@ def print_inspect(doc: dict[str, Any], console: Console | None = None) -> None:
     for row in doc["sysctls"]:
         t.add_row(row["name"], row["value"] or "(empty)", row["meaning"])
     console.print(t)
+    for line in _netfilter_lines(doc):
+        console.print(plain(line))
     console.print("[bold]capacity toward one destination[/bold] (plain connect, client closes):")
     for line in doc["capacity_one_destination"]["why"]:
         console.print(f"  {line}")
     for line in doc["advice"]:
         console.print(f"[bold]advice:[/bold] {line}")
+
+
+def _netfilter_lines(doc: dict[str, Any]) -> list[str]:
+    """The host's conntrack use and source NAT rules (engine/inspect.py; older or partial
+    documents without them print nothing), as read: the advice below says what they mean."""
+    out = []
+    if "conntrack" in doc:
+        ct = doc["conntrack"]
+        out.append(
+            f"host conntrack: {ct['count']:,} entries of nf_conntrack_max {ct['max']:,}"
+            if ct is not None
+            else "host conntrack: not loaded (no /proc/sys/net/netfilter/nf_conntrack_count)"
+        )
+    if "nat_rules" in doc:
+        rules = doc["nat_rules"]
+        if rules is None:
+            out.append("host source NAT rules: not readable (nft missing, or no CAP_NET_ADMIN)")
+        elif not rules:
+            out.append("host source NAT rules: none (no masquerade or snat in nftables)")
+        for r in rules or ():
+            ports = f" to ports {r['ports']}" if r.get("ports") else " (no port range)"
+            flags = f" {','.join(r['flags'])}" if r.get("flags") else ""
+            out.append(f"host source NAT rule: {r['action']}{ports}{flags} in {r['where']}")
+    return out
 
 
 def _duration(seconds: float | None) -> str:

@@ -15,6 +15,8 @@ from rich.console import Console
 
 from portstorm.cli.plain import PlainTable, listed, plain, us, wrapped
 from portstorm.core.findings import Finding, run_findings, unsaid_notes
+from portstorm.core.headline import binding
+from portstorm.core.natmodel import NatCapacity
 from portstorm.core.result import RunResult
 from portstorm.core.words import describe_load, fmt_s, sandbox_label
 
@@ -133,7 +135,8 @@ def _table(result: RunResult, path: str) -> PlainTable:
 
 
 def _model_rows(t: PlainTable, result: RunResult) -> None:
-    """The capacity model, and the measurements it predicts, side by side."""
+    """The capacity model, and the measurements it predicts, side by side; a NAT run's
+    measurements against the ceiling that binds first (core/headline.binding), named."""
     cap = result.model
     if cap is None:
         return
@@ -143,17 +146,56 @@ def _model_rows(t: PlainTable, result: RunResult) -> None:
         f"{sus:,.2f} conn/s sustainable" if sus is not None else "no port limit"
     )
     t.add_row("capacity model", model_line)
-    predicted = cap.predicted_exhaustion_s
-    if predicted is not None or result.first_failure_s is not None:
-        ff = result.first_failure_s
+    nat = cap.nat
+    if nat is not None:
+        t.add_row("NAT model", _nat_line(nat, result.setup.rate))
+    bound = binding(cap)
+    which = f" ({bound.what})" if nat is not None else ""  # pair, loopback, host: as before
+    sus, hold = bound.sustainable_rate, bound.hold_s
+    predicted = bound.predicted_exhaustion_s
+    ff = result.first_failure_s
+    if predicted is not None or ff is not None:
         measured = fmt_s(ff) if ff is not None else "none"
+        if nat is not None and ff is not None and result.first_failure_outcome == "timeout":
+            wait = result.setup.connect_timeout_s
+            # a timeout is counted when it expires: a SYN the NAT dropped at t fails at t + it
+            measured += f" (a timeout, counted {fmt_s(wait)} after its SYN)" if wait else ""
         expect = fmt_s(float(predicted)) if predicted is not None else "none"
-        t.add_row("first failure vs model", f"measured {measured}, predicted {expect}")
+        t.add_row("first failure vs model", f"measured {measured}, predicted {expect}{which}")
     after = result.sustained_after_exhaustion()
     if after is not None:
         expect = f"{sus:,.2f} conn/s" if sus is not None else "no port limit"
         line = f"measured {after:,.2f} conn/s, model {expect}"
-        ff = result.first_failure_s
+        note = ""
         if hold and ff is not None and result.duration_s < ff + hold:
-            line += f" (reached only once ports free up, {hold:g} s after they closed)"
+            note = (
+                f"reached only once ports free up, {hold:g} s after they closed"
+                if bound.client  # a NAT port comes back when its connection closes
+                else f"reached only once its ports free up, as connections close {hold:g} s in"
+            )
+        if nat is None:  # pair, loopback, host: as before
+            line += f" ({note})" if note else ""
+        else:
+            line += f" ({bound.what}{'; ' + note if note else ''})"
         t.add_row("after exhaustion", line)
+
+
+def _nat_line(nat: NatCapacity, rate: float | None) -> str:
+    """The NAT model in one line: pool, tuples, what holds a port, the sustainable rate,
+    and when the pool runs out at this rate."""
+    limit = f", conntrack limit {nat.conntrack_limit:,}" if nat.conntrack_limit is not None else ""
+    held = (
+        f"held while open ({nat.hold_s:g} s, --hold)"
+        if nat.hold_s
+        else "held while open only (closing entries are taken over)"
+    )
+    sus = nat.sustainable_rate
+    line = f"pool {nat.pool}: {nat.pool_ports:,} ports x {nat.tuples} tuple(s){limit}, {held}: " + (
+        f"{sus:,.2f} conn/s sustainable" if sus is not None else "no rate limit"
+    )
+    gone = nat.predicted_exhaustion_s
+    if rate is not None and sus is not None:
+        line += f"; at {rate:g}/s " + (
+            f"exhausted after {fmt_s(float(gone))}" if gone is not None else "not exhausted"
+        )
+    return line

@@ -102,7 +102,8 @@ def _other_failures(r: RunResult) -> list[Finding]:
 def _reuse(r: RunResult) -> Finding | None:
     reuse = r.tunings.get("net.ipv4.tcp_tw_reuse")
     sandbox, cap = r.setup.sandbox, r.model
-    if reuse != "2" or not (r.setup.loopback or sandbox == "pair"):  # loopback by address
+    # loopback by address; pair and nat cross veths (nat two, and its router)
+    if reuse != "2" or not (r.setup.loopback or sandbox in ("pair", "nat")):
         return None
     if r.setup.loopback and cap is not None and cap.reuse_applies:
         ports = cap.usable_ports * (cap.tuples or 1)
@@ -115,10 +116,12 @@ def _reuse(r: RunResult) -> Finding | None:
             "warn",
         )
     if r.setup.pair and r.setup.close == "client":
+        crossed = "a veth" if sandbox == "pair" else "two veths and a NAT router"
         return Finding(
             "reuse",
             "tcp_tw_reuse=2 (the default) did not apply: it covers loopback only, and this "
-            "run crossed a veth as a real network would, so each port stayed in TIME_WAIT 60 s.",
+            f"run crossed {crossed} as a real network would, so each port stayed in TIME_WAIT "
+            "60 s.",
         )
     return None
 

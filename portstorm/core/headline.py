@@ -3,17 +3,67 @@ every connection succeeded (and why the ports lasted), or what failed instead.
 
 Containing the one sentence a run report and the terminal summary open with (after the
 port-search knee, when the run hit it: findings.py puts that first); the other findings are
-findings.py's and gaps.py's. Plain values in, sentences out.
+findings.py's and gaps.py's. Plain values in, sentences out. Also which ceiling binds a
+run first (``binding``): the client's own ports, or a NAT pool in the path (capacity.nat),
+which the terminal summary compares the measurements against too.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+from portstorm.core.capacity import Capacity
 from portstorm.core.finding import Finding
 from portstorm.core.gaps import close_timeout_finding
 from portstorm.core.outcome import Outcome
 from portstorm.core.result import RunResult
 from portstorm.core.signals import EXHAUSTION, agrees, ceiling, rate_before
 from portstorm.core.words import fmt_rate, fmt_s
+
+CLIENT_PORTS = "client ports"
+NAT_POOL = "NAT pool"
+CONNTRACK_LIMIT = "conntrack limit"  # the router's emulated nf_conntrack_max (ct count)
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """One ceiling's figures: the client's port space (``capacity``) or the NAT's
+    (``capacity.nat``: its pool, or its conntrack limit where that is lower)."""
+
+    what: str  # CLIENT_PORTS | NAT_POOL | CONNTRACK_LIMIT
+    ports: int  # connections it holds at once, at most
+    hold_s: float  # how long each connection holds one
+    sustainable_rate: float | None  # None: it sets no rate limit
+    predicted_exhaustion_s: float | None  # None: not exhausted at this rate (or no rate)
+
+    def __post_init__(self) -> None:
+        if self.what not in (CLIENT_PORTS, NAT_POOL, CONNTRACK_LIMIT):
+            raise ValueError(f"ceiling {self.what!r}: allowed {CLIENT_PORTS}, {NAT_POOL}, "
+                             f"{CONNTRACK_LIMIT}")  # fmt: skip
+
+    @property
+    def client(self) -> bool:
+        return self.what == CLIENT_PORTS
+
+
+def binding(cap: Capacity) -> Bound:
+    """The ceiling a run meets first: the one predicted to run out first at its rate, else
+    the one with the lower sustainable rate; the client's ports on a tie or without a NAT.
+    A NAT run's clients see its exhaustion as timeouts, not EADDRNOTAVAIL (natfindings.py)."""
+    client = Bound(CLIENT_PORTS, cap.port_space, cap.hold_s, cap.sustainable_rate,
+                   cap.predicted_exhaustion_s)  # fmt: skip
+    nat = cap.nat
+    if nat is None:
+        return client
+    what = NAT_POOL if nat.ceiling == nat.port_space else CONNTRACK_LIMIT
+    other = Bound(what, nat.ceiling, nat.hold_s, nat.sustainable_rate, nat.predicted_exhaustion_s)
+
+    def first(b: Bound) -> tuple[float, float]:
+        gone, rate = b.predicted_exhaustion_s, b.sustainable_rate
+        return (math.inf if gone is None else gone, math.inf if rate is None else rate)
+
+    return other if first(other) < first(client) else client
 
 
 def headline(r: RunResult) -> Finding:
@@ -110,21 +160,28 @@ def _no_failure(r: RunResult) -> Finding:
     top = ceiling(r)
     if peaks and top:
         text += f" Ports in use peaked at {max(peaks):,} of {top:,}."
-    model = cap.sustainable_rate if cap is not None else None
-    predicted = cap.predicted_exhaustion_s if cap is not None else None
+    bound = binding(cap) if cap is not None else None
+    model = bound.sustainable_rate if bound is not None else None
+    predicted = bound.predicted_exhaustion_s if bound is not None else None
+    # the words of the ceiling that binds: the client's ports, as before NAT, or the NAT's
+    the_model, ports, space = "the model", "the ports", f"{top or 0:,} ports"
+    if bound is not None and not bound.client:
+        the_model, ports = "the NAT model", f"the {bound.what}"
+        space = f"{bound.ports:,} connections the NAT holds at once"
     if model is None and cap is not None:
         text += " No port limit applies to this load (nothing holds a client port after close)."
     elif model is not None and predicted is not None and r.duration_s >= float(predicted):
         text += (
-            f" The model predicted the ports would run out after {fmt_s(float(predicted))} at "
-            f"the planned rate; they lasted because only {r.succeeded:,} connections were made "
-            f"in {fmt_s(r.duration_s)}, fewer than the {top or 0:,} ports."
+            f" {the_model[0].upper()}{the_model[1:]} predicted {ports} would run out after "
+            f"{fmt_s(float(predicted))} at the planned rate; they lasted because only "
+            f"{r.succeeded:,} connections were made in {fmt_s(r.duration_s)}, fewer than the "
+            f"{space}."
         )
     elif model is not None and predicted is not None:
         text += (
-            f" The rate is above the model's sustainable {fmt_rate(float(model))} conn/s: the "
-            f"ports would run out after about {fmt_s(float(predicted))}, beyond this run."
+            f" The rate is above {the_model}'s sustainable {fmt_rate(float(model))} conn/s: "
+            f"{ports} would run out after about {fmt_s(float(predicted))}, beyond this run."
         )
     elif model is not None and r.rate <= float(model):
-        text += f" That is within the model's sustainable {fmt_rate(float(model))} conn/s."
+        text += f" That is within {the_model}'s sustainable {fmt_rate(float(model))} conn/s."
     return Finding("no-failure", text, "headline")

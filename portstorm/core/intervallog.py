@@ -8,7 +8,9 @@ first failure happens. ``portstorm report`` reads it when result.json is missing
 RunResult it gives is marked incomplete and says where it came from.
 
 Format history:
-- ``portstorm.intervals/1`` (2026-11): first version.
+- ``portstorm.intervals/1`` (2026-11): first version. The header's ``router_tunings`` and
+  ``capacity.nat`` and each interval's ``router`` (--sandbox nat) were added within it, as
+  in result.json; logs without them load with none.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ def _result(head: Mapping[str, Any], records: list[Any]) -> RunResult:
         setup=RunSetup.from_json(fields.member(head, "scenario")),
         tunings={str(k): str(v) for k, v in head["tunings"].items()},
         server_tunings=head.get("server_tunings"),
+        router_tunings=fields.copied(head.get("router_tunings")),  # --sandbox nat, as result.json
         intervals=tuple(intervals),
         histogram=hist,
         first_failure_s=float(failures[0]["t"]) if failures else None,

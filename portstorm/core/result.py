@@ -10,38 +10,30 @@ with that field's name (``intervals[3].latency_us.p50``) and never half read.
 Format history (keep old versions loading, as pyperf's _bench.py does):
 - ``portstorm.run/1`` (2026-11): first version. ``capacity`` and the per-interval sampler
   fields (``time_wait``, ``server_time_wait``, ``ports_in_use``, ``kernel``) may be null when
-  the run did not measure them; they are never filled with invented values. ``tuples`` (per
-  source/destination accounting) was added within version 1 and is absent from the first
-  files: they load with an empty table. Each interval's own latency histogram (``hdr``,
-  HdrHistogram's compressed encoding, for the interval log export) was added within version
-  1 too; files without it load, and their exports hold the whole run as one interval.
-  ``events.sustained_after_exhaustion`` is counted over whole hold periods when the run
-  lasted one past its first failure (earlier files stored the plain rate after it; the
-  figure is derived, and readers recompute it from the intervals).
-  ``not_started`` (per interval, and summed in ``totals``: an open loop's scheduled starts
-  dropped at the time bound, neither attempts nor failures) was added within version 1;
-  files without it load with 0 (their runs made every start, late).
-  ``scenario`` (RunSetup) and ``capacity`` (Capacity) come back typed; ``scenario``'s
-  ``sink_stats`` (the built-in sink's counts, a measurement) is RunResult.sink_stats.
-  ``ramp`` (the records the first interval was folded from: 100 ms each through the first
-  second, core/ramp.py; in the shape of ``intervals``) was added within version 1; files
-  without it (or with null) load with none, and their knee is looked for in the intervals.
-  The ``close_timeout`` outcome (connected, then the server did not close in time) was
-  added within version 1; those connections are timed, so ``latency_us.hdr`` holds the
-  successes and them. ``scenario.close_timeout_s`` and ``scenario.loopback`` were added
-  then too; files without them load (``loopback`` derived from ``sandbox``).
-  ``established`` per interval (client sockets in ESTABLISHED toward the targets, counted
-  in the sampler's sock_diag dump) was added within version 1; files without it load
-  with null. ``scenario.ipv6`` (the sandbox numbered from 2001:2::/48 or ::1) was added
-  within version 1; files without it load with false, as those runs were IPv4.
-  ``transaction_us`` (like ``latency_us``: the successes' time from the attempt's start to
-  the last response byte, with --request-size/--response-size/--http), per interval
-  ``transaction_us`` {p50, p99} with its ``transaction_hdr``, ``http_status`` per interval
-  and in ``totals`` (code -> responses, --http), the outcomes ``response_incomplete`` and
-  ``http_error`` (connected, so timed in ``latency_us``) and the scenario's
-  ``request_size``, ``response_size``, ``response_timeout_s``, ``http_path``,
-  ``http_host`` and ``hold_s`` were added within version 1; files without them load
-  (no exchange, nothing held).
+  the run did not measure them; they are never filled with invented values. ``scenario``
+  (RunSetup) and ``capacity`` (Capacity) come back typed; ``scenario``'s ``sink_stats``
+  (the built-in sink's counts, a measurement) is RunResult.sink_stats. Added within
+  version 1 (files without them load, with the default said after each):
+  ``tuples`` (per source/destination accounting: an empty table); each interval's own
+  latency histogram ``hdr`` (HdrHistogram's compressed encoding: the exports hold the whole
+  run as one interval); ``events.sustained_after_exhaustion`` counted over whole hold
+  periods when the run lasted one past its first failure (it is derived: readers recompute
+  it); ``not_started`` per interval and in ``totals`` (an open loop's scheduled starts
+  dropped at the time bound, neither attempts nor failures: 0); ``ramp`` (the first
+  interval's 100 ms parts, core/ramp.py, in the shape of ``intervals``: none, the knee is
+  looked for in the intervals); the ``close_timeout`` outcome (connected, then the server
+  did not close in time; timed, so ``latency_us.hdr`` holds them too) with
+  ``scenario.close_timeout_s`` and ``scenario.loopback`` (derived from ``sandbox``);
+  ``established`` per interval (client sockets in ESTABLISHED toward the targets: null);
+  ``scenario.ipv6`` (false: those runs were IPv4); ``transaction_us`` (the successes' time
+  to the last response byte) with per interval ``transaction_us`` {p50, p99} and its
+  ``transaction_hdr``, ``http_status`` per interval and in ``totals``, the outcomes
+  ``response_incomplete`` and ``http_error`` (connected, so timed) and the scenario's
+  ``request_size``, ``response_size``, ``response_timeout_s``, ``http_path``, ``http_host``
+  and ``hold_s`` (no exchange, nothing held); for --sandbox nat, ``capacity.nat`` (the NAT
+  pool's ceiling, core/natmodel.py), the top-level ``router_tunings`` (the router's
+  sysctls read back), per interval ``router`` (its conntrack, core/routerrecord.py) and the
+  scenario's ``nat_ports``, ``nat_flags``, ``clients`` and ``router_set`` (no NAT).
 """
 
 from __future__ import annotations

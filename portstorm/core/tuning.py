@@ -225,9 +225,10 @@ def reuse_notes(
             "real network it would not, so loopback results flatter a host's capacity"
         )
     applies = reuse == "1" or (reuse == "2" and on_loopback)
-    if reuse == "2" and sandbox == "pair":
+    if reuse == "2" and sandbox in ("pair", "nat"):
+        crossed = "a veth" if sandbox == "pair" else "two veths and a NAT router"
         notes.append(
-            "tcp_tw_reuse=2 reuses TIME_WAIT ports on loopback only; this run crossed a veth, "
+            f"tcp_tw_reuse=2 reuses TIME_WAIT ports on loopback only; this run crossed {crossed}, "
             "as a real network would, so each closed port stayed in TIME_WAIT for 60 s"
         )
     if applies and stamps == "0":

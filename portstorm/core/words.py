@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 
+from portstorm.core.nat import FIRST_CLIENT, NAT_ADDRESS
 from portstorm.core.setup import RunSetup
 
 SANDBOX_WORDS = {
     "pair": "pair: client and sink namespaces joined by a veth",
     "loopback": "LOOPBACK: one namespace, 127.0.0.1 (flatters capacity, see notes)",
     "host": "host: this host's own network stack and settings",
+    # the generic words; a run's own say its clients and pool (nat_words)
+    "nat": f"nat: clients 198.19.0.1 and up -> SNAT {NAT_ADDRESS} -> sink, three namespaces",
 }
 # a host-mode run that reached its targets over loopback: tcp_tw_reuse=2 applied as in the
 # loopback sandbox (tcp_twsk_unique() tests the socket's addresses, not the namespace)
@@ -26,7 +29,28 @@ def sandbox_label(s: RunSetup) -> str:
     sandbox = s.sandbox or "host"
     if sandbox == "host" and s.loopback:
         return HOST_LOOPBACK_WORDS
+    if sandbox == "nat":
+        return nat_words(s)
     return SANDBOX_WORDS.get(sandbox, sandbox)
+
+
+def nat_words(s: RunSetup) -> str:
+    """e.g. ``nat: 10 clients 198.19.0.1-.10 -> SNAT 198.18.0.1:40000-40099 -> sink``:
+    the client (pod) addresses behind the router, its pool and flags (core/nat.py); the
+    generic words where the file did not say (older or hand-made files)."""
+    n = s.clients
+    if n is None or n < 1 or s.nat_ports is None:
+        return SANDBOX_WORDS["nat"]
+    first = str(FIRST_CLIENT)
+    last = str(FIRST_CLIENT + min(n, 2**16 - 2) - 1)  # a crafted count stays in 198.19/16
+    same = first.rsplit(".", 1)[0] == last.rsplit(".", 1)[0]
+    clients = first if n == 1 else f"{first}-{'.' + last.rsplit('.', 1)[1] if same else last}"
+    flags = f" {','.join(s.nat_flags)}" if s.nat_flags else ""
+    to = "sink" if s.sink == "builtin" else "targets"
+    return (
+        f"nat: {n:,} client{'s' if n > 1 else ''} {clients} -> SNAT "
+        f"{NAT_ADDRESS}:{s.nat_ports}{flags} -> {to}"
+    )
 
 
 def describe_load(s: RunSetup, duration_s: float) -> str:

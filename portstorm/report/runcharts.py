@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from portstorm.core.headline import binding
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.signals import ceiling, knee, samples, syn_tail
@@ -113,8 +114,12 @@ def port_space(r: RunResult) -> Figure:
     x = [i.t + i.dt for i in seen]
     # a sandbox's namespaces are new, so nothing is held when the load starts: (0, 0) is
     # known there; on a host, sockets the run did not make may be, so no point is made up
-    origin = r.setup.sandbox in ("pair", "loopback")
+    origin = r.setup.sandbox in ("pair", "loopback", "nat")
     top = _stack(ax, x, seen, origin)
+    unread = top is None and bool(seen)
+    if unread:  # samples, but neither band read at any (a sampler that failed throughout)
+        _no_data(ax, "connections held open and TIME_WAIT were not read in this run")
+    top = top or 0
     lines = [
         ("ports in use toward the target(s)", [i.ports_in_use for i in seen], BLUE, "-"),
         ("TIME_WAIT, server", [i.server_time_wait for i in seen], GREEN, ":"),
@@ -134,7 +139,7 @@ def port_space(r: RunResult) -> Figure:
         if top and ceil > 20 * top:
             ax.set_yscale("symlog", linthresh=max(10.0, top / 10))
     _mark_failures(ax, r)
-    if not top and ceil is None:
+    if not top and ceil is None and not unread:
         _no_data(ax, "not sampled in this run")
     ax.set_xlim(0, max(r.duration_s, x[-1] if x else 0.0))
     ax.set_ylim(bottom=0)
@@ -159,14 +164,17 @@ def _known(
     return pts
 
 
-def _stack(ax: Axes, x: Sequence[float], seen: Sequence[Interval], origin: bool) -> int:
+def _stack(ax: Axes, x: Sequence[float], seen: Sequence[Interval], origin: bool) -> int | None:
     """Established (none in files from before it was sampled) and client TIME_WAIT as
-    stacked bands; the highest top."""
+    stacked bands; the highest top. None when neither was read at any sample: nothing
+    to stack (stackplot needs a layer)."""
     bands = [
         ("established: connections held open", [i.established for i in seen], SKY, ""),
         ("TIME_WAIT, client", [i.time_wait for i in seen], ORANGE, "//"),
     ]
     bands = [b for b in bands if any(v is not None for v in b[1])]
+    if not bands:
+        return None
     pts = _known(x, [b[1] for b in bands], origin)
     if pts:
         layers = [(b[0], [vs[k] for _t, vs in pts], b[2], b[3]) for k, b in enumerate(bands)]
@@ -175,7 +183,8 @@ def _stack(ax: Axes, x: Sequence[float], seen: Sequence[Interval], origin: bool)
 
 
 def connection_rate(r: RunResult) -> Figure:
-    """Successes and failures per second by outcome, stacked, with the model's rate."""
+    """Successes and failures per second by outcome, stacked, with the model's rate (of
+    the ceiling that binds first: a NAT run's pool, where that is lower)."""
     fig = new_figure(4.2)
     ax = fig.subplots()
     ivs = [i for i in r.intervals if i.dt > 0]
@@ -199,14 +208,17 @@ def connection_rate(r: RunResult) -> Figure:
             label=name.replace("_", " "),
         )
         bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
-    model = r.model.sustainable_rate if r.model is not None else None
-    if model is not None:
+    # the ceiling that binds first: a NAT run's may be its pool (core/headline.binding)
+    bound = binding(r.model) if r.model is not None else None
+    model = bound.sustainable_rate if bound is not None else None
+    if model is not None and bound is not None:
+        which = "" if r.model is None or r.model.nat is None else f" ({bound.what})"
         ax.axhline(
             float(model),
             color=BLACK,
             ls="--",
             lw=1.8,
-            label=f"model: sustainable {float(model):,.2f} conn/s",
+            label=f"model{which}: sustainable {float(model):,.2f} conn/s",
         )
     _mark_first_failure(ax, r, f"first failure {fmt_s(r.first_failure_s or 0)}")
     if not ivs:

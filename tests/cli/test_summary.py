@@ -1,5 +1,6 @@
 """What the terminal says around a run: the findings in the summary, the live lines' times,
-and the line while the report is drawn.
+the line while the report is drawn, the model rows of a NAT run (against the ceiling that
+binds first), and what ``inspect`` read of the host's conntrack and NAT rules.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from typing import Any, cast
 import pytest
 from rich.console import Console
 
-from portstorm.cli.console import LiveLine
+from portstorm.cli.console import LiveLine, print_inspect
 from portstorm.cli.summary import print_summary, top_findings
+from portstorm.core.capacity import CapacityInput, model
 from portstorm.core.findings import Finding, run_findings
-from portstorm.core.result import Interval, RunResult
+from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.natmodel import nat_model
+from portstorm.core.result import HostInfo, Interval, RunResult
 from portstorm.core.scenario import Scenario
+from portstorm.core.setup import RunSetup
 from portstorm.core.words import fmt_s
 from tests.support.reportdata import simulate
 
@@ -272,3 +277,161 @@ def test_the_tw_reuse_note_is_not_repeated_under_the_finding_that_says_it() -> N
         r, tunings={**r.tunings, "net.ipv4.tcp_tw_reuse": "0"}, notes=(note,)
     )
     assert "note: tcp_tw_reuse=2" in _summary(bare)
+
+
+# -- a NAT in the path: the model rows ----------------------------------------------------
+
+
+def _rows(text: str) -> dict[str, str]:
+    """The summary table as {row name: value}, a wrapped value joined back into one line."""
+    rows: dict[str, str] = {}
+    name = ""
+    for ln in text.splitlines():
+        cells = ln.split("│")
+        if len(cells) != 4:
+            continue
+        key, value = cells[1].strip(), cells[2].strip()
+        name = key or name
+        rows[name] = f"{rows[name]} {value}" if not key else value
+    return rows
+
+
+def _nat_run(
+    *,
+    client_range: str = "32768 60999",  # 28,232 ports
+    clients: int = 10,
+    pool: tuple[int, int] = (40000, 40099),
+    seconds: tuple[tuple[int, dict[str, int]], ...],
+    first_failure: tuple[float, str] | None,
+    rate: float = 106.0,
+    hold_s: float = 5.0,
+) -> RunResult:
+    """A literal --sandbox nat run: (successes, failures) per 1 s interval, the client's
+    model from its port range and the NAT's from its pool (tests/unit/test_natfindings.py
+    builds them with the router's readings too)."""
+    tun = {"net.ipv4.ip_local_port_range": client_range, "net.ipv4.tcp_tw_reuse": "2"}
+    cap = model(CapacityInput.from_tunings(tun, sources=clients, rate=rate, hold_s=hold_s))
+    nat = nat_model(pool=pool, nat_addresses=1, destinations=1, clients=clients,
+                    hold_s=hold_s, rate=rate)  # fmt: skip
+    total, ivs = LatencyHistogram(), []
+    for k, (ok, failed) in enumerate(seconds):
+        h = LatencyHistogram()
+        for _ in range(ok):
+            h.record(600)
+        total.add(h)
+        ivs.append(Interval(t=float(k), dt=1.0, attempts=ok + sum(failed.values()),
+                            succeeded=ok, failed=failed, other_errnos={},
+                            latency_us={"p50": 600 if ok else None, "p99": 600 if ok else None},
+                            hdr=h.encode() if ok else None))  # fmt: skip
+    return RunResult(
+        tool_version="0.1.0", host=HostInfo("testbox", "6.18.0", 2),
+        started_at="2026-12-01T12:00:00Z", duration_s=float(len(seconds)), complete=True,
+        setup=RunSetup(targets=("198.18.0.2:9000",), sink="builtin", sandbox="nat",
+                       rate=rate, close="client", bind="connect", connect_timeout_s=2.0,
+                       hold_s=hold_s, clients=clients, nat_ports=f"{pool[0]}-{pool[1]}"),
+        tunings=tun, intervals=tuple(ivs), histogram=total,
+        first_failure_s=first_failure[0] if first_failure else None,
+        first_failure_outcome=first_failure[1] if first_failure else None,
+        model=dataclasses.replace(cap, nat=nat),
+    )  # fmt: skip
+
+
+def test_a_nat_run_is_measured_against_the_nat_pool_that_runs_out_first() -> None:
+    # README's measurement: 106 connections held 5 s from 10 clients through a 100-port
+    # pool; 6 timed out (dropped SYNs, counted 2 s later), the 100 ended after their hold
+    r = _nat_run(seconds=((0, {}), (0, {}), (0, {"timeout": 6}), (0, {}), (0, {}), (100, {})),
+                 first_failure=(2.94, "timeout"))  # fmt: skip
+    rows = _rows(_summary(r, width=250))
+    assert (
+        rows["sandbox"] == "nat: 10 clients 198.19.0.1-.10 -> SNAT 198.18.0.1:40000-40099 -> sink"
+    )
+    assert rows["NAT model"] == (
+        "pool 40000-40099: 100 ports x 1 tuple(s), held while open (5 s, --hold): "
+        "20.00 conn/s sustainable; at 106/s exhausted after 0.94 s"
+    )
+    # the client's own model says none: 28,232 ports x 10 tuples held 65 s
+    assert rows["capacity model"].endswith("conn/s sustainable")
+    assert rows["first failure vs model"] == (
+        "measured 2.9 s (a timeout, counted 2.0 s after its SYN), predicted 0.94 s (NAT pool)"
+    )
+    assert rows["after exhaustion"].startswith("measured ")
+    assert (
+        "model 20.00 conn/s (NAT pool; reached only once its ports free up"
+        in (rows["after exhaustion"])
+    )
+
+
+def test_a_nat_run_whose_clients_run_out_first_is_measured_against_their_ports() -> None:
+    # one client with 100 ports behind a 10,000-port pool: the client's ports bind
+    r = _nat_run(client_range="60000 60099", clients=1, pool=(40000, 49999),
+                 seconds=((100, {"port_exhausted": 6}), (0, {"port_exhausted": 106})),
+                 first_failure=(0.95, "port_exhausted"))  # fmt: skip
+    assert r.model is not None and r.model.nat is not None
+    client, nat = r.model, r.model.nat
+    assert client.predicted_exhaustion_s is not None and nat.predicted_exhaustion_s is None
+    rows = _rows(_summary(r, width=250))
+    assert rows["NAT model"].endswith("2,000.00 conn/s sustainable; at 106/s not exhausted")
+    assert rows["first failure vs model"] == (
+        f"measured 0.95 s, predicted {fmt_s(client.predicted_exhaustion_s)} (client ports)"
+    )
+    assert f"model {client.sustainable_rate:,.2f} conn/s (client ports" in rows["after exhaustion"]
+    assert rows["sandbox"].startswith("nat: 1 client 198.19.0.1 -> SNAT 198.18.0.1:40000-49999")
+
+
+def test_a_pair_runs_model_rows_name_no_ceiling_and_show_no_nat_row() -> None:
+    rows = _rows(_summary(simulate(ports=100, rate=50, duration=10), width=250))
+    assert rows["sandbox"] == "pair: client and sink namespaces joined by a veth"
+    assert "NAT model" not in rows
+    assert rows["first failure vs model"] == "measured 2.0 s, predicted 2.0 s"
+    assert rows["after exhaustion"] == (
+        "measured 0.00 conn/s, model 1.67 conn/s (reached only once ports free up, "
+        "60 s after they closed)"
+    )
+
+
+# -- inspect -------------------------------------------------------------------------------
+
+
+def _inspect_doc(**netfilter: Any) -> dict[str, Any]:
+    """An ``inspect`` document as engine/inspect.py gathers it (a literal)."""
+    return {
+        "host": {"hostname": "node-1", "kernel": "6.18.0", "cpus": 2},
+        "port_range": [32768, 60999], "reserved_ports": "", "time_wait": 12,
+        "ports_in_use": 40, "fd_soft_limit": 65536, "sysctls": [],
+        "capacity_one_destination": {"why": ["28232 usable ports (32768-60999)"]},
+        "advice": ["source NAT rules exist (masquerade in ip nat postrouting): ..."],
+        **netfilter,
+    }  # fmt: skip
+
+
+def _inspected(doc: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    print_inspect(doc, Console(file=buf, width=200, highlight=False))
+    return buf.getvalue()
+
+
+def test_inspect_prints_the_hosts_conntrack_use_and_its_nat_rules_not_only_advice() -> None:
+    text = _inspected(_inspect_doc(
+        conntrack={"count": 61_000, "max": 65_536},
+        nat_rules=[
+            {"where": "ip nat POSTROUTING", "action": "masquerade", "ports": None, "flags": []},
+            {"where": f"ip k8s{MARKUP} snat", "action": "snat", "ports": "40000-40999",
+             "flags": ["fully-random"]},
+        ],
+    ))  # fmt: skip
+    assert "host conntrack: 61,000 entries of nf_conntrack_max 65,536" in text
+    assert "host source NAT rule: masquerade (no port range) in ip nat POSTROUTING" in text
+    # a table's name is the host's, printed as it is, not as markup
+    assert (
+        f"host source NAT rule: snat to ports 40000-40999 fully-random in ip k8s{MARKUP} snat"
+        in text
+    )
+    assert text.index("host conntrack") < text.index("advice:")  # what was read, then advice
+
+
+def test_inspect_says_when_conntrack_or_the_nat_rules_could_not_be_read() -> None:
+    text = _inspected(_inspect_doc(conntrack=None, nat_rules=None))
+    assert "host conntrack: not loaded" in text
+    assert "host source NAT rules: not readable (nft missing, or no CAP_NET_ADMIN)" in text
+    assert "host source NAT rules: none" in _inspected(_inspect_doc(conntrack=None, nat_rules=[]))
+    assert "host conntrack" not in _inspected(_inspect_doc())  # a document from before them

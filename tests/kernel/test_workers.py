@@ -148,8 +148,14 @@ def test_open_loop_schedule_is_exact_with_three_workers(tmp_path: Path) -> None:
     assert doc["scenario"]["workers"] == 3
     assert doc["totals"]["attempts"] == 1800  # starts k, k+3, k+6, ... from each worker
     per = [i["attempts"] for i in doc["intervals"]]
-    assert len(per) == 3 and all(abs(a - 600) <= 6 for a in per), per
-    starts = [i["t"] for i in doc["intervals"]]
+    # a last short record of stragglers may follow the third: attempts started before the
+    # end that finished after it, on a machine whose other load delayed a worker (seen:
+    # [601, 601, 597, 1]); they are few, and counted
+    main, tail = doc["intervals"][:3], doc["intervals"][3:]
+    assert len(main) == 3 and all(abs(i["attempts"] - 600) <= 6 for i in main), per
+    assert len(tail) <= 1 and sum(i["attempts"] for i in tail) <= 6, per
+    assert all(i["t"] >= 3.0 - 0.05 for i in tail), doc["intervals"]
+    starts = [i["t"] for i in main]
     assert all(abs(s - k) < 0.05 for k, s in enumerate(starts)), starts  # ticks line up
 
 

@@ -1,5 +1,6 @@
 """Details of the charts, checked on the drawn artists rather than on pixels: the latency
-line breaks over intervals without a success, and no legend covers a plot's data area.
+line breaks over intervals without a success, no legend covers a plot's data area, and
+a NAT run's rate chart draws the rate of the ceiling that binds first.
 """
 
 from __future__ import annotations
@@ -152,3 +153,27 @@ def test_no_legend_covers_a_plot(draw: Callable[[Any], Figure], data: Any) -> No
         has_legend = bool(fig.legends) or any(ax.get_legend() for ax in fig.get_axes())
         assert has_legend or draw.__name__ == "kernel_counters", "a chart without a key?"
         assert _covered(fig, canvas) == []
+
+
+def test_the_rate_chart_of_a_nat_run_draws_the_rate_of_the_ceiling_that_binds() -> None:
+    # 1,000 client ports held 60 s sustain 16.67/s; a 100-port NAT pool held 5 s, 20/s;
+    # with 20,000 client ports (333/s) the NAT's 20/s binds and is named
+    from portstorm.core.natmodel import nat_model
+    from portstorm.report.runcharts import connection_rate
+
+    def drawn(ports: int) -> list[str]:
+        r = simulate(ports=ports, rate=10, duration=3)
+        assert r.model is not None
+        nat = nat_model(pool=(40000, 40099), nat_addresses=1, destinations=1, hold_s=5.0,
+                        rate=10.0)  # fmt: skip
+        r = dataclasses.replace(r, model=dataclasses.replace(r.model, nat=nat))
+        with charting():
+            fig = connection_rate(r)
+            return [str(ln.get_label()) for ax in fig.get_axes() for ln in ax.get_lines()]
+
+    assert "model (client ports): sustainable 16.67 conn/s" in drawn(1000)
+    assert "model (NAT pool): sustainable 20.00 conn/s" in drawn(20_000)
+    with charting():
+        fig = connection_rate(simulate(ports=1000, rate=10, duration=3))  # no NAT: as before
+        labels = [str(ln.get_label()) for ax in fig.get_axes() for ln in ax.get_lines()]
+    assert "model: sustainable 16.67 conn/s" in labels

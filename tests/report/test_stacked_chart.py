@@ -107,3 +107,29 @@ def test_the_interval_csv_carries_established_blank_where_not_sampled() -> None:
     assert [int(x["established"]) for x in rows] == [i.established for i in r.intervals]
     old = list(csv.DictReader(io.StringIO(intervals_csv(simulate(duration=3)))))
     assert {x["established"] for x in old} == {""}
+
+
+def test_a_run_whose_sampler_read_neither_band_draws_an_empty_chart_with_a_note() -> None:
+    # no sample read ESTABLISHED or TIME_WAIT (a sampler that failed throughout): nothing
+    # to stack, said on the chart; the ports in use read at the same samples still drawn
+    r = held_run()
+    bare = tuple(dataclasses.replace(i, established=None, time_wait=None) for i in r.intervals)
+    r = dataclasses.replace(r, intervals=bare)
+    with charting():
+        fig = port_space(r)
+        bands = _bands(fig)
+        notes = [t.get_text() for ax in fig.get_axes() for t in ax.texts]
+        lines = [str(ln.get_label()) for ax in fig.get_axes() for ln in ax.get_lines()]
+    assert ESTABLISHED not in bands and TIME_WAIT not in bands
+    assert notes == ["connections held open and TIME_WAIT were not read in this run"]
+    assert "ports in use toward the target(s)" in lines
+
+
+def test_a_nat_run_starts_from_zero_as_the_pair_does_and_a_host_run_does_not() -> None:
+    # the nat sandbox's three namespaces are new when the load starts: nothing is held
+    r = held_run()
+    for sandbox, starts_at_zero in (("nat", True), ("host", False)):
+        run = dataclasses.replace(r, setup=dataclasses.replace(r.setup, sandbox=sandbox))
+        with charting():
+            est = _tops(_bands(port_space(run))[ESTABLISHED])
+        assert (0.0 in est) is starts_at_zero, (sandbox, sorted(est))

@@ -3,9 +3,14 @@ parameters (tests/support/reportdata.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from portstorm.core.compare import Subject, compare
 from portstorm.core.comparefindings import compare_findings
 from portstorm.core.findings import Finding, run_findings
+from portstorm.core.headline import binding
+from portstorm.core.natmodel import nat_model
+from portstorm.core.result import RunResult
 from portstorm.core.signals import knee
 from tests.support.reportdata import simulate
 
@@ -153,3 +158,55 @@ def test_comparison_names_best_and_worst_sustained_rate() -> None:
         "tcp_tw_reuse=0, 1.67 conn/s after its ports ran out (30.0x apart)."
     )
     assert "Single runs" in found["significant"]
+
+
+# -- a NAT in the path ---------------------------------------------------------------------
+
+
+def _behind_nat(
+    r: RunResult, *, pool: int, hold_s: float, conntrack_limit: int | None = None
+) -> RunResult:
+    """A simulated run as if through --sandbox nat: a pool of ``pool`` ports toward its one
+    destination, each held ``hold_s`` while open (core/natmodel.py)."""
+    assert r.model is not None and r.setup.rate is not None
+    nat = nat_model(pool=(40000, 40000 + pool - 1), nat_addresses=1, destinations=1,
+                    clients=1, hold_s=hold_s, rate=r.setup.rate,
+                    conntrack_limit=conntrack_limit)  # fmt: skip
+    setup = dataclasses.replace(r.setup, sandbox="nat", clients=1, nat_ports=nat.pool)
+    return dataclasses.replace(r, setup=setup, model=dataclasses.replace(r.model, nat=nat))
+
+
+def test_a_nat_run_with_tw_reuse_2_says_it_did_not_apply_across_two_veths() -> None:
+    r = _behind_nat(simulate(tunings={"net.ipv4.tcp_tw_reuse": "2"}), pool=100, hold_s=5.0)
+    text = _kinds(run_findings(r))["reuse"]
+    assert "did not apply" in text and "crossed two veths and a NAT router" in text
+
+
+def test_no_failure_behind_a_nat_is_measured_against_the_pool_that_binds_first() -> None:
+    # 10,000 client ports held 60 s sustain 166.7/s; 100 NAT ports held 5 s sustain 20/s
+    r = _behind_nat(simulate(ports=10_000, rate=10, duration=10), pool=100, hold_s=5.0)
+    assert r.model is not None and binding(r.model).what == "NAT pool"
+    head = run_findings(r)[0]
+    assert head.kind == "no-failure"
+    assert "within the NAT model's sustainable 20.0 conn/s" in head.text, head.text
+    # above it, in a run too short to fill the pool (100 ports / 50/s = 2 s)
+    r = _behind_nat(simulate(ports=10_000, rate=50, duration=1), pool=100, hold_s=5.0)
+    head = run_findings(r)[0]
+    assert (
+        "The rate is above the NAT model's sustainable 20.0 conn/s: the NAT pool would run "
+        "out after about 2.0 s, beyond this run."
+    ) in head.text, head.text
+
+
+def test_the_client_ports_bind_without_a_nat_on_a_tie_and_when_they_run_out_first() -> None:
+    r = simulate(ports=100, rate=50, duration=10)  # 100 client ports: out after 2.0 s
+    assert r.model is not None
+    assert binding(r.model).what == "client ports"
+    for pool, hold_s in ((100, 0.0), (10_000, 5.0)):  # nothing held; 10,000 ports out at 200 s
+        bound = binding(_behind_nat(r, pool=pool, hold_s=hold_s).model or r.model)
+        assert (bound.what, bound.predicted_exhaustion_s) == ("client ports", 2.0)
+    bound = binding(_behind_nat(r, pool=50, hold_s=5.0).model or r.model)  # out after 1.0 s
+    assert (bound.what, bound.ports, bound.predicted_exhaustion_s) == ("NAT pool", 50, 1.0)
+    # the emulated conntrack limit below the pool: it is what fills first, and is named
+    bound = binding(_behind_nat(r, pool=100, hold_s=5.0, conntrack_limit=25).model or r.model)
+    assert (bound.what, bound.ports, bound.predicted_exhaustion_s) == ("conntrack limit", 25, 0.5)

@@ -83,6 +83,9 @@ NOTES = [
     ("loopback", _t("2", "0"), ["no effect"], ["applied"]),
     ("pair", _t("0"), [], ["applied", "no effect"]),
     ("host", _t("2"), [], ["applied", "veth"]),
+    # --sandbox nat: client -> router -> sink, two veths; as the pair's, not loopback
+    ("nat", _t("2"), ["loopback only", "crossed two veths and a NAT router"], ["applied"]),
+    ("nat", _t("1"), ["tcp_tw_reuse=1 applied"], ["loopback only"]),
 ]
 
 
