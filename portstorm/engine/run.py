@@ -202,6 +202,8 @@ def _run(
             specs,
             port_range,
             server_pid=sandbox.sink.pid if sandbox.sink and sandbox.sink.own_netns else None,
+            router_netns=sandbox.router_netns,
+            nat_addresses=sandbox.nat_addresses,
         )
         cap_in = capacity_input(scenario, sandbox.tunings, endpoints)
         capacity = model(cap_in)

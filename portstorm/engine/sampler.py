@@ -18,6 +18,9 @@ namespace, so the thread that samples may be any thread.
 - established: the ESTABLISHED sockets among those same dumps (each reply's idiag_state),
   so held connections (--hold) cost no extra walk of the socket table.
 - kernel: deltas of TcpExt (/proc/net/netstat) and Tcp (/proc/net/snmp) counters.
+- router (--sandbox nat): the router's conntrack (engine/conntrack.py, bound to the
+  router's namespace when the sampler is made); a reading that fails leaves it None for
+  that interval, and the next reading's counter deltas cover the interval missed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from portstorm.core.addressing import TupleSpec
 from portstorm.core.routerrecord import RouterReading
+from portstorm.engine.conntrack import ConntrackReader
 from portstorm.engine.sockdiag import Held, SockDiag
 
 PER_FLOW_DUMPS = 8
@@ -106,6 +110,8 @@ class Sampler:
         flows: Sequence[TupleSpec],
         port_range: tuple[int, int],
         server_pid: int | None = None,
+        router_netns: int | None = None,
+        nat_addresses: Sequence[str] = (),
     ) -> None:
         pid = os.getpid()
         self._net = Path(f"/proc/{pid}/net")  # the main thread's namespace: the client's
@@ -117,9 +123,22 @@ class Sampler:
         self._lock = threading.Lock()
         self._before = read_counters(self._net)
         self._server_before = read_counters(self._server_net) if self._server_net else None
+        self._router = (
+            ConntrackReader(router_netns, nat_addresses) if router_netns is not None else None
+        )
 
     def close(self) -> None:
         self._diag.close()
+        if self._router is not None:
+            self._router.close()
+
+    def _read_router(self) -> RouterReading | None:
+        if self._router is None:
+            return None
+        try:
+            return self._router.read()
+        except OSError:
+            return None
 
     def sample(self) -> Sample:
         with self._lock:
@@ -167,4 +186,5 @@ class Sampler:
             fds=len(os.listdir(self._fd_dir)),
             ports_by_flow=per_flow,
             established=sum(h.established for h in held),
+            router=self._read_router(),
         )

@@ -99,3 +99,19 @@ def test_crr_benchmark_runs_end_to_end() -> None:
     for line in ("a  C CRR client", "b  portstorm", "c  portstorm", "summary: rst: b/a"):
         assert line in out, out
     assert "the C client had" not in out, out  # the C sink answered every request
+
+
+def test_conntrack_benchmark_runs_end_to_end() -> None:
+    """benchmarks/conntrack.py at 200 entries: it builds its router, fills the table, times
+    the reader against `conntrack -L` where installed, and leaves nothing behind."""
+    require_netns()
+    require(shutil.which("nft") is not None, "nft (Debian's nftables) is not installed")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "conntrack.py"), "--entries", "200",
+         "--repeat", "2"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for line in ("kernel: walk only", "Python: parsing the same bytes", "goal < 50 ms"):
+        assert line in out, out
