@@ -215,3 +215,36 @@ def test_a_failed_router_reading_leaves_that_interval_without_router(
         assert after is not None and after.conntrack_entries == 5 and after.insert_failed == 2
     finally:
         sampler.close()
+
+
+def test_a_slow_router_dump_is_read_at_most_a_tenth_of_the_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dump that took 0.15 s (about 50,000 entries here) is not repeated for 1.5 s: with
+    1 s intervals every second one reads the router, the others have ``router`` None."""
+    from portstorm.core.addressing import TupleSpec
+    from portstorm.core.routerrecord import RouterReading
+    from portstorm.engine.sampler import ROUTER_DUTY, Sampler
+
+    now = [100.0]
+    monkeypatch.setattr("portstorm.engine.sampler.time.monotonic", lambda: now[0])
+
+    class Slow:
+        def read(self) -> RouterReading:
+            now[0] += 0.15  # the dump's own time
+            return RouterReading(60_000, {"time_wait": 60_000})
+
+        def close(self) -> None:
+            pass
+
+    sampler = Sampler([TupleSpec(None, "127.0.0.1", 9)], (40000, 40009))
+    monkeypatch.setattr(sampler, "_router", Slow())
+    got = []
+    try:
+        for _ in range(6):
+            got.append(sampler.sample().router is not None)
+            now[0] += 1.0 - 0.15 * got[-1]  # the next interval's end, 1 s after this one's
+    finally:
+        sampler.close()
+    assert ROUTER_DUTY == 0.1
+    assert got == [True, False, True, False, True, False], got
