@@ -25,7 +25,9 @@ namespace, so the thread that samples may be any thread.
   60,000 entries, on the cores the load runs on), so the router is read at most
   ROUTER_DUTY of the time: after a reading that took d seconds, none for the next d /
   ROUTER_DUTY seconds (at 60,000 entries and 1 s intervals, every second interval); the
-  intervals between have ``router`` None, and the counters' deltas lose nothing.
+  intervals between have ``router`` None, and the counters' deltas lose nothing. A dump
+  under ROUTER_CHEAP_S (a small table: the walk of the kernel's hash alone is ~14 ms
+  here) is always taken, so the first second's 100 ms records each have theirs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from portstorm.engine.sockdiag import Held, SockDiag
 
 PER_FLOW_DUMPS = 8
 ROUTER_DUTY = 0.1  # the share of wall time the router's conntrack dump may take
+ROUTER_CHEAP_S = 0.03  # a dump this quick is never skipped
 _NONE = Held(0, 0)
 
 COUNTERS: tuple[str, ...] = (
@@ -149,7 +152,8 @@ class Sampler:
         except OSError:
             return None
         finally:
-            self._router_next = start + (time.monotonic() - start) / ROUTER_DUTY
+            took = time.monotonic() - start
+            self._router_next = start + (took / ROUTER_DUTY if took >= ROUTER_CHEAP_S else 0)
 
     def sample(self) -> Sample:
         with self._lock:

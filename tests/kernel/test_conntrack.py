@@ -248,3 +248,33 @@ def test_a_slow_router_dump_is_read_at_most_a_tenth_of_the_time(
         sampler.close()
     assert ROUTER_DUTY == 0.1
     assert got == [True, False, True, False, True, False], got
+
+
+def test_a_quick_router_dump_is_taken_at_every_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small table (a dump of 20 ms, the kernel's hash walk) is read at every 100 ms
+    record of the first second."""
+    from portstorm.core.addressing import TupleSpec
+    from portstorm.core.routerrecord import RouterReading
+    from portstorm.engine.sampler import Sampler
+
+    now = [100.0]
+    monkeypatch.setattr("portstorm.engine.sampler.time.monotonic", lambda: now[0])
+
+    class Quick:
+        def read(self) -> RouterReading:
+            now[0] += 0.02
+            return RouterReading(100, {"established": 100})
+
+        def close(self) -> None:
+            pass
+
+    sampler = Sampler([TupleSpec(None, "127.0.0.1", 9)], (40000, 40009))
+    monkeypatch.setattr(sampler, "_router", Quick())
+    try:
+        got = []
+        for _ in range(10):
+            got.append(sampler.sample().router is not None)
+            now[0] += 0.08
+    finally:
+        sampler.close()
+    assert all(got), got
