@@ -202,10 +202,11 @@ def describe(values: Mapping[str, str]) -> list[tuple[str, str, str]]:
 
 
 def reuse_notes(
-    sandbox: str, tunings: Mapping[str, str], loopback: bool | None = None
+    sandbox: str, tunings: Mapping[str, str], loopback: bool | None = None, close: str = "client"
 ) -> list[str]:
     """Sentences on whether tcp_tw_reuse applied to this run, and why (tcp_twsk_unique()).
-    ``loopback``: the targets were reached over loopback by address (None: the sandbox's)."""
+    ``loopback``: the targets were reached over loopback by address (None: the sandbox's).
+    ``close``: only a client close leaves TIME_WAIT on the client for reuse to matter."""
     on_loopback = sandbox == "loopback" if loopback is None else loopback
     reuse = tunings.get("net.ipv4.tcp_tw_reuse")
     stamps = tunings.get("net.ipv4.tcp_timestamps")
@@ -225,7 +226,7 @@ def reuse_notes(
             "real network it would not, so loopback results flatter a host's capacity"
         )
     applies = reuse == "1" or (reuse == "2" and on_loopback)
-    if reuse == "2" and sandbox in ("pair", "nat"):
+    if reuse == "2" and sandbox in ("pair", "nat") and close == "client":
         crossed = "a veth" if sandbox == "pair" else "two veths and a NAT router"
         notes.append(
             f"tcp_tw_reuse=2 reuses TIME_WAIT ports on loopback only; this run crossed {crossed}, "

@@ -268,7 +268,9 @@ def _run(
         notes.append(f"stopped early: {report_error[0]}; results are partial")
     elif report.interrupted:
         notes.append("interrupted: the run was stopped before its duration; results are partial")
-    notes += reuse_notes(str(scenario.sandbox), sandbox.tunings, loopback=cap_in.loopback)
+    notes += reuse_notes(
+        str(scenario.sandbox), sandbox.tunings, loopback=cap_in.loopback, close=str(scenario.close)
+    )
     for error in report.worker_errors:
         notes.append(f"{error}: its share of the load is missing from here on")
     if report.sample_errors:

@@ -100,6 +100,15 @@ def test_reuse_notes_say_whether_tw_reuse_applied(
         assert f not in text, (f, text)
 
 
+@pytest.mark.parametrize("close", ["rst", "server"])
+@pytest.mark.parametrize("sandbox", ["pair", "nat"])
+def test_no_time_wait_note_where_the_client_left_no_time_wait(sandbox: str, close: str) -> None:
+    """RST close and the server closing first leave no TIME_WAIT on the client: the note
+    that each port stayed in TIME_WAIT 60 s would be false (it was printed for them)."""
+    assert reuse_notes(sandbox, _t("2"), close=close) == []
+    assert any("60 s" in n for n in reuse_notes(sandbox, _t("2"), close="client"))
+
+
 def test_without_privilege_or_user_namespaces_the_sandbox_says_why_and_what_to_do(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
