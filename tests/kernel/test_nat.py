@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,14 +32,31 @@ def _require_root() -> None:
     )
 
 
-def _run(tmp_path: Path, *args: str) -> dict[str, object]:
+def _intervals(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(doc["intervals"])
+
+
+def _records(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every sample in time order: the first second's 100 ms records, then the rest."""
+    return [*doc["ramp"], *doc["intervals"][1:]]
+
+
+def _findings(out: Path) -> list[str]:
+    """The kinds of the run's findings, headline first, as the summary and report say them."""
+    from portstorm.core.findings import run_findings
+    from portstorm.core.result import load_result
+
+    return [f.kind for f in run_findings(load_result(out / "result.json"))]
+
+
+def _run(tmp_path: Path, *args: str) -> dict[str, Any]:
     _require_root()
     proc = subprocess.run(
         [*RUN, *NAT, *args, "--quiet", "--no-report", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     check(proc)
-    doc: dict[str, object] = load(tmp_path / "result.json")
+    doc: dict[str, Any] = load(tmp_path / "result.json")
     return doc
 
 
@@ -65,6 +83,14 @@ def test_held_connections_exhaust_a_100_port_nat_pool_at_exactly_100(tmp_path: P
     assert sorted(row["source"] for row in tuples) == sorted(f"198.19.0.{i}" for i in range(1, 11))
     assert sum(row["ports_in_use"] for row in tuples) == 100
     assert all(row["failed"].keys() <= {"timeout"} for row in tuples)
+    # the router's side: 100 entries holding the 100 NAT ports, and the SYNs it could not
+    # map dropped at insert (each attempt's SYN and its retransmission before 2 s: 12 seen)
+    routers = [i["router"] for i in _records(doc) if i["router"] is not None]
+    assert max(r["conntrack_by_state"].get("established", 0) for r in routers) == 100
+    assert max(sum(r["nat_ports_in_use"].values()) for r in routers) == 100
+    dropped = sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"])
+    assert 6 <= dropped <= 18, dropped
+    assert _findings(tmp_path)[0] == "nat-exhausted"
 
 
 def test_client_closed_churn_through_a_100_port_nat_pool_keeps_going(tmp_path: Path) -> None:
@@ -76,6 +102,49 @@ def test_client_closed_churn_through_a_100_port_nat_pool_keeps_going(tmp_path: P
     assert t["failed"] == {}, t
     assert t["succeeded"] == t["attempts"] and t["attempts"] + t["not_started"] == 2000, t
     assert t["not_started"] <= 20, t  # only attempts a busy machine left at the time bound
+    # the router never failed an insert, and held about the pool's worth of entries, not
+    # one per connection made: new SYNs took over the entries in TIME_WAIT (a dump may
+    # catch a few extra while one is taken over: 102 seen)
+    routers = [i["router"] for i in _records(doc) if i["router"] is not None]
+    assert len(routers) >= 5
+    assert sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"]) == 0
+    assert max(r["conntrack_entries"] for r in routers) <= 110
+    assert routers[-1]["conntrack_by_state"].get("time_wait", 0) >= 90, routers[-1]
+
+
+@pytest.mark.parametrize(
+    ("where", "ports", "outcome"),
+    [
+        # the clients' own 100-port range, behind a 10,000-port pool
+        ("client", ["--set", "ip_local_port_range=40000-40099", "--nat-ports", "20000-29999"],
+         "port_exhausted"),
+        # the client's whole range (28,232 ports), behind a 100-port pool
+        ("nat", ["--nat-ports", "40000-40099"], "timeout"),
+    ],
+)  # fmt: skip
+def test_client_exhaustion_and_nat_exhaustion_are_told_apart(
+    tmp_path: Path, where: str, ports: list[str], outcome: str
+) -> None:
+    """150 connections held 2 s through one client: 100 fit in either ceiling. The client
+    running out sees EADDRNOTAVAIL at once; the NAT running out drops SYNs, seen as
+    timeouts; the findings name the one that ran out and not the other."""
+    _require_root()
+    proc = subprocess.run(
+        [*RUN, "--sandbox", "nat", *ports, "--set", "tcp_tw_reuse=0", "--set", "tcp_rfc1337=1",
+         "--rate", "150", "--duration", "1", "--hold", "2", "--connect-timeout", "1",
+         "--quiet", "--no-report", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    check(proc)
+    doc = load(tmp_path / "result.json")
+    t = doc["totals"]
+    assert t["succeeded"] == 100 and set(t["failed"]) == {outcome}, t
+    dropped = sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"])
+    kinds = _findings(tmp_path)
+    if where == "client":
+        assert dropped == 0 and "client-ports" in kinds and "nat-exhausted" not in kinds, kinds
+    else:
+        assert dropped > 0 and kinds[0] == "nat-exhausted" and "client-ports" not in kinds, kinds
 
 
 def _net_links(pid: int | str) -> dict[int, str]:
@@ -177,8 +246,8 @@ def test_an_emulated_conntrack_limit_refuses_new_flows_past_it(tmp_path: Path) -
     t = doc["totals"]
     assert isinstance(t, dict)
     assert t["succeeded"] == 10 and t["failed"] == {"timeout": 5}, t
-    assert any("emulated" in n for n in doc["notes"])  # type: ignore[attr-defined]
-    assert doc["scenario"]["router_set"] == {"net.netfilter.nf_conntrack_max": "10"}  # type: ignore[index]
+    assert any("emulated" in n for n in doc["notes"])
+    assert doc["scenario"]["router_set"] == {"net.netfilter.nf_conntrack_max": "10"}
 
 
 def test_the_router_gets_the_hosts_conntrack_values_then_router_set(tmp_path: Path) -> None:
