@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from portstorm.cli.plain import PlainTable, listed, plain, us, wrapped
+from portstorm.core.binding import binding
 from portstorm.core.findings import Finding, run_findings, unsaid_notes
-from portstorm.core.headline import binding
 from portstorm.core.natmodel import NatCapacity
 from portstorm.core.result import RunResult
-from portstorm.core.words import describe_load, fmt_s, sandbox_label
+from portstorm.core.words import describe_load, fmt_s, sandbox_label, starts_note
 
 SHOWN_FINDINGS = 3
 # the order of importance; run_findings lists the headline first but may put a warning
@@ -68,7 +68,8 @@ def _table(result: RunResult, path: str) -> PlainTable:
     t.add_row("load", describe_load(s, result.duration_s))
     t.add_row("sandbox", sandbox_label(s))  # LOOPBACK by address too (host mode)
     t.add_row("attempts", f"{result.attempts:,}")
-    t.add_row("succeeded", f"{result.succeeded:,}  ({result.rate:,.1f} conn/s)")
+    over = starts_note(result.load_span_s, result.duration_s)  # a held open loop: its starts
+    t.add_row("succeeded", f"{result.succeeded:,}  ({result.rate:,.1f} conn/s{over})")
     if result.failed:
         other = result.other_errnos
         for name, n in result.failed.items():
@@ -136,7 +137,7 @@ def _table(result: RunResult, path: str) -> PlainTable:
 
 def _model_rows(t: PlainTable, result: RunResult) -> None:
     """The capacity model, and the measurements it predicts, side by side; a NAT run's
-    measurements against the ceiling that binds first (core/headline.binding), named."""
+    measurements against the ceiling that binds first (core/binding.py), named."""
     cap = result.model
     if cap is None:
         return
@@ -163,9 +164,12 @@ def _model_rows(t: PlainTable, result: RunResult) -> None:
         expect = fmt_s(float(predicted)) if predicted is not None else "none"
         t.add_row("first failure vs model", f"measured {measured}, predicted {expect}{which}")
     after = result.sustained_after_exhaustion()
-    if after is not None:
+    if after is not None or (ff is not None and result.setup.hold_s):
         expect = f"{sus:,.2f} conn/s" if sus is not None else "no port limit"
-        line = f"measured {after:,.2f} conn/s, model {expect}"
+        # a held run's successes are counted a hold after their start: those counted after
+        # the first failure may all have started before it (core/turnover.py)
+        measured = f"measured {after:,.2f} conn/s" if after is not None else _unmeasured(result)
+        line = f"{measured}, model {expect}"
         note = ""
         if hold and ff is not None and result.duration_s < ff + hold:
             note = (
@@ -178,6 +182,18 @@ def _model_rows(t: PlainTable, result: RunResult) -> None:
         else:
             line += f" ({bound.what}{'; ' + note if note else ''})"
         t.add_row("after exhaustion", line)
+
+
+def _unmeasured(result: RunResult) -> str:
+    """A held run with no whole interval of its starts after the first failure."""
+    s, ff = result.setup, result.first_failure_s or 0.0
+    wait = s.connect_timeout_s if result.first_failure_outcome == "timeout" else 0.0
+    sent = ff - float(wait or 0.0)  # a timeout is counted when it expires
+    planned = s.duration_s
+    if not s.open_loop or planned is None or float(planned) <= sent:
+        return "not measured (no start of the load after the first failure)"
+    ended = fmt_s(float(planned) - sent)
+    return f"not measured (the load's starts ended {ended} after the first failed one)"
 
 
 def _nat_line(nat: NatCapacity, rate: float | None) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from portstorm.core.binding import binding
 from portstorm.core.comparison import Change as Change
 from portstorm.core.comparison import Comparison, Metric, Row
 from portstorm.core.comparison import Spread as Spread
@@ -40,7 +41,8 @@ MIN_RELATIVE_CHANGE = 0.02
 def run_metrics(r: RunResult) -> dict[str, float | None]:
     lat = r.histogram.summary()
     tws = [i.time_wait for i in r.intervals if i.time_wait is not None]
-    model = r.model.sustainable_rate if r.model is not None else None
+    # the ceiling the run meets first: a NAT pool in the path, or the client's own ports
+    model = binding(r.model).sustainable_rate if r.model is not None else None
     return {
         "rate": r.rate,
         "after_exhaustion": r.sustained_after_exhaustion(),

@@ -3,67 +3,19 @@ every connection succeeded (and why the ports lasted), or what failed instead.
 
 Containing the one sentence a run report and the terminal summary open with (after the
 port-search knee, when the run hit it: findings.py puts that first); the other findings are
-findings.py's and gaps.py's. Plain values in, sentences out. Also which ceiling binds a
-run first (``binding``): the client's own ports, or a NAT pool in the path (capacity.nat),
-which the terminal summary compares the measurements against too.
+findings.py's and gaps.py's. Plain values in, sentences out. Which ceiling binds a run
+first (the client's own ports, or a NAT pool in the path) is binding.py's.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-from portstorm.core.capacity import Capacity
+from portstorm.core.binding import binding
 from portstorm.core.finding import Finding
 from portstorm.core.gaps import close_timeout_finding
 from portstorm.core.outcome import Outcome
 from portstorm.core.result import RunResult
 from portstorm.core.signals import EXHAUSTION, agrees, ceiling, rate_before
-from portstorm.core.words import fmt_rate, fmt_s
-
-CLIENT_PORTS = "client ports"
-NAT_POOL = "NAT pool"
-CONNTRACK_LIMIT = "conntrack limit"  # the router's emulated nf_conntrack_max (ct count)
-
-
-@dataclass(frozen=True, slots=True)
-class Bound:
-    """One ceiling's figures: the client's port space (``capacity``) or the NAT's
-    (``capacity.nat``: its pool, or its conntrack limit where that is lower)."""
-
-    what: str  # CLIENT_PORTS | NAT_POOL | CONNTRACK_LIMIT
-    ports: int  # connections it holds at once, at most
-    hold_s: float  # how long each connection holds one
-    sustainable_rate: float | None  # None: it sets no rate limit
-    predicted_exhaustion_s: float | None  # None: not exhausted at this rate (or no rate)
-
-    def __post_init__(self) -> None:
-        if self.what not in (CLIENT_PORTS, NAT_POOL, CONNTRACK_LIMIT):
-            raise ValueError(f"ceiling {self.what!r}: allowed {CLIENT_PORTS}, {NAT_POOL}, "
-                             f"{CONNTRACK_LIMIT}")  # fmt: skip
-
-    @property
-    def client(self) -> bool:
-        return self.what == CLIENT_PORTS
-
-
-def binding(cap: Capacity) -> Bound:
-    """The ceiling a run meets first: the one predicted to run out first at its rate, else
-    the one with the lower sustainable rate; the client's ports on a tie or without a NAT.
-    A NAT run's clients see its exhaustion as timeouts, not EADDRNOTAVAIL (natfindings.py)."""
-    client = Bound(CLIENT_PORTS, cap.port_space, cap.hold_s, cap.sustainable_rate,
-                   cap.predicted_exhaustion_s)  # fmt: skip
-    nat = cap.nat
-    if nat is None:
-        return client
-    what = NAT_POOL if nat.ceiling == nat.port_space else CONNTRACK_LIMIT
-    other = Bound(what, nat.ceiling, nat.hold_s, nat.sustainable_rate, nat.predicted_exhaustion_s)
-
-    def first(b: Bound) -> tuple[float, float]:
-        gone, rate = b.predicted_exhaustion_s, b.sustainable_rate
-        return (math.inf if gone is None else gone, math.inf if rate is None else rate)
-
-    return other if first(other) < first(client) else client
+from portstorm.core.words import fmt_rate, fmt_s, rate_over
 
 
 def headline(r: RunResult) -> Finding:
@@ -153,8 +105,8 @@ def _exhaustion(r: RunResult, ff: float) -> Finding:
 def _no_failure(r: RunResult) -> Finding:
     cap = r.model
     text = (
-        f"All {r.succeeded:,} connections succeeded, {fmt_rate(r.rate)} conn/s over "
-        f"{fmt_s(r.duration_s)}."
+        f"All {r.succeeded:,} connections succeeded, {fmt_rate(r.rate)} conn/s "
+        f"{rate_over(r.load_span_s, r.duration_s)}."
     )
     peaks = [i.ports_in_use for i in r.intervals if i.ports_in_use is not None]
     top = ceiling(r)

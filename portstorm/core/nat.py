@@ -32,6 +32,10 @@ MAX_CLIENTS = 4096
 # 1024-65535 for a source port of 1024 or more when no range is given (and keeps the
 # client's own port when that tuple is free: get_unique_tuple()).
 DEFAULT_POOL = (1024, 65535)
+# the router's rule, as result.json's scenario.nat_rule says it: masquerade without
+# --nat-ports (its pool is DEFAULT_POOL, which an explicit --nat-ports 1024-65535 also is)
+MASQUERADE, SNAT = "masquerade", "snat"
+NAT_RULES = (MASQUERADE, SNAT)
 NAT_FLAGS = ("random", "fully-random", "persistent")  # nftables' nat_flags
 TABLE = "portstorm"  # nftables table `ip portstorm`, in the router namespace only
 OUTSIDE_IF = "ps-rout"
@@ -133,6 +137,11 @@ class NatSpec:
     @property
     def pool_text(self) -> str:
         return f"{self.pool[0]}-{self.pool[1]}"
+
+    @property
+    def rule(self) -> str:
+        """``snat`` to the pool given, else ``masquerade`` (ruleset())."""
+        return SNAT if self.pool_given else MASQUERADE
 
     @property
     def client_addresses(self) -> tuple[str, ...]:

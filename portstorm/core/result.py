@@ -33,7 +33,8 @@ Format history (keep old versions loading, as pyperf's _bench.py does):
   and ``hold_s`` (no exchange, nothing held); for --sandbox nat, ``capacity.nat`` (the NAT
   pool's ceiling, core/natmodel.py), the top-level ``router_tunings`` (the router's
   sysctls read back), per interval ``router`` (its conntrack, core/routerrecord.py) and the
-  scenario's ``nat_ports``, ``nat_flags``, ``clients`` and ``router_set`` (no NAT).
+  scenario's ``nat_ports``, ``nat_flags``, ``clients`` and ``router_set`` (no NAT), and
+  later ``nat_rule`` (``masquerade`` or ``snat``, which made ``nat_ports``: unknown).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from portstorm.core import fields, formats
-from portstorm.core.capacity import TIME_WAIT_S, Capacity
+from portstorm.core import fields, formats, turnover
+from portstorm.core.capacity import Capacity
 from portstorm.core.errors import UsageError
 from portstorm.core.formats import check_format
 from portstorm.core.histogram import LatencyHistogram
@@ -74,7 +75,6 @@ __all__ = [
 ]  # fmt: skip
 
 FORMAT = formats.RUN
-TW_EXPIRY_SLACK_S = 5.0  # TIME_WAIT ends 60 to 65 s after it began (timer wheel, KERNEL.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,61 +201,34 @@ class RunResult:
         return sum(i.not_started for i in self.intervals)
 
     @property
+    def load_span_s(self) -> float:
+        """What the rate is over: the run's wall time, except a complete held open loop's,
+        whose starts end at its planned end (the driver's time bound) while the run goes
+        on holding the last of them (--hold, then the timeouts at most): its schedule."""
+        s = self.setup
+        if s.hold_s and s.open_loop and s.duration_s is not None and self.complete:
+            return min(float(s.duration_s), self.duration_s)
+        return self.duration_s
+
+    @property
     def rate(self) -> float:
-        """Successful connections per second over the whole run."""
-        return self.succeeded / self.duration_s if self.duration_s > 0 else 0.0
+        """Successful connections per second over the load's span (``load_span_s``)."""
+        span = self.load_span_s
+        return self.succeeded / span if span > 0 else 0.0
 
     def turnover(self) -> tuple[int, float] | None:
         """Successes over at least one whole hold period after the first failure:
-        (count, seconds).
-
-        Once the ports have run out, an open loop gets each port back one hold time after
-        it was taken, all at once if they were all taken at once: the steady rate is a
-        per-period average (ports / hold), not what any one second shows. So count over k
-        whole periods from the first interval after the failure, plus a few seconds for
-        TIME_WAIT's timer (it fires late, never early: KERNEL.md). None without a failure,
-        without the model's hold time, or when the run ended within one period after it.
-        """
-        ff = self.first_failure_s
-        if ff is None or self.model is None or self.model.hold_s <= 0:
-            return None
-        hold = float(self.model.hold_s)
-        slack = TW_EXPIRY_SLACK_S if hold >= TIME_WAIT_S else 0.0
-        after = [i for i in self.intervals if i.t >= ff - 1e-9]
-        if not after:
-            return None
-        t0, end = after[0].t, after[-1].t + after[-1].dt
-        periods = math.floor((end - t0 - slack) / hold + 1e-9)
-        if periods < 1:
-            return None
-        stop = t0 + periods * hold + slack
-        counted = [i for i in after if i.t + i.dt <= stop + 1e-6]
-        covered = counted[-1].t + counted[-1].dt - t0 if counted else 0.0
-        if slack:
-            # TIME_WAIT expiry: ports return in bursts, one hold time apart; the counted
-            # intervals hold whole bursts (the slack only lets late timers in), so the
-            # time base is the periods themselves. Interval ends wobble by milliseconds.
-            periods = round((covered - slack) / hold)
-            return (sum(i.succeeded for i in counted), periods * hold) if periods >= 1 else None
-        # reuse after a delay: ports return continuously; the counted intervals' own time
-        # (their ends need not fall on period boundaries: 0.1 s periods in 1 s intervals)
-        if covered < hold - 1e-9:
-            return None
-        return sum(i.succeeded for i in counted), covered
+        (count, seconds); core/turnover.py says how they are counted."""
+        return turnover.turnover(self.intervals, self.setup, self.model, self.complete,
+                                 self.first_failure_s, self.first_failure_outcome)  # fmt: skip
 
     def sustained_after_exhaustion(self) -> float | None:
         """Successes per second once the ports had run out: over whole hold periods
         (``turnover()``) when the run lasted that long, else over the whole intervals that
         began at or after the first failure (a run shorter than the hold time sees no port
-        come back, and says so)."""
-        if self.first_failure_s is None:
-            return None
-        turnover = self.turnover()
-        if turnover is not None:
-            return turnover[0] / turnover[1]
-        after = [i for i in self.intervals if i.t >= self.first_failure_s]
-        span = sum(i.dt for i in after)
-        return sum(i.succeeded for i in after) / span if span > 0 else None
+        come back, and says so); for a held run, both seen a hold later."""
+        return turnover.sustained(self.intervals, self.setup, self.model, self.complete,
+                                  self.first_failure_s, self.first_failure_outcome)  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         lat: dict[str, Any] = dict(self.histogram.summary())

@@ -21,11 +21,12 @@ from typing import Any
 
 from portstorm.core import fields
 from portstorm.core.exchange import transacts
+from portstorm.core.nat import NAT_RULES
 from portstorm.core.scenario import Scenario
 
 # the JSON keys, in the order result.json has them; "set" is the field ``client_set``
 _TEXTS = ("sink", "sandbox", "mode", "close", "bind", "port_range", "http_path", "http_host",
-          "nat_ports")  # fmt: skip
+          "nat_ports", "nat_rule")  # fmt: skip
 _LISTS = ("targets", "sources", "nat_flags")
 _MAPS = ("set", "server_set", "router_set")
 _INTS = ("concurrency", "workers", "sink_workers", "sink_ports", "sink_addresses",
@@ -38,8 +39,8 @@ _ORDER = (
     "duration_s", "rate", "concurrency", "mode", "workers", "sink_workers", "close", "bind",
     "port_range", "sources", "sink_ports", "sink_addresses", "interval_s", "connect_timeout_s",
     "close_timeout_s", "user_namespace", "ipv6", "request_size", "response_size",
-    "response_timeout_s", "http_path", "http_host", "hold_s", "nat_ports", "nat_flags",
-    "clients", "router_set",
+    "response_timeout_s", "http_path", "http_host", "hold_s", "nat_ports", "nat_rule",
+    "nat_flags", "clients", "router_set",
 )  # fmt: skip
 MEASURED = "sink_stats"  # in the scenario object, read by RunResult
 
@@ -92,6 +93,9 @@ class RunSetup:
     # without --nat-ports), its flags, the client addresses behind it, --router-set as
     # given (full names, nf_conntrack_max included); None (and empty) in other runs
     nat_ports: str | None = None
+    # which rule made that pool: masquerade or snat (core/nat.py NAT_RULES); both give
+    # 1024-65535 without a range, so only this says which. None: files from before it
+    nat_rule: str | None = None
     nat_flags: tuple[str, ...] = ()
     clients: int | None = None
     router_set: Mapping[str, str] | None = None
@@ -113,6 +117,9 @@ class RunSetup:
             for k in _FLAGS:
                 fields.flag(getattr(self, k), k, null=True)
             fields.mapping(self.extra, "")
+            if self.nat_rule is not None and self.nat_rule not in NAT_RULES:
+                raise fields.FieldError("nat_rule", f"{fields.shown(self.nat_rule)}; allowed: "
+                                        f"{', '.join(NAT_RULES)} or null")  # fmt: skip
         if self.ipv6 is None:
             object.__setattr__(self, "ipv6", False)
         if self.loopback is None and self.sandbox is not None:
@@ -167,6 +174,7 @@ class RunSetup:
             hold_s=sc.hold_s,
             ipv6=sc.ipv6,
             nat_ports=sc.nat.pool_text if sc.nat else None,
+            nat_rule=sc.nat.rule if sc.nat else None,
             nat_flags=sc.nat.flags if sc.nat else (),
             clients=sc.nat.clients if sc.nat else None,
             router_set=sc.nat.given_router_set if sc.nat else None,

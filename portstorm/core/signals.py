@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from portstorm.core.records import Interval
 from portstorm.core.result import RunResult
+from portstorm.core.setup import RunSetup
 
 EXHAUSTION = ("port_exhausted", "bind_in_use")
 SYN_RTO_US = 1_000_000  # the first SYN retransmission waits 1 s (TCP_TIMEOUT_INIT, RFC 6298)
@@ -131,15 +132,25 @@ def syn_retransmits(r: RunResult) -> tuple[int, int]:
 
 def fell_behind(r: RunResult) -> bool:
     """An open loop behind its schedule: starts dropped at the time bound, or (files from
-    before the bound) a run that took longer than planned, its attempts waiting for it."""
+    before the bound) a run that took longer than planned, its attempts waiting for it.
+
+    The schedule ends at its last start: what the last attempts may take after it (the
+    hold, then the timeouts: ``after_schedule_s``) is not lag, however long."""
     if r.not_started:
         return True
-    planned = r.setup.duration_s
-    return (
-        r.setup.open_loop
-        and planned is not None
-        and r.duration_s > float(planned) * BEHIND_SLACK + 0.5
-    )
+    s, planned = r.setup, r.setup.duration_s
+    if not s.open_loop or planned is None:
+        return False
+    return r.duration_s > float(planned) * BEHIND_SLACK + 0.5 + after_schedule_s(s)
+
+
+def after_schedule_s(s: RunSetup) -> float:
+    """The longest an attempt started at the planned end may take, as the driver bounds
+    it (engine/driver.py's drain): --hold, the longer of the connect and close timeouts,
+    and the response timeout with an exchange. 0 for what a file did not say."""
+    waits = [t for t in (s.connect_timeout_s, s.close_timeout_s) if t is not None]
+    tail = float(s.hold_s or 0.0) + (float(max(waits)) if waits else 0.0)
+    return tail + float(s.response_timeout_s or 0.0)
 
 
 def counter_total(intervals: Sequence[Interval], name: str, server: bool = False) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from portstorm.core.nat import FIRST_CLIENT, NAT_ADDRESS
+from portstorm.core.nat import FIRST_CLIENT, MASQUERADE, NAT_ADDRESS
 from portstorm.core.setup import RunSetup
 
 SANDBOX_WORDS = {
@@ -35,9 +35,10 @@ def sandbox_label(s: RunSetup) -> str:
 
 
 def nat_words(s: RunSetup) -> str:
-    """e.g. ``nat: 10 clients 198.19.0.1-.10 -> SNAT 198.18.0.1:40000-40099 -> sink``:
-    the client (pod) addresses behind the router, its pool and flags (core/nat.py); the
-    generic words where the file did not say (older or hand-made files)."""
+    """e.g. ``nat: 10 clients 198.19.0.1-.10 -> SNAT 198.18.0.1:40000-40099 -> sink``, or
+    ``-> masquerade (1024-65535) ->`` without --nat-ports: the client (pod) addresses
+    behind the router, its rule, pool and flags (core/nat.py); SNAT where the file did not
+    say which rule, the generic words where it did not say the pool (older files)."""
     n = s.clients
     if n is None or n < 1 or s.nat_ports is None:
         return SANDBOX_WORDS["nat"]
@@ -47,10 +48,13 @@ def nat_words(s: RunSetup) -> str:
     clients = first if n == 1 else f"{first}-{'.' + last.rsplit('.', 1)[1] if same else last}"
     flags = f" {','.join(s.nat_flags)}" if s.nat_flags else ""
     to = "sink" if s.sink == "builtin" else "targets"
-    return (
-        f"nat: {n:,} client{'s' if n > 1 else ''} {clients} -> SNAT "
-        f"{NAT_ADDRESS}:{s.nat_ports}{flags} -> {to}"
+    # masquerade: the outside address, ports 1024-65535 (as an explicit range would read)
+    rule = (
+        f"masquerade ({s.nat_ports})"
+        if s.nat_rule == MASQUERADE
+        else f"SNAT {NAT_ADDRESS}:{s.nat_ports}"
     )
+    return f"nat: {n:,} client{'s' if n > 1 else ''} {clients} -> {rule}{flags} -> {to}"
 
 
 def describe_load(s: RunSetup, duration_s: float) -> str:
@@ -60,6 +64,22 @@ def describe_load(s: RunSetup, duration_s: float) -> str:
     if s.port_range:
         bind += f" {s.port_range}"
     return f"{shape}, close={s.close}, bind={bind}, {fmt_s(duration_s)}"
+
+
+def rate_over(span_s: float, wall_s: float) -> str:
+    """What a run's rate is over: ``over 5.0 s``; for a held open loop, whose rate is over
+    its starts (RunResult.load_span_s), ``over the 3.0 s of starts (5.0 s with the hold)``."""
+    if abs(span_s - wall_s) < 1e-9:
+        return f"over {fmt_s(wall_s)}"
+    return f"over the {fmt_s(span_s)} of starts ({fmt_s(wall_s)} with the hold)"
+
+
+def starts_note(span_s: float, wall_s: float) -> str:
+    """The same after a rate in a table cell: `` over the 3.0 s of starts; 5.0 s with the
+    hold``, or nothing where the rate is over the whole run."""
+    if abs(span_s - wall_s) < 1e-9:
+        return ""
+    return f" over the {fmt_s(span_s)} of starts; {fmt_s(wall_s)} with the hold"
 
 
 def fmt_rate(v: float) -> str:

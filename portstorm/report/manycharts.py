@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from portstorm.core.binding import binding
 from portstorm.core.compare import Subject
 from portstorm.core.comparison import Spread
 from portstorm.core.histogram import LatencyHistogram
@@ -134,7 +135,8 @@ def rates(subjects: Sequence[Subject]) -> Figure:
 
 
 def first_failure(subjects: Sequence[Subject]) -> Figure:
-    """Time to the first failure per subject, with the model's prediction. The axis spans
+    """Time to the first failure per subject, with the prediction of the ceiling that binds
+    (a NAT cell's pool, core/binding.py). The axis spans
     the failures and predictions; a case that never failed is a hatched bar to the edge."""
     fig = new_figure(1.0 + 0.55 * max(3, len(subjects)))
     ax = fig.subplots()
@@ -186,8 +188,10 @@ def first_failure(subjects: Sequence[Subject]) -> Figure:
 
 
 def _predicted(s: Subject) -> float | None:
+    """The first run's prediction of the ceiling that binds (core/binding.py): a NAT
+    cell's is its pool's (or conntrack limit's) when that runs out first."""
     for r in s.runs:
-        p = r.model.predicted_exhaustion_s if r.model is not None else None
+        p = binding(r.model).predicted_exhaustion_s if r.model is not None else None
         if p is not None:
             return float(p)
     return None

@@ -19,7 +19,7 @@ from portstorm.core.compare import Subject
 from portstorm.core.comparison import Comparison
 from portstorm.core.findings import Finding, unsaid_notes
 from portstorm.core.result import RunResult
-from portstorm.core.words import describe_load, fmt_s, fmt_us, sandbox_label
+from portstorm.core.words import describe_load, fmt_s, fmt_us, sandbox_label, starts_note
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -144,9 +144,10 @@ def _header(r: RunResult) -> list[tuple[str, str]]:
 
 def _totals(r: RunResult) -> list[tuple[str, str]]:
     lat = r.histogram.summary()
+    over = starts_note(r.load_span_s, r.duration_s)  # a held open loop: over its starts
     rows = [
         ("attempts", f"{r.attempts:,}"),
-        ("succeeded", f"{r.succeeded:,} ({r.rate:,.1f} conn/s)"),
+        ("succeeded", f"{r.succeeded:,} ({r.rate:,.1f} conn/s{over})"),
     ]
     for name, n in r.failed.items():
         extra = ""

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from portstorm.core.headline import binding
+from portstorm.core.binding import binding
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.signals import ceiling, knee, samples, syn_tail
@@ -208,7 +208,7 @@ def connection_rate(r: RunResult) -> Figure:
             label=name.replace("_", " "),
         )
         bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
-    # the ceiling that binds first: a NAT run's may be its pool (core/headline.binding)
+    # the ceiling that binds first: a NAT run's may be its pool (core/binding.py)
     bound = binding(r.model) if r.model is not None else None
     model = bound.sustainable_rate if bound is not None else None
     if model is not None and bound is not None:

@@ -327,7 +327,8 @@ def _nat_run(
         tool_version="0.1.0", host=HostInfo("testbox", "6.18.0", 2),
         started_at="2026-12-01T12:00:00Z", duration_s=float(len(seconds)), complete=True,
         setup=RunSetup(targets=("198.18.0.2:9000",), sink="builtin", sandbox="nat",
-                       rate=rate, close="client", bind="connect", connect_timeout_s=2.0,
+                       rate=rate, duration_s=1.0, close="client", bind="connect",
+                       connect_timeout_s=2.0,
                        hold_s=hold_s, clients=clients, nat_ports=f"{pool[0]}-{pool[1]}"),
         tunings=tun, intervals=tuple(ivs), histogram=total,
         first_failure_s=first_failure[0] if first_failure else None,
@@ -354,10 +355,13 @@ def test_a_nat_run_is_measured_against_the_nat_pool_that_runs_out_first() -> Non
     assert rows["first failure vs model"] == (
         "measured 2.9 s (a timeout, counted 2.0 s after its SYN), predicted 0.94 s (NAT pool)"
     )
-    assert rows["after exhaustion"].startswith("measured ")
-    assert (
-        "model 20.00 conn/s (NAT pool; reached only once its ports free up"
-        in (rows["after exhaustion"])
+    # the 100 successes counted at 5 s started before the failed SYN (0.94 s), and the
+    # starts ended at 1.0 s: nothing was measured after exhaustion (it once said 34 conn/s,
+    # the hold's completions over the seconds after the timeout was counted)
+    assert rows["after exhaustion"] == (
+        "not measured (the load's starts ended 60 ms after the first failed one), model "
+        "20.00 conn/s (NAT pool; reached only once its ports free up, as connections close "
+        "5 s in)"
     )
 
 
@@ -376,6 +380,15 @@ def test_a_nat_run_whose_clients_run_out_first_is_measured_against_their_ports()
     )
     assert f"model {client.sustainable_rate:,.2f} conn/s (client ports" in rows["after exhaustion"]
     assert rows["sandbox"].startswith("nat: 1 client 198.19.0.1 -> SNAT 198.18.0.1:40000-49999")
+
+
+def test_a_held_open_loops_rate_is_over_its_starts_not_its_hold() -> None:
+    # --rate 100 --hold 2 --duration 3: 300 successes, the run 5 s long with its last hold
+    r = simulate(ports=20_000, rate=100, duration=3)
+    r = dataclasses.replace(r, duration_s=5.0,
+                            setup=dataclasses.replace(r.setup, hold_s=2.0))  # fmt: skip
+    rows = _rows(_summary(r, width=250))
+    assert rows["succeeded"] == "300  (100.0 conn/s over the 3.0 s of starts; 5.0 s with the hold)"
 
 
 def test_a_pair_runs_model_rows_name_no_ceiling_and_show_no_nat_row() -> None:

@@ -177,3 +177,23 @@ def test_the_rate_chart_of_a_nat_run_draws_the_rate_of_the_ceiling_that_binds() 
         fig = connection_rate(simulate(ports=1000, rate=10, duration=3))  # no NAT: as before
         labels = [str(ln.get_label()) for ax in fig.get_axes() for ln in ax.get_lines()]
     assert "model: sustainable 16.67 conn/s" in labels
+
+
+def test_a_nat_cells_time_to_first_failure_is_marked_at_the_nats_prediction() -> None:
+    # 2,000 client ports at 50/s run out after 40 s; a 100-port pool held 5 s after 2 s:
+    # the pool binds (the `nat` preset's cells), and its prediction is the one drawn
+    import numpy as np
+
+    from portstorm.core.natmodel import nat_model
+    from portstorm.report.manycharts import first_failure
+
+    r = simulate(ports=2000, rate=50, duration=3)
+    assert r.model is not None and r.model.predicted_exhaustion_s == 40.0
+    nat = nat_model(pool=(40000, 40099), nat_addresses=1, destinations=1, hold_s=5.0,
+                    rate=50.0)  # fmt: skip
+    cell = dataclasses.replace(r, model=dataclasses.replace(r.model, nat=nat))
+    with charting():
+        fig = first_failure([Subject("nat", (cell,)), Subject("pair", (r,))])
+        marks = [ln for ax in fig.get_axes() for ln in ax.get_lines() if ln.get_marker() == "D"]
+        xs = sorted(float(x) for ln in marks for x in np.asarray(ln.get_xdata(), dtype=float))
+    assert xs == [2.0, 40.0]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from portstorm.core.binding import binding
 from portstorm.core.compare import Subject, compare
 from portstorm.core.comparefindings import compare_findings
 from portstorm.core.findings import Finding, run_findings
-from portstorm.core.headline import binding
 from portstorm.core.natmodel import nat_model
 from portstorm.core.result import RunResult
 from portstorm.core.signals import knee
@@ -134,6 +134,21 @@ def test_an_open_loop_that_took_longer_than_planned_is_said_to_have_fallen_behin
         "The driver fell behind its schedule: 1,500 attempts planned over 12.0 s took 30.0 s"
     )
     assert "behind" not in _kinds(run_findings(simulate(ports=20_000, rate=50, duration=30)))
+
+
+def test_a_held_open_loop_is_not_behind_for_its_hold_and_its_rate_is_over_its_starts() -> None:
+    # --rate 100 --hold 2 --duration 3: 300 starts over 3 s, the last held until 5 s
+    r = simulate(ports=20_000, rate=100, duration=3)
+    setup = dataclasses.replace(r.setup, hold_s=2.0, connect_timeout_s=3.0)
+    held = dataclasses.replace(r, duration_s=5.0, setup=setup)
+    found = _kinds(run_findings(held))
+    assert "behind" not in found, found.get("behind")
+    assert held.rate == 100.0  # not 300 / 5 s: the hold after the last start is not load
+    assert found["no-failure"].startswith(
+        "All 300 connections succeeded, 100 conn/s over the 3.0 s of starts (5.0 s with the hold)."
+    ), found["no-failure"]
+    # past the schedule, the hold and the longest timeout, it did fall behind
+    assert "behind" in _kinds(run_findings(dataclasses.replace(held, duration_s=12.0)))
 
 
 def test_interrupted_run_says_so_first() -> None:

@@ -26,6 +26,7 @@ from portstorm.core.nat import (
 from portstorm.core.result import load_result
 from portstorm.core.scenario import SandboxKind, Scenario
 from portstorm.core.setup import RunSetup
+from portstorm.core.words import sandbox_label
 from tests.support.cli import invoke
 from tests.unit.test_result import _result
 
@@ -227,3 +228,30 @@ def test_files_from_before_the_nat_sandbox_load_with_no_router(
     back = load_result(path)
     assert back.router_tunings is None
     assert (back.setup.nat_ports, back.setup.nat_flags, back.setup.clients) == (None, (), None)
+
+
+def test_masquerade_and_an_explicit_whole_range_are_saved_and_said_apart(tmp_path: Path) -> None:
+    # both map to 1024-65535 (nf_nat_l4proto_unique_tuple()); only the rule tells them apart
+    path = tmp_path / "result.json"
+    for given, rule, said in ((False, "masquerade", "-> masquerade (1024-65535) -> sink"),
+                              (True, "snat", "-> SNAT 198.18.0.1:1024-65535 -> sink")):  # fmt: skip
+        sc = Scenario(sandbox=SandboxKind.NAT, nat=NatSpec(pool_given=given, clients=2))
+        setup = RunSetup.of(sc, targets=["198.18.0.2:9000"], workers=1, user_namespace=False)
+        save_json_atomic(path, dataclasses.replace(_result(), setup=setup).to_json())
+        doc = json.loads(path.read_text())
+        assert (doc["scenario"]["nat_ports"], doc["scenario"]["nat_rule"]) == ("1024-65535", rule)
+        back = load_result(path).setup
+        assert back.nat_rule == rule
+        assert sandbox_label(back) == f"nat: 2 clients 198.19.0.1-.2 {said}"
+    # a file from before the rule was saved: unknown, and said as it was
+    del doc["scenario"]["nat_rule"]
+    save_json_atomic(path, doc)
+    back = load_result(path).setup
+    assert back.nat_rule is None
+    assert (
+        sandbox_label(back) == "nat: 2 clients 198.19.0.1-.2 -> SNAT 198.18.0.1:1024-65535 -> sink"
+    )
+    doc["scenario"]["nat_rule"] = "dnat"
+    save_json_atomic(path, doc)
+    with pytest.raises(UsageError, match=r"scenario\.nat_rule: 'dnat'; allowed: masquerade, snat"):
+        load_result(path)

@@ -237,3 +237,15 @@ def test_a_pool_full_of_closing_entries_that_dropped_a_few_syns_says_why_only_a_
     text = _kinds(r)["nat-exhausted"].text
     assert "Most were closing entries" in text and "nf_seq_has_advanced()" in text
     assert "while 1,195 connections succeeded" in text
+
+
+def test_compare_sets_a_nat_run_against_the_nat_pools_rate_not_the_clients() -> None:
+    """compare's and the sweep's "model sustainable": the ceiling the run meets first. A
+    100-port pool with connections held 5 s sustains 20/s; the clients' ports far more."""
+    from portstorm.core.compare import run_metrics
+
+    r = run([Second(ok=100, ports_in_use=100, states={"established": 100})] * 3, hold_s=5.0)
+    assert r.model is not None and r.model.nat is not None
+    assert r.model.nat.sustainable_rate == 20.0
+    assert r.model.sustainable_rate is not None and r.model.sustainable_rate > 1000
+    assert run_metrics(r)["model_rate"] == 20.0

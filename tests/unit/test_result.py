@@ -1,12 +1,15 @@
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from portstorm.core.capacity import Capacity
+from portstorm.core.binding import binding
+from portstorm.core.capacity import Capacity, CapacityInput, model
 from portstorm.core.errors import UsageError
 from portstorm.core.files import save_json_atomic
 from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.natmodel import nat_model
 from portstorm.core.result import (
     FORMAT,
     HostInfo,
@@ -272,3 +275,47 @@ def test_a_setup_of_the_wrong_type_is_refused_by_name() -> None:
         RunSetup(rate="fast")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^capacity\.usable_ports: 70000"):
         Capacity(70000, 1, 60.0, None, None, None, None)
+
+
+def test_a_held_run_behind_a_full_nat_pool_turns_over_at_the_pools_rate() -> None:
+    # --sandbox nat, pool of 50 ports, --hold 2, 50/s for 21 s, --connect-timeout 2: the
+    # pool (50 / 2 s = 25/s) binds, not the client's 28,232 ports held 62 s. Each attempt
+    # is counted when it ends: a success 2 s (its hold) after its start, a timeout 2 s (the
+    # connect timeout) after its SYN. Starts in even seconds get ports, odd ones time out.
+    ok = [50 if k % 2 == 0 and 2 <= k <= 22 else 0 for k in range(24)]
+    ivs = [_interval(float(k), n, {"timeout": 50} if k % 2 and 3 <= k <= 21 else None)
+           for k, n in enumerate(ok)]  # fmt: skip
+    h = LatencyHistogram()
+    for _ in range(sum(ok)):
+        h.record(10)
+    client = model(CapacityInput(port_range=(32768, 60999), rate=50.0, hold_s=2.0))
+    nat = nat_model(pool=(40000, 40049), nat_addresses=1, destinations=1, clients=10,
+                    hold_s=2.0, rate=50.0)  # fmt: skip
+    r = RunResult(
+        tool_version="0.1.0",
+        host=HostInfo("box", "6.18.0", 2),
+        started_at="2026-12-01T14:00:00Z",
+        duration_s=24.0,  # the schedule's 21 s, the last holds and the drain's timeouts
+        complete=True,
+        setup=RunSetup(
+            sandbox="nat",
+            rate=50.0,
+            duration_s=21.0,
+            hold_s=2.0,
+            connect_timeout_s=2.0,
+            clients=10,
+            nat_ports="40000-40049",
+        ),
+        tunings={},
+        intervals=tuple(ivs),
+        histogram=h,
+        first_failure_s=3.0,
+        first_failure_outcome="timeout",
+        model=dataclasses.replace(client, nat=nat),
+    )
+    assert r.model is not None and binding(r.model).what == "NAT pool"
+    # the starts from the first failed SYN (1 s) to the schedule's end (21 s), 10 periods,
+    # got 500 successes, counted from 3 s to the end; the client's 62 s gave no period,
+    # and the intervals from 3 s, the drain's empty seconds with them, 23.8/s
+    assert r.turnover() == (500, 20.0)
+    assert r.sustained_after_exhaustion() == pytest.approx(25.0)
