@@ -17,6 +17,7 @@ import typer
 
 from portstorm.cli.options import RunOptions, with_run_options
 from portstorm.cli.parsers import click_message, listen_address, number, out_path, typed, whole
+from portstorm.cli.watchcmd import watch
 from portstorm.core.errors import (
     EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
@@ -310,6 +311,9 @@ def inspect(
     else:
         print_inspect(doc)
     return EXIT_OK
+
+
+app.command()(watch)  # cli/watchcmd.py: its options and loop live there
 
 
 @app.command()

@@ -1,0 +1,80 @@
+"""``portstorm watch`` as a user meets it: one-line refusals, JSON lines, Ctrl-C, read-only."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import assert_one_line_error, portstorm
+
+BAD_WATCH_ARGS = [
+    (["--interval", "0.05"], ["--interval 0.05", "allowed", ">= 0.1"]),
+    (["--interval", "often"], ["--interval 'often'", "allowed"]),
+    (["--duration", "0"], ["--duration 0", "allowed"]),
+    (["--duration", "-1"], ["--duration -1", "allowed"]),
+    (["--top", "0"], ["--top '0'", ">= 1"]),
+    (["--top", "ten"], ["--top 'ten'", ">= 1"]),
+    (["--listen", "nonsense"], ["--listen 'nonsense'", "HOST:PORT"]),
+    (["--listen", "127.0.0.1:99999"], ["--listen '127.0.0.1:99999'"]),
+    (["--textfile", "metrics.txt"], ["--textfile metrics.txt", ".prom"]),
+    (["--textfile", ""], ["--textfile", "empty path"]),
+    (["--bogus"], ["--bogus"]),
+]
+
+
+@pytest.mark.parametrize(("args", "fragments"), BAD_WATCH_ARGS)
+def test_bad_watch_input_is_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:
+    assert_one_line_error(portstorm("watch", *args), 2, *fragments)
+
+
+SYSCTLS = ("ipv4/ip_local_port_range", "ipv4/ip_local_reserved_ports", "ipv4/tcp_tw_reuse",
+           "ipv4/tcp_timestamps", "ipv4/tcp_max_tw_buckets", "core/somaxconn")  # fmt: skip
+
+
+def _sysctls() -> dict[str, str]:
+    return {n: Path("/proc/sys/net", n).read_text() for n in SYSCTLS}
+
+
+def test_json_for_a_short_duration_prints_one_line_per_sample_and_changes_nothing() -> None:
+    before = _sysctls()
+    proc = portstorm("watch", "--json", "--interval", "0.2", "--duration", "0.4")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 3  # at 0, 0.2 and 0.4 s
+    assert [round(d["interval_s"], 1) for d in lines][1:] == [0.2, 0.2]
+    assert lines[0]["t"] < lines[1]["t"] < lines[2]["t"]
+    for d in lines:
+        assert {"t", "time_wait", "groups"} <= set(d)
+        assert len(d["groups"]) <= 10
+    assert _sysctls() == before
+
+
+def test_the_grafana_dashboard_is_printed_as_json() -> None:
+    proc = portstorm("watch", "--grafana-dashboard")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert "portstorm_ports_in_use" in json.dumps(doc)
+
+
+def test_ctrl_c_ends_watch_with_130_and_no_traceback() -> None:
+    cmd = [sys.executable, "-m", "portstorm", "watch", "--json", "--interval", "0.1"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        assert p.stdout is not None and p.stderr is not None
+        first = p.stdout.readline()  # the first sample is out: the loop is running
+        assert json.loads(first)["groups"] is not None
+        p.send_signal(signal.SIGINT)
+        try:
+            _out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("portstorm watch: interrupted after ")
