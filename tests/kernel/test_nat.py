@@ -67,7 +67,10 @@ def test_held_connections_exhaust_a_100_port_nat_pool_at_exactly_100(tmp_path: P
                "--connect-timeout", "2")  # fmt: skip
     t = doc["totals"]
     assert isinstance(t, dict)
-    assert t["succeeded"] == 100 and t["failed"] == {"timeout": 6}, t
+    # 106 scheduled; a busy machine may leave the last start or two undone at the time
+    # bound (not_started), never more than the 6 past the pool
+    assert t["attempts"] + t["not_started"] == 106 and t["not_started"] <= 5, t
+    assert t["succeeded"] == 100 and t["failed"] == {"timeout": t["attempts"] - 100}, t
     s = doc["scenario"]
     assert isinstance(s, dict)
     assert (s["sandbox"], s["nat_ports"], s["clients"], s["sources"]) == (
@@ -89,7 +92,8 @@ def test_held_connections_exhaust_a_100_port_nat_pool_at_exactly_100(tmp_path: P
     assert max(r["conntrack_by_state"].get("established", 0) for r in routers) == 100
     assert max(sum(r["nat_ports_in_use"].values()) for r in routers) == 100
     dropped = sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"])
-    assert 6 <= dropped <= 18, dropped
+    timeouts = t["failed"]["timeout"]
+    assert timeouts <= dropped <= 3 * timeouts, (dropped, timeouts)  # 12 for 6 seen
     assert _findings(tmp_path)[0] == "nat-exhausted"
 
 
@@ -245,7 +249,8 @@ def test_an_emulated_conntrack_limit_refuses_new_flows_past_it(tmp_path: Path) -
                "--duration", "0.5", "--hold", "3", "--connect-timeout", "1")  # fmt: skip
     t = doc["totals"]
     assert isinstance(t, dict)
-    assert t["succeeded"] == 10 and t["failed"] == {"timeout": 5}, t
+    assert t["attempts"] + t["not_started"] == 15 and t["not_started"] <= 4, t  # a busy machine
+    assert t["succeeded"] == 10 and t["failed"] == {"timeout": t["attempts"] - 10}, t
     assert any("emulated" in n for n in doc["notes"])
     assert doc["scenario"]["router_set"] == {"net.netfilter.nf_conntrack_max": "10"}
 

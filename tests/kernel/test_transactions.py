@@ -88,10 +88,13 @@ $PORTSTORM run 127.0.0.1:7014 --request-size 1 --response-size 5 --rate 50 --dur
     check(run_in_netns(script))
     doc = load(out / "result.json")
     t = doc["totals"]
-    assert t["succeeded"] == 0 and t["failed"] == {"response_incomplete": 50}, t
+    # every attempt made broke at EOF; a busy machine may leave a few of the 50 scheduled
+    # starts undone at the time bound (not_started: seen 48 + 2)
+    assert t["attempts"] + t["not_started"] == 50 and t["not_started"] <= 5, t
+    assert t["succeeded"] == 0 and t["failed"] == {"response_incomplete": t["attempts"]}, t
     # connected, so timed: connect latency holds them; no transaction completed
     r = load_result(out / "result.json")
-    assert r.histogram.count == 50
+    assert r.histogram.count == t["attempts"]
     assert r.transactions is not None and r.transactions.count == 0
 
 
@@ -121,7 +124,8 @@ $PORTSTORM run 127.0.0.1:7015 --request-size 1 --response-size 1 --response-time
     check(run_in_netns(script))
     doc = load(out / "result.json")
     t = doc["totals"]
-    assert t["succeeded"] == 0 and t["failed"] == {"timeout": 20}, t
+    assert t["attempts"] + t["not_started"] == 20 and t["not_started"] <= 2, t  # a busy machine
+    assert t["succeeded"] == 0 and t["failed"] == {"timeout": t["attempts"]}, t
     assert doc["scenario"]["response_timeout_s"] == 0.5
     # the time bound: the duration, then at most the connect and response timeouts
     assert doc["duration_s"] <= 1 + 3 + 0.5 + 0.5, doc["duration_s"]
