@@ -112,13 +112,7 @@ def advise(state: HostState) -> list[str]:
             "sockets skip TIME_WAIT (TCPTimeWaitOverflow), losing its protection against "
             "stale segments"
         )
-    if state.conntrack is not None:
-        count, limit = state.conntrack
-        if limit > 0 and count >= CONNTRACK_NEAR * limit:
-            out.append(
-                f"nf_conntrack_count ({count:,}) is near nf_conntrack_max ({limit:,}): new "
-                "connections will be dropped before ports run out"
-            )
+    out += conntrack_advice(state.conntrack)
     if state.nat_rules:
         out += _nat_advice(state.nat_rules)
     return out
@@ -146,3 +140,16 @@ def _nat_advice(rules: Sequence[NatRule]) -> list[str]:
             "fully-random is said to make it rarer"
         )
     return out
+
+
+def conntrack_advice(conntrack: tuple[int, int] | None) -> list[str]:
+    """The conntrack table near full, for ``inspect`` and ``watch`` alike: (count, max)."""
+    if conntrack is None:
+        return []
+    count, limit = conntrack
+    if limit > 0 and count >= CONNTRACK_NEAR * limit:
+        return [
+            f"nf_conntrack_count ({count:,}) is near nf_conntrack_max ({limit:,}): new "
+            "connections will be dropped before ports run out"
+        ]
+    return []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from portstorm.core.advice import CONNTRACK_NEAR
+from portstorm.core.advice import conntrack_advice
 from portstorm.core.watchview import GroupView, WatchView
 
 ADVICE_FROM = 0.8  # used fraction past which a group gets advice
@@ -38,13 +38,7 @@ def advise_watch(v: WatchView, tunings: Mapping[str, str]) -> list[str]:
             "trap): each such port is taken for every destination; set "
             "IP_BIND_ADDRESS_NO_PORT before bind(), or connect() without bind()"
         )
-    if v.conntrack is not None:
-        count, limit = v.conntrack
-        if limit > 0 and count >= CONNTRACK_NEAR * limit:
-            out.append(
-                f"nf_conntrack_count ({count:,}) is near nf_conntrack_max ({limit:,}): new "
-                "connections will be dropped before ports run out"
-            )
+    out += conntrack_advice(v.conntrack)
     if v.counters_per_s.get("TcpExtTCPTimeWaitOverflow", 0) > 0:
         out.append(
             "TCPTimeWaitOverflow is rising: tcp_max_tw_buckets is reached and closing sockets "

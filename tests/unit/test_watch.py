@@ -163,3 +163,9 @@ def test_the_last_process_scan_is_kept_between_scans() -> None:
     rescanned = view(_sample(_group(tw=10), t=1002.0, processes=()), between)
     assert rescanned.processes == ()
     assert view(_sample(_group(tw=10))).processes is None  # never scanned: unknown
+
+
+def test_a_conntrack_table_near_full_gets_inspects_advice() -> None:
+    v = view(_sample(_group(tw=10), conntrack=(900, 1000)))
+    assert any("nf_conntrack_count (900) is near nf_conntrack_max (1,000)" in a for a in v.advice)
+    assert view(_sample(_group(tw=10), conntrack=(10, 1000))).advice == ()
