@@ -15,6 +15,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from portstorm.cli import gate_options as go
 from portstorm.cli.options import RunOptions, with_run_options
 from portstorm.cli.parsers import click_message, listen_address, number, out_path, typed, whole
 from portstorm.cli.watchcmd import watch
@@ -58,12 +59,15 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a result already in --out.")
     ] = False,
+    junit: go.Junit = None,
 ) -> int:
     """Churn TCP connections against targets (or the built-in sink) and save result.json,
-    then report.html with its charts (PNG), intervals.csv and latency.hlog beside it."""
+    then report.html with its charts (PNG), intervals.csv and latency.hlog beside it.
+    With --fail-if: exit 1 when a threshold failed, once every file is written."""
     from portstorm.cli.runcmd import run_command
 
-    return run_command(options.to_scenario(), out, quiet=quiet, report=not no_report, force=force)
+    scenario = options.to_scenario()  # a bad --fail-if is refused here, before anything runs
+    return run_command(scenario, out, quiet=quiet, report=not no_report, force=force, junit=junit)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -22,7 +22,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from portstorm import __version__
-from portstorm.core.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from portstorm.core.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_THRESHOLD,
+    EXIT_USAGE,
+)
 
 NAME = "portstorm"
 MAN_FILE = "portstorm.1"  # beside this module; installed as share/man/man1/portstorm.1
@@ -30,6 +36,10 @@ MAN_FILE = "portstorm.1"  # beside this module; installed as share/man/man1/port
 # the exit codes of DESIGN.md (core/errors.py), which no help text carries
 EXIT_STATUS = (
     (EXIT_OK, "The command completed. Connection failures are data, not errors."),
+    (
+        EXIT_THRESHOLD,
+        "The run completed, every file is written, and a --fail-if threshold failed.",
+    ),
     (EXIT_USAGE, "Bad usage or bad input: refused before anything ran."),
     (
         EXIT_ENVIRONMENT,

@@ -28,6 +28,7 @@ import typer
 import typer.core
 
 from portstorm.cli import exchange_options as ex
+from portstorm.cli import gate_options as go
 from portstorm.cli import sandbox_options as so
 from portstorm.cli.parsers import click_message, number, typed, whole
 from portstorm.core.addressing import parse_sources
@@ -40,6 +41,7 @@ from portstorm.core.scenario import (
     parse_socket_port_range,
     parse_target,
 )
+from portstorm.core.thresholds import parse_thresholds
 from portstorm.core.tuning import parse_settings
 
 # -- the run options ------------------------------------------------------------------------
@@ -213,6 +215,7 @@ class RunOptions:
     nat_flags: so.NatFlags = None
     clients: so.Clients = None
     router_set: so.RouterSet = None
+    fail_if: go.FailIf = None  # thresholds judged on the saved run: gate_options.py
 
     def to_scenario(self) -> Scenario:
         """Every check of ``portstorm run``'s input that needs more than one option; one
@@ -255,6 +258,7 @@ class RunOptions:
             http_host=self.http_host,
             hold_s=float(self.hold),
             nat=so.nat_spec(self.nat_ports, self.nat_flags, self.clients, self.router_set),
+            thresholds=parse_thresholds(self.fail_if or ()),
         )
 
 
@@ -292,6 +296,7 @@ WIRING_EXAMPLES: dict[str, tuple[str, ...]] = {
     "nat_flags": ("--sandbox", "nat", "--nat-flags", "fully-random"),
     "clients": ("--sandbox", "nat", "--clients", "10"),
     "router_set": ("--sandbox", "nat", "--router-set", "nf_conntrack_tcp_timeout_time_wait=30"),
+    "fail_if": ("--fail-if", "p99 > 5ms"),
 }
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RunOptions))

@@ -13,13 +13,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from portstorm.core.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_OK
+from portstorm.core.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLD
 from portstorm.core.scenario import Scenario
 from portstorm.core.text import one_line
 
 
 def run_command(
-    scenario: Scenario, out: Path | None, *, quiet: bool, report: bool, force: bool
+    scenario: Scenario,
+    out: Path | None,
+    *,
+    quiet: bool,
+    report: bool,
+    force: bool,
+    junit: Path | None = None,
 ) -> int:
     from portstorm.cli.console import LiveLine
     from portstorm.cli.summary import print_summary
@@ -41,6 +47,10 @@ def run_command(
     finally:
         live.finish()
     print_summary(output.result, str(output.path))
+    if junit is not None:  # before the report: a skipped drawing still leaves the verdicts
+        from portstorm.report import write_junit
+
+        print(f"junit: {one_line(write_junit(output.result, junit))}")
     folder = output.path.parent
     if not report and force and out is not None:
         from portstorm.report import remove_run_report
@@ -86,4 +96,7 @@ def run_command(
             file=sys.stderr,
         )
         return EXIT_ENVIRONMENT
-    return EXIT_OK if output.result.complete else EXIT_INTERRUPTED
+    if not output.result.complete:
+        return EXIT_INTERRUPTED
+    # every file is written by now: a failed threshold is the run's verdict, not an error
+    return EXIT_THRESHOLD if any(not v.passed for v in output.result.thresholds) else EXIT_OK

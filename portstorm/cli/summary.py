@@ -18,6 +18,7 @@ from portstorm.core.binding import binding
 from portstorm.core.findings import Finding, run_findings, unsaid_notes
 from portstorm.core.natmodel import NatCapacity
 from portstorm.core.result import RunResult
+from portstorm.core.thresholds import Verdict
 from portstorm.core.words import describe_load, fmt_s, sandbox_label, starts_note
 
 SHOWN_FINDINGS = 3
@@ -54,6 +55,22 @@ def print_summary(result: RunResult, path: str, console: Console | None = None) 
     shown = print_findings(result, console)
     for note in unsaid_notes(shown, result.notes):
         console.print(plain(f"note: {note}"))
+    print_verdicts(result.thresholds, console)
+
+
+def print_verdicts(verdicts: Sequence[Verdict], console: Console) -> None:
+    """The --fail-if verdicts, last (what a CI log is read for): each with what was measured.
+    A threshold fails the run when its condition holds ("fail if")."""
+    if not verdicts:
+        return
+    failed = sum(not v.passed for v in verdicts)
+    head = f"thresholds: {failed} of {len(verdicts)} failed" if failed else "thresholds: all passed"
+    console.print(plain(head, style="bold red" if failed else "bold"))
+    width = max(len(v.expression) for v in verdicts)
+    for v in verdicts:
+        word = "PASS" if v.passed else "FAIL"
+        line = f"  {word}  {v.expression:<{width}}  measured {v.measured_text()}"
+        console.print(plain(line, style="" if v.passed else "red"))
 
 
 def _table(result: RunResult, path: str) -> PlainTable:

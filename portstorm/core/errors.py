@@ -9,6 +9,7 @@ from __future__ import annotations
 # The exit codes of DESIGN.md, in one place: the CLI exits with them and the engine reads a
 # child's exit status with them.
 EXIT_OK = 0
+EXIT_THRESHOLD = 1  # the run completed and a --fail-if threshold failed (core/thresholds.py)
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention for "stopped by Ctrl-C"

@@ -34,7 +34,8 @@ Format history (keep old versions loading, as pyperf's _bench.py does):
   pool's ceiling, core/natmodel.py), the top-level ``router_tunings`` (the router's
   sysctls read back), per interval ``router`` (its conntrack, core/routerrecord.py) and the
   scenario's ``nat_ports``, ``nat_flags``, ``clients`` and ``router_set`` (no NAT), and
-  later ``nat_rule`` (``masquerade`` or ``snat``, which made ``nat_ports``: unknown).
+  later ``nat_rule`` (``masquerade`` or ``snat``, which made ``nat_ports``: unknown);
+  ``thresholds``, the ``--fail-if`` verdicts (core/thresholds.py: none).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from portstorm.core.records import (
     utc_iso,
 )
 from portstorm.core.setup import MEASURED, RunSetup
+from portstorm.core.thresholds import Verdict
 
 # the parts, importable from here as the format's names (engine/ and cli/ do)
 __all__ = [
@@ -104,6 +106,7 @@ class RunResult:
     transactions: LatencyHistogram | None = None
     # --sandbox nat: the router's sysctls as read back (core/nat.py); None elsewhere, earlier
     router_tunings: Mapping[str, str] | None = None
+    thresholds: tuple[Verdict, ...] = ()  # --fail-if: each threshold's verdict, as given
 
     def __post_init__(self) -> None:
         # named as in result.json: these checks are what a damaged file is told
@@ -135,6 +138,8 @@ class RunResult:
         for i, tu in enumerate(self.tuples):
             fields.instance(tu, TupleStats, f"tuples[{i}]")
         check_ramp(self.ramp, self.intervals)
+        for i, v in enumerate(self.thresholds):
+            fields.instance(v, Verdict, f"thresholds[{i}]")
         if self.transactions is not None:
             fields.instance(self.transactions, LatencyHistogram, "transaction_us.hdr")
             if self.transactions.count != self.succeeded:  # one per success, exactly
@@ -270,6 +275,7 @@ class RunResult:
             "tuples": [t.to_json() for t in self.tuples],
             "intervals": [i.to_json() for i in self.intervals],
             "ramp": [i.to_json() for i in self.ramp],
+            "thresholds": [v.to_json() for v in self.thresholds],
         }
 
     @classmethod
@@ -301,6 +307,11 @@ class RunResult:
                 tuples.append(TupleStats.from_json(item))
         with fields.within("latency_us"):
             histogram = decode_histogram(fields.member(latency, "hdr"), "hdr")
+        verdicts = []
+        gates = m.get("thresholds")  # absent (or null) in files older than --fail-if
+        for i, item in enumerate(fields.sequence([] if gates is None else gates, "thresholds")):
+            with fields.within(f"thresholds[{i}]"):
+                verdicts.append(Verdict.from_json(item))
         transactions = None
         tx = m.get("transaction_us")  # absent in files older than request/response
         if tx is not None:
@@ -327,6 +338,7 @@ class RunResult:
             sink_stats=fields.copied(scenario.get(MEASURED)),
             ramp=tuple(ramp),
             transactions=transactions,
+            thresholds=tuple(verdicts),
         )
 
 

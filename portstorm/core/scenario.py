@@ -23,6 +23,7 @@ from portstorm.core.errors import UsageError
 from portstorm.core.exchange import MAX_MESSAGE_BYTES, check_exchange
 from portstorm.core.nat import MAX_CLIENTS, NatSpec
 from portstorm.core.ports import parse_port_range
+from portstorm.core.thresholds import Threshold
 
 
 class CloseMode(enum.StrEnum):
@@ -153,6 +154,8 @@ class Scenario:
     http_host: str | None = None  # --http-host: the Host header; None: the target's
     hold_s: float = 0.0  # seconds each connection stays open after its exchange
     nat: NatSpec | None = None  # --sandbox nat: the router's pool, flags, clients, sysctls
+    # --fail-if: judged on the saved run (core/thresholds.py); they do not change the load
+    thresholds: tuple[Threshold, ...] = ()
 
     def __post_init__(self) -> None:
         _check("--duration", self.duration_s)

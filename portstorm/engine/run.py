@@ -30,6 +30,7 @@ from portstorm.core.records import file_header
 from portstorm.core.result import Interval, RunResult, TupleStats, utc_iso
 from portstorm.core.scenario import BindMode, SandboxKind, Scenario, Target
 from portstorm.core.setup import RunSetup
+from portstorm.core.thresholds import evaluate
 from portstorm.core.tuning import reuse_notes
 from portstorm.engine.driver import Driver
 from portstorm.engine.flows import Endpoint, Flow, check_socket_options, make_flows, socket_options
@@ -299,6 +300,8 @@ def _run(
         ramp=tuple(report.ramp),  # the first interval's 100 ms parts (core/ramp.py)
         transactions=report.transactions if transacts(scenario) else None,
     )
+    if scenario.thresholds:  # judged on the run as saved, so a reader can recompute them
+        result = replace(result, thresholds=evaluate(scenario.thresholds, result))
     path = folder.write_json("result.json", result.to_json())
     return RunOutput(result, path, (*report_error, *report.worker_errors))
 

@@ -15,6 +15,7 @@ from portstorm.report.build import (
     write_run_report,
     write_sweep_report,
 )
+from portstorm.report.junit import write_junit
 from portstorm.report.page import Chart
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "many_report_names",
     "remove_run_report",
     "run_report_names",
+    "write_junit",
     "write_many_report",
     "write_run_report",
     "write_sweep_report",

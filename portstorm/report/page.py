@@ -215,6 +215,8 @@ def render_run(
             generated=generated,
             version=__version__,
             complete=r.complete,
+            thresholds=r.thresholds,  # --fail-if: the verdict first
+            failed=sum(not v.passed for v in r.thresholds),
         )
     )
 

@@ -23,7 +23,7 @@ from tests.support.cli import invoke, reached
 from tests.support.sweeps import sweep_folder
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunOptions)}
-RUN_OWN = ["out", "quiet", "no_report", "force"]  # where the result goes, not what runs
+RUN_OWN = ["out", "quiet", "no_report", "force", "junit"]  # where the result goes, not what runs
 
 
 def _scenario_or_refusal(options: RunOptions) -> Scenario | str:
