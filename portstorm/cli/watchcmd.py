@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from portstorm.cli.parsers import number, out_path
-from portstorm.core.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
+from portstorm.core.errors import EXIT_INTERRUPTED, EXIT_OK, EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:  # rich and the model load when the command runs: not for every --help
     from rich.console import Group
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # rich and the model load when the command runs: not for ever
     from portstorm.engine.exporter import Exporter
 
 MAX_TOP = 10_000
+MAX_FAILED_SAMPLES = 3  # one failed read is skipped with a line; this many in a row end it
 TUNINGS = ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_timestamps")  # what the advice words
 HOST_COUNTERS = (  # (counter, what the host line calls it)
     ("TcpExtTCPTimeWaitOverflow", "TIME_WAIT overflow"),
@@ -147,8 +148,20 @@ def _watch(
             stack.callback(reader.close)
             show = _Screen(interval, top, json_out, stack)
             previous: WatchView | None = None
+            failed = 0  # samples failed in a row
             for _tick in _schedule(interval, duration):
-                previous = view(reader.read(), previous, tunings)
+                try:
+                    sample = reader.read()
+                except OSError as e:  # a dump the kernel refused or cut: skip this sample
+                    failed += 1
+                    if failed >= MAX_FAILED_SAMPLES:
+                        raise EnvironmentProblem(
+                            f"watch: {failed} samples in a row could not be read: {e}"
+                        ) from None
+                    print(f"portstorm watch: a sample was skipped: {e}", file=sys.stderr)
+                    continue
+                failed = 0
+                previous = view(sample, previous, tunings)
                 if served is not None:
                     served.update(previous, top)
                 if textfile is not None:

@@ -78,3 +78,44 @@ def test_ctrl_c_ends_watch_with_130_and_no_traceback() -> None:
     assert "Traceback" not in err
     (line,) = err.strip().splitlines()
     assert line.startswith("portstorm watch: interrupted after ")
+
+
+def _failing_reads(monkeypatch: pytest.MonkeyPatch, fail: set[int]) -> None:
+    """WatchReader.read raises for the calls numbered in ``fail`` (0 first); no signal
+    handler is installed in this test process."""
+    from portstorm.engine import processes, watchread
+
+    calls = [0]
+    real = watchread.WatchReader.read
+
+    def read(self: watchread.WatchReader) -> object:
+        calls[0] += 1
+        if calls[0] - 1 in fail:
+            raise OSError(71, "sock_diag: malformed netlink message")
+        return real(self)
+
+    monkeypatch.setattr(watchread.WatchReader, "read", read)
+    monkeypatch.setattr(processes, "interrupt_on_signals", lambda: None)
+
+
+def test_a_failed_sample_is_skipped_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.cli import invoke
+
+    _failing_reads(monkeypatch, {1})
+    code, err = invoke(["watch", "--json", "--interval", "0.1", "--duration", "0.3"])
+    assert code == 0, err
+    assert err.splitlines() == ["portstorm watch: a sample was skipped: [Errno 71] sock_diag: "
+                                "malformed netlink message"], err  # fmt: skip
+
+
+def test_samples_failing_in_a_row_end_watch_with_exit_3_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support.cli import invoke
+
+    _failing_reads(monkeypatch, {0, 1, 2, 3})
+    code, err = invoke(["watch", "--json", "--interval", "0.1", "--duration", "1"])
+    assert code == 3, err
+    lines = err.splitlines()
+    assert len(lines) == 3 and "Traceback" not in err, err
+    assert lines[-1].startswith("portstorm: error: watch: 3 samples in a row could not be read")

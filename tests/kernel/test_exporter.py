@@ -9,15 +9,12 @@ watch with ``--top 1`` over them, and scrapes once they stand still.
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.netns import check, run_in_netns
+from tests.support.netns import run_support_in_netns
 
 pytestmark = pytest.mark.netns
 
@@ -34,14 +31,7 @@ TO_9000 = {"source": "127.0.0.1", "destination": "127.0.0.1:9000"}
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("export")
-    root = Path(__file__).resolve().parents[2]
-    proc = run_in_netns(
-        f'cd "{root}" && exec "{sys.executable}" -m tests.support.exportrun "{folder}"',
-        sysctls=SYSCTLS,
-        timeout=120,
-    )
-    check(proc)
-    doc: dict[str, Any] = json.loads((folder / "out.json").read_text())
+    doc: dict[str, Any] = run_support_in_netns("exportrun", folder, sysctls=SYSCTLS)
     assert doc["watch_rc"] == 130, (folder / "watch.err").read_text()
     return doc
 

@@ -9,14 +9,11 @@ inside the namespace and times each sample, each ``ss`` and each interval-log li
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.netns import check, run_in_netns
+from tests.support.netns import run_support_in_netns
 
 pytestmark = pytest.mark.netns
 
@@ -28,14 +25,9 @@ SYSCTLS = {"net.ipv4.ip_local_port_range": "40000 40999", "net.ipv4.tcp_tw_reuse
 @pytest.fixture(scope="module")
 def churn(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("watch")
-    root = Path(__file__).resolve().parents[2]
-    proc = run_in_netns(
-        f'cd "{root}" && exec {sys.executable} -m tests.support.watchrun "{folder}" {RUN_S:g} {RATE:g}',
-        sysctls=SYSCTLS,
-        timeout=120,
+    doc: dict[str, Any] = run_support_in_netns(
+        "watchrun", folder, f"{RUN_S:g}", f"{RATE:g}", sysctls=SYSCTLS
     )
-    check(proc)
-    doc: dict[str, Any] = json.loads((folder / "out.json").read_text())
     assert doc["run_rc"] == 0, (folder / "run.err").read_text()
     assert doc["watch_rc"] == 130, (folder / "watch.err").read_text()
     return doc

@@ -74,6 +74,22 @@ def run_in_netns(
     )
 
 
+def run_support_in_netns(
+    module: str, folder: Path, *args: str, sysctls: dict[str, str] | None = None
+) -> Any:
+    """Run ``python -m tests.support.MODULE FOLDER ARGS...`` in a throwaway namespace (the
+    script starts and ends its own processes there), then load the ``out.json`` it wrote."""
+    root = Path(__file__).resolve().parents[2]
+    words = " ".join(f'"{a}"' for a in (folder, *args))
+    proc = run_in_netns(
+        f'cd "{root}" && exec "{sys.executable}" -m tests.support.{module} {words}',
+        sysctls=sysctls,
+        timeout=120,
+    )
+    check(proc)
+    return load(folder / "out.json")
+
+
 def load(path: Path) -> Any:
     return json.loads(path.read_text())
 
