@@ -28,7 +28,7 @@ from portstorm.cli.parsers import number, out_path
 from portstorm.core.errors import EXIT_INTERRUPTED, EXIT_OK, EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:  # rich and the model load when the command runs: not for every --help
-    from rich.console import Group
+    from rich.console import Console, Group
     from rich.live import Live
     from rich.table import Table
 
@@ -199,13 +199,12 @@ class _Screen:
     """Where each view goes: a JSON line on stdout, or the table (live on a terminal)."""
 
     def __init__(self, interval: float, top: int, json_out: bool, stack: ExitStack) -> None:
-        from rich.console import Console
         from rich.live import Live
 
         self.interval, self.top, self.json_out = interval, top, json_out
-        self.console = Console(highlight=False)
+        self.console = _console(highlight=False)
         if not self.console.is_terminal:  # a log: one table a line wide, not folded at 80
-            self.console = Console(highlight=False, width=max(self.console.width, 132))
+            self.console = _console(highlight=False, width=max(self.console.width, 132))
         self.live: Live | None = None
         if not json_out and self.console.is_terminal:
             self.live = stack.enter_context(
@@ -222,6 +221,19 @@ class _Screen:
             self.live.update(screen, refresh=True)
         else:
             self.console.print(screen)
+
+
+def _console(**kw: Any) -> Console:
+    """A rich Console whose closed pipe (``watch | head``) ends watch as the JSON lines'
+    does, with exit 0: rich's own on_broken_pipe() exits 1, as if watch had failed."""
+    from rich.console import Console
+
+    class PipedConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError  # to watch()'s handler: stdout to /dev/null, exit 0
+
+    return PipedConsole(**kw)
 
 
 # -- the table --------------------------------------------------------------------------------

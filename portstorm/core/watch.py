@@ -20,11 +20,19 @@ How a group's rate is counted (RATE_COUNTING, shown in the table's header):
 
 The forecast (``exhaustion_in_s``): at the current rate, ports in use grow by the rate and
 shrink as today's TIME_WAIT sockets expire (``tw_expiring``'s bins, from idiag_expires).
-Each new connection is assumed to close at once from this side and keep its port 60 s in
-TIME_WAIT (TCP_TIMEWAIT_LEN; tcp_fin_timeout does not change it), so past 60 s the ports
-in use settle at established + syn_sent + other + rate x 60 s; established sockets stay.
-The first crossing of the usable ports within that time is the forecast; none: None, "not
-on course" (a steady state below the ceiling never runs out, whatever it uses).
+A new connection that this side closes first keeps its port 60 s in TIME_WAIT
+(TCP_TIMEWAIT_LEN; tcp_fin_timeout does not change it); one the server closes first, or
+that is reset, gives its port back at once (CLOSE_WAIT -> LAST_ACK -> CLOSE: no
+TIME_WAIT here). Which share does which is measured per group over the same window as the
+rate (``time_wait_share``): of the connections that ended in it, those that entered
+TIME_WAIT (the ``tw_expiring`` bins younger than the window) against those that ended
+without (a flow balance: new - entered TIME_WAIT - growth of the group's other sockets).
+Until about TIME_WAIT_EVIDENCE connections have ended (the first sample, held connections
+not yet closed) the share is taken as 1: the worst case, as a client-closed host is. Past
+60 s the ports in use settle at established + syn_sent + other + rate x share x 60 s;
+established sockets stay. The first crossing of the usable ports within that time is the
+forecast; none: None, "not on course" (a steady state below the ceiling never runs out,
+whatever it uses).
 """
 
 from __future__ import annotations
@@ -35,13 +43,22 @@ from collections.abc import Mapping
 from portstorm.core.capacity import TIME_WAIT_S
 from portstorm.core.watchadvice import advise_watch
 from portstorm.core.watchsample import STATES, TW_BINS, GroupRead, ProcessRead, WatchSample
-from portstorm.core.watchview import GroupView, WatchView
+from portstorm.core.watchview import GroupView, Recent, WatchView
 
-__all__ = ["RATE_COUNTING", "GroupView", "WatchView", "forecast", "view", "words"]
+__all__ = [
+    "RATE_COUNTING",
+    "GroupView",
+    "WatchView",
+    "forecast",
+    "time_wait_share",
+    "view",
+    "words",
+]
 
 SMOOTH_S = 2.0  # the rate is the mean over the samples of the last 2 s
 SMOOTH_SLACK = 0.1  # of an interval: 1.001 + 1.002 s intervals are still 2 samples
 INFLOW_S = 3  # the first sample's rate: TIME_WAIT entered within the last 3 s
+TIME_WAIT_EVIDENCE = 10  # connections ended in the window before its share is believed
 RATE_COUNTING = (
     "conn/s: sockets first seen per second (by cookie) plus their share of TcpActiveOpens "
     f"not seen, mean of the last {SMOOTH_S:g} s"
@@ -58,15 +75,17 @@ def view(
     usable = sample.usable_ports
     first = previous is None or sample.dt <= 0
     counts = _counts(sample) if not first else [0.0] * len(sample.groups)
-    before = {g.key: g.recent for g in previous.groups} if previous is not None else {}
+    before = {g.key: g for g in previous.groups} if previous is not None else {}
     groups = []
     for g, count in zip(sample.groups, counts, strict=True):
         if first:
-            recent: tuple[tuple[float, float], ...] = ((_inflow(g), float(INFLOW_S)),)
+            recent: tuple[Recent, ...] = ((_inflow(g), float(INFLOW_S), None),)
         else:
-            recent = _window((*before.get((g.source, g.destination), ()),
-                              (count, sample.dt)))  # fmt: skip
-        rate = sum(c for c, _ in recent) / sum(s for _, s in recent)
+            was = before.get((g.source, g.destination))
+            held = _not_time_wait(was) if was is not None else 0
+            recent = _window((*(was.recent if was is not None else ()),
+                              (count, sample.dt, held)))  # fmt: skip
+        rate = sum(c for c, _, _ in recent) / sum(s for _, s, _ in recent)
         groups.append(_group(g, usable, rate, recent))
     groups.sort(key=lambda v: (-v.used_fraction, -v.rate_per_s, v.source, v.destination))
     dt = sample.dt
@@ -110,39 +129,65 @@ def _inflow(g: GroupRead) -> float:
     return float(sum(g.tw_expiring[TW_BINS - 1 - INFLOW_S :])) if g.tw_expiring else 0.0
 
 
-def _window(recent: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+def _window(recent: tuple[Recent, ...]) -> tuple[Recent, ...]:
     """The newest samples covering SMOOTH_S seconds (at least the newest one)."""
-    kept: list[tuple[float, float]] = []
+    kept: list[Recent] = []
     span = 0.0
-    for count, seconds in reversed(recent):
+    for entry in reversed(recent):
+        seconds = entry[1]
         if kept and span + seconds > SMOOTH_S + SMOOTH_SLACK * seconds:
             break
-        kept.append((count, seconds))
+        kept.append(entry)
         span += seconds
     return tuple(reversed(kept))
 
 
-def _group(
-    g: GroupRead, usable: int, rate: float, recent: tuple[tuple[float, float], ...]
-) -> GroupView:
+def _not_time_wait(g: GroupRead | GroupView) -> int:
+    """The group's sockets in every state but TIME_WAIT (established, syn_sent, other)."""
+    states = g.states
+    return sum(n for s, n in states.items() if s != "time_wait")
+
+
+def time_wait_share(g: GroupRead, recent: tuple[Recent, ...]) -> float:
+    """Of the connections that ended within ``recent``'s window, the share that entered
+    TIME_WAIT here (1 until TIME_WAIT_EVIDENCE of them have ended: the worst case)."""
+    start = recent[0][2]
+    if start is None:
+        return 1.0
+    span = round(sum(s for _, s, _ in recent))
+    entered = float(sum(g.tw_expiring[max(0, TW_BINS - 1 - span) :])) if g.tw_expiring else 0.0
+    opened = sum(c for c, _, _ in recent)
+    # every connection opened in the window is still open (its socket grew the others),
+    # entered TIME_WAIT, or ended without it: the last is what is left over
+    without = max(0.0, opened - entered - (_not_time_wait(g) - start))
+    ended = entered + without
+    return 1.0 if ended < TIME_WAIT_EVIDENCE else min(1.0, entered / ended)
+
+
+def _group(g: GroupRead, usable: int, rate: float, recent: tuple[Recent, ...]) -> GroupView:
     in_use = g.sockets
     fraction = in_use / usable if usable > 0 else (1.0 if in_use else 0.0)
-    eta = forecast(in_use, g.tw_expiring, usable, rate)
+    share = time_wait_share(g, recent)
+    eta = forecast(in_use, g.tw_expiring, usable, rate, share)
     return GroupView(
         source=g.source, destination=g.destination, usable_ports=usable, ports_in_use=in_use,
         states={s: g.states.get(s, 0) for s in STATES}, used_fraction=fraction,
         rate_per_s=rate, exhaustion_in_s=eta, words=words(fraction, rate, eta), recent=recent,
+        time_wait_share=share,
     )  # fmt: skip
 
 
-def forecast(in_use: int, tw_expiring: tuple[int, ...], usable: int, rate: float) -> float | None:
+def forecast(
+    in_use: int, tw_expiring: tuple[int, ...], usable: int, rate: float, share: float = 1.0
+) -> float | None:
     """Seconds until ``in_use`` reaches ``usable`` when ``rate`` new connections per second
-    each hold a port 60 s and today's TIME_WAIT sockets leave as their bins say (uniformly
-    within each one-second bin); None when it never does (or no connection is being made).
+    come, a ``share`` of them holding a port 60 s in TIME_WAIT (the rest give it back at
+    once), and today's TIME_WAIT sockets leave as their bins say (uniformly within each
+    one-second bin); None when it never does (or no connection is being made).
 
-    Ports in use are piecewise linear in time: a slope of rate - bins[k] in [k, k+1) while
-    new connections accumulate (the first 60 s), then -bins[k] as the earliest new ones
-    expire at the rate they came; so the first crossing is found bin by bin."""
+    Ports in use are piecewise linear in time: a slope of rate x share - bins[k] in [k, k+1)
+    while new connections accumulate (the first 60 s), then -bins[k] as the earliest new
+    ones expire at the rate they came; so the first crossing is found bin by bin."""
     if rate <= 0:
         return None  # no demand: nothing runs out, however full
     if in_use >= usable:
@@ -150,7 +195,7 @@ def forecast(in_use: int, tw_expiring: tuple[int, ...], usable: int, rate: float
     bins = tw_expiring or (0,) * TW_BINS
     level = float(in_use)
     for k in range(TW_BINS):
-        slope = (rate if k < TIME_WAIT_S else 0.0) - bins[k]
+        slope = (rate * share if k < TIME_WAIT_S else 0.0) - bins[k]
         end = level + slope
         if slope > 0 and end >= usable:
             return k + (usable - level) / slope

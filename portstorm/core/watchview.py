@@ -14,6 +14,10 @@ from typing import Any
 
 from portstorm.core.watchsample import STATES, ProcessRead
 
+# One sample in a group's smoothing window: (connections counted, seconds, the group's
+# sockets not in TIME_WAIT at the sample before: None at the first sample)
+Recent = tuple[float, float, int | None]
+
 
 @dataclass(frozen=True, slots=True)
 class GroupView:
@@ -28,9 +32,12 @@ class GroupView:
     rate_per_s: float  # new connections per second (RATE_COUNTING)
     exhaustion_in_s: float | None  # seconds until it runs out at this rate; None: never
     words: str  # "runs out in 41 s at 690 conn/s", "steady: 28 % used"
-    # (connections counted, seconds) of the samples within SMOOTH_S, newest last: what the
-    # next sample's smoothed rate is made from (not in the JSON)
-    recent: tuple[tuple[float, float], ...] = ()
+    # the samples within SMOOTH_S, newest last: what the next sample's smoothed rate and
+    # TIME_WAIT share are made from (not in the JSON)
+    recent: tuple[Recent, ...] = ()
+    # of the connections that ended lately, the share that entered TIME_WAIT on this side
+    # (core/watch.py: 1 until enough have ended)
+    time_wait_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.usable_ports < 0 or self.ports_in_use < 0:
@@ -41,6 +48,8 @@ class GroupView:
             raise ValueError("rate and used fraction must be >= 0")
         if self.exhaustion_in_s is not None and not self.exhaustion_in_s >= 0:
             raise ValueError("exhaustion_in_s must be >= 0 or None")
+        if not 0.0 <= self.time_wait_share <= 1.0:
+            raise ValueError(f"time_wait_share {self.time_wait_share!r}: must be in [0, 1]")
 
     @property
     def key(self) -> tuple[str, str]:
@@ -58,6 +67,7 @@ class GroupView:
             "exhaustion_in_s": (
                 None if self.exhaustion_in_s is None else round(self.exhaustion_in_s, 2)
             ),
+            "time_wait_share": round(self.time_wait_share, 3),
         }
 
 

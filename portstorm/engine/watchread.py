@@ -136,6 +136,9 @@ class WatchReader:
                 g.connect_parity += n
             elif not no_port:
                 g.bind_parity += n
+        # a listener's port inside the range is no group's (its bind bucket turns connect()
+        # away: __inet_hash_connect()), so it is off every group's usable ports, as reserved
+        reserved = reserved | tally.listening
         half = _connect_parity_ports(port_range[0], port_range[1], reserved)
         for (src, _dst, _dport), g in groups.items():
             if g.bind_parity and g.connect_parity < half:

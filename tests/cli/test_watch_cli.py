@@ -80,6 +80,25 @@ def test_ctrl_c_ends_watch_with_130_and_no_traceback() -> None:
     assert line.startswith("portstorm watch: interrupted after ")
 
 
+@pytest.mark.parametrize("json_out", [False, True], ids=["table", "json"])
+def test_a_reader_that_goes_away_ends_watch_with_0(json_out: bool) -> None:
+    # ``portstorm watch | head -3``: the table's rich Console would exit 1 on its own
+    cmd = [sys.executable, "-m", "portstorm", "watch", "--interval", "0.1", "--duration", "60"]
+    cmd += ["--json"] if json_out else []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        assert p.stdout is not None and p.stderr is not None
+        assert p.stdout.readline()  # the first sample is out
+        p.stdout.close()  # the reader goes: the next sample's write meets a closed pipe
+        try:
+            err = p.stderr.read()
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise
+    assert p.returncode == 0, err
+    assert err == ""
+
+
 def _failing_reads(monkeypatch: pytest.MonkeyPatch, fail: set[int]) -> None:
     """WatchReader.read raises for the calls numbered in ``fail`` (0 first); no signal
     handler is installed in this test process."""

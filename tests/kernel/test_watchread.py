@@ -208,7 +208,9 @@ print(json.dumps({"same_sysctls": before[0] == after[0], "same_sockets": before[
     assert got["same_sysctls"] and got["same_sockets"]
 
 
-def test_a_listener_inside_the_range_makes_no_client_group(tmp_path: Path) -> None:
+def test_a_listener_inside_the_range_makes_no_client_group_and_is_not_usable(
+    tmp_path: Path,
+) -> None:
     got = _inside(
         tmp_path,
         """
@@ -219,14 +221,17 @@ for _ in range(4):
 r = WatchReader()
 s = r.read()
 r.close()
-print(json.dumps(groups(s)))
+print(json.dumps([groups(s), s.usable_ports]))
 """,
         sysctls={"net.ipv4.ip_local_port_range": "40000 40999"},
     )
+    found, usable = got
     # the 4 clients' sockets form the one group; the 4 accepted ones (local port 40001)
     # hold the listener's port, not ephemeral ones, and are left out
-    assert list(got) == ["127.0.0.1:40001 127.0.0.1"]
-    assert got["127.0.0.1:40001 127.0.0.1"][0]["established"] == 4
+    assert list(found) == ["127.0.0.1:40001 127.0.0.1"]
+    assert found["127.0.0.1:40001 127.0.0.1"][0]["established"] == 4
+    # and connect() never takes the listener's port: 999 of the 1,000 are usable
+    assert usable == 999
 
 
 def test_sockets_on_reserved_ports_are_left_out_and_the_range_is_read_each_sample(

@@ -41,11 +41,52 @@ def test_a_burst_over_uniformly_expiring_time_wait_crosses_when_the_arithmetic_s
 def test_a_burst_seen_twice_forecasts_from_its_counted_rate() -> None:
     bins = _bins({k: 10 for k in range(50)})  # 500 leaving over the next 50 s
     first = view(_sample(_group(tw=500, new=500, bins=bins), dt=0.0))
-    second = view(_sample(_group(tw=500, new=100, bins=bins), t=1001.0), first)
+    # a second later: 100 new, all in TIME_WAIT since (the youngest bin)
+    later = _bins({**{k: 10 for k in range(50)}, 59: 100})
+    second = view(_sample(_group(tw=600, new=100, bins=later), t=1001.0), first)
     g = second.groups[0]
     assert g.rate_per_s == pytest.approx(100.0)
-    assert g.exhaustion_in_s == pytest.approx(500 / 90)
-    assert g.words == "runs out in 5.6 s at 100 conn/s"
+    assert g.time_wait_share == 1.0
+    assert g.exhaustion_in_s == pytest.approx(400 / 90)
+    assert g.words == "runs out in 4.4 s at 100 conn/s"
+
+
+def test_a_host_whose_servers_close_first_is_not_on_course_at_any_rate() -> None:
+    # 1,000 new connections a second, each closed by the server (no TIME_WAIT here: the
+    # client's side goes CLOSE_WAIT -> LAST_ACK -> gone), 5 open at any sample: the old
+    # model (every connection held 60 s) said "runs out in 1 s"
+    v = view(_sample(_group(est=5, new=1000), dt=0.0))
+    for t in (1001.0, 1002.0, 1003.0):
+        v = view(_sample(_group(est=5, new=1000), t=t), v)
+    g = v.groups[0]
+    assert g.rate_per_s == pytest.approx(1000.0)
+    assert g.time_wait_share == 0.0
+    assert g.exhaustion_in_s is None
+    assert g.words == "steady: 0 % used"
+
+
+def test_half_the_connections_in_time_wait_fill_at_half_the_rate() -> None:
+    # 200/s, half closed here first (100/s into TIME_WAIT), half by the server
+    v = view(_sample(_group(tw=0, new=0), dt=0.0))
+    tw = 0
+    for i in (1, 2, 3):
+        tw += 100
+        bins = _bins({60 - j: 100 for j in range(1, i + 1)})
+        v = view(_sample(_group(tw=tw, new=200, bins=bins), t=1000.0 + i), v)
+    g = v.groups[0]
+    assert g.time_wait_share == pytest.approx(0.5)
+    # 300 in use, 100/s more for the next 57 s before the first of them leave: 7 s
+    assert g.exhaustion_in_s == pytest.approx(7.0)
+
+
+def test_held_connections_not_yet_closed_count_as_the_worst_case() -> None:
+    # 100/s opened and held (a pool filling): none ended, so the share cannot be measured
+    v = view(_sample(_group(est=0), dt=0.0))
+    for i in (1, 2):
+        v = view(_sample(_group(est=100 * i, new=100), t=1000.0 + i), v)
+    g = v.groups[0]
+    assert g.time_wait_share == 1.0
+    assert g.exhaustion_in_s == pytest.approx(8.0)  # 800 ports left at 100/s
 
 
 def test_a_steady_state_below_the_ceiling_is_never_on_course() -> None:
@@ -118,14 +159,16 @@ def test_timestamps_off_says_reuse_cannot_help() -> None:
 def test_the_json_line_has_the_names_the_issue_lists() -> None:
     bins = _bins({k: 10 for k in range(50)})
     first = view(_sample(_group(tw=500, new=500, bins=bins), dt=0.0))
-    v = view(_sample(_group(tw=500, new=100, bins=bins), t=1001.5, conntrack=(5, 100)), first)
+    later = _bins({**{k: 10 for k in range(50)}, 59: 100})
+    v = view(_sample(_group(tw=500, new=100, bins=later), t=1001.5, conntrack=(5, 100)), first)
     doc = json.loads(json.dumps(v.to_json()))
     assert doc["t"] == 1001.5 and doc["time_wait"] == 500
     assert {"t", "time_wait", "groups"} <= set(doc)
     assert doc["conntrack"] == {"count": 5, "max": 100}
     (g,) = doc["groups"]
     assert list(g) == ["source", "destination", "usable_ports", "ports_in_use", "states",
-                       "used_fraction", "rate_per_s", "exhaustion_in_s"]  # fmt: skip
+                       "used_fraction", "rate_per_s", "exhaustion_in_s",
+                       "time_wait_share"]  # fmt: skip
     assert g["states"] == {"established": 0, "time_wait": 500, "syn_sent": 0, "other": 0}
     assert g["usable_ports"] == 1000 and g["used_fraction"] == 0.5
     assert g["exhaustion_in_s"] == pytest.approx(500 / 90, abs=0.01)
