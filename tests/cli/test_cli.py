@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import assert_one_line_error, portstorm
+from tests.support.cli import assert_one_line_error, in_process, portstorm
 from tests.support.netns import check, load, run_in_netns
 
 BAD_RUN_ARGS = [
@@ -43,7 +43,14 @@ BAD_RUN_ARGS = [
 
 
 @pytest.mark.parametrize(("args", "fragments"), BAD_RUN_ARGS)
-def test_bad_run_input_is_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:
+def test_bad_run_input_is_one_line_and_exit_2(
+    args: list[str], fragments: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert_one_line_error(in_process(monkeypatch, "run", *args), 2, *fragments)
+
+
+def test_a_bad_run_input_is_one_line_and_exit_2_from_a_real_process() -> None:
+    args, fragments = BAD_RUN_ARGS[0]
     assert_one_line_error(portstorm("run", *args), 2, *fragments)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.cli import assert_one_line_error, portstorm
+from tests.support.cli import assert_one_line_error, in_process, portstorm
 
 
 @pytest.mark.parametrize(
@@ -33,10 +33,15 @@ from tests.support.cli import assert_one_line_error, portstorm
     ],
 )
 def test_a_bad_exchange_value_is_refused_in_one_line(
-    args: tuple[str, ...], fragments: tuple[str, ...]
+    args: tuple[str, ...], fragments: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proc = portstorm("run", *args, "--duration", "1", "--no-report")
+    proc = in_process(monkeypatch, "run", *args, "--duration", "1", "--no-report")
     assert_one_line_error(proc, 2, *fragments)
+
+
+def test_a_bad_exchange_value_is_refused_in_one_line_by_a_real_process() -> None:
+    proc = portstorm("run", "--http", "index.html", "--duration", "1", "--no-report")
+    assert_one_line_error(proc, 2, "--http 'index.html' does not start with '/'")
 
 
 def test_a_hold_whose_rate_the_fd_limit_cannot_hold_is_refused_as_the_environment() -> None:

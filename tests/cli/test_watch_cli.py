@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import assert_one_line_error, portstorm
+from tests.support.cli import assert_one_line_error, in_process, portstorm
 
 BAD_WATCH_ARGS = [
     (["--interval", "0.05"], ["--interval 0.05", "allowed", ">= 0.1"]),
@@ -28,7 +28,14 @@ BAD_WATCH_ARGS = [
 
 
 @pytest.mark.parametrize(("args", "fragments"), BAD_WATCH_ARGS)
-def test_bad_watch_input_is_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:
+def test_bad_watch_input_is_one_line_and_exit_2(
+    args: list[str], fragments: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert_one_line_error(in_process(monkeypatch, "watch", *args), 2, *fragments)
+
+
+def test_bad_watch_input_is_one_line_and_exit_2_from_a_real_process() -> None:
+    args, fragments = BAD_WATCH_ARGS[0]
     assert_one_line_error(portstorm("watch", *args), 2, *fragments)
 
 
