@@ -278,13 +278,51 @@ def _python_for_nobody() -> list[str]:
     return [str(py)]
 
 
-@pytest.fixture
-def open_tmp() -> Any:
-    """A folder every user can enter (pytest's tmp_path sits in a root-only folder)."""
+def _open_dir(prefix: str) -> Path:
+    """A new folder every user can enter (pytest's tmp_path sits in a root-only folder)."""
     import tempfile
 
-    d = Path(tempfile.mkdtemp(prefix="portstorm-nobody-", dir="/tmp"))
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     os.chmod(d, 0o755)
+    return d
+
+
+@pytest.fixture(scope="session")
+def nobody_packages() -> Any:
+    """The venv's packages and this checkout's portstorm, copied once per test process
+    where nobody can read them (the venv may sit under /root). The .pyc files come too,
+    their source mtimes kept by the copy, so nobody's Python (PYTHONDONTWRITEBYTECODE)
+    compiles nothing: a copy without them cost ~45 s of CPU per test."""
+    if os.geteuid() != 0:
+        yield None  # _as_nobody skips first
+        return
+    d = _open_dir("portstorm-nobody-pkgs-")
+    try:
+        site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
+        shared = d / "pkgs"
+        # less to copy: the tools of development and CI, which portstorm never imports
+        tools = shutil.ignore_patterns("mypy", "mypyc", "*__mypyc*", "pip", "setuptools",
+                                       "hypothesis", "ansible", "ansible_*", "ruff")  # fmt: skip
+        shutil.copytree(site, shared, symlinks=True, ignore=tools)
+        root = Path(__file__).resolve().parents[2]
+        shutil.copytree(root / "portstorm", shared / "portstorm", dirs_exist_ok=True)
+        for folder, _dirs, files in os.walk(d):
+            os.chmod(folder, 0o755)
+            for f in files:
+                path = os.path.join(folder, f)
+                if not os.path.islink(path):
+                    os.chmod(path, 0o644)
+        yield shared
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def open_tmp(nobody_packages: Path | None) -> Any:
+    """A folder every user can enter, with the shared packages linked in as ``pkgs``."""
+    d = _open_dir("portstorm-nobody-")
+    if nobody_packages is not None:
+        (d / "pkgs").symlink_to(nobody_packages)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -292,15 +330,7 @@ def open_tmp() -> Any:
 def _as_nobody(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     _need_root()
     py = _python_for_nobody()
-    root = Path(__file__).resolve().parents[2]
-    site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
-    # the venv's packages are read from a copy nobody can reach (the venv may sit under /root)
-    shared = tmp_path / "pkgs"
-    if not shared.exists():
-        shutil.copytree(site, shared, symlinks=True, ignore=shutil.ignore_patterns("*.pyc"))
-        shutil.copytree(root / "portstorm", shared / "portstorm", dirs_exist_ok=True)
-        for p in [tmp_path, *shared.rglob("*")]:
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    shared = tmp_path / "pkgs"  # open_tmp's link to the session's copy (nobody_packages)
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     os.chown(home, 65534, 65534)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from portstorm.engine.sink_handle import SINK_MODULE
+from tests.support.cli import in_process
 from tests.support.netns import check, load, run_in_netns
 from tests.support.require import require
 
@@ -205,9 +206,11 @@ def test_a_killed_run_leaves_no_namespace_veth_or_process(tmp_path: Path, sig: i
     ],
 )
 def test_bad_tunings_and_sandbox_combinations_are_refused_before_anything_runs(
-    args: list[str], fragments: list[str]
+    args: list[str], fragments: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proc = subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=30)
+    # in this process (nothing can run: in_process replaces the run); a refusal from a real
+    # process: tests/cli/test_cli.py
+    proc = in_process(monkeypatch, "run", *args)
     err = proc.stderr.strip()
     assert proc.returncode == 2, (proc.returncode, err)
     assert len(err.splitlines()) == 1 and "Traceback" not in err
