@@ -16,8 +16,10 @@ from typing import Annotated, NoReturn
 import typer
 
 from portstorm.cli import gate_options as go
+from portstorm.cli.fleetcmd import fleet_app, merge_cmd
 from portstorm.cli.options import RunOptions, with_run_options
 from portstorm.cli.parsers import click_message, listen_address, number, out_path, typed, whole
+from portstorm.cli.restartcmd import last_ack, restart
 from portstorm.cli.watchcmd import watch
 from portstorm.core.errors import (
     EXIT_ENVIRONMENT,
@@ -27,6 +29,7 @@ from portstorm.core.errors import (
 )
 from portstorm.core.scenario import CloseMode, Target
 from portstorm.core.text import one_line as _one_line
+from portstorm.core.thresholds import parse_thresholds
 
 app = typer.Typer(
     name="portstorm",
@@ -79,7 +82,8 @@ def sweep(
             metavar="NAME=V1,V2,...",
             help="A factor and its values; repeat for a cartesian product. NAME: any --set "
             "sysctl (tcp_tw_reuse), server:NAME for --server-set, or close, bind, rate, "
-            "concurrency, sandbox. ip_local_reserved_ports separates values with ';'.",
+            "concurrency, sandbox, or remedy (the remedies preset's cells). "
+            "ip_local_reserved_ports separates values with ';'.",
             show_default=False,
         ),
     ] = None,
@@ -118,9 +122,11 @@ def sweep(
     no_report: Annotated[
         bool, typer.Option("--no-report", help="No report.html for the sweep.")
     ] = False,
+    junit: go.Junit = None,
 ) -> int:
     """Run a matrix of experiments; any 'portstorm run' option applies to every cell.
-    Writes sweep.json, cells/, and report.html comparing the cells."""
+    Writes sweep.json, cells/, and report.html comparing the cells. With --fail-if: each
+    cell's runs and their median judged, exit 1 when one failed, once every file is written."""
     from portstorm.cli.sweepcmd import list_presets_text, run_sweep
 
     # SIGTERM unwinds like Ctrl-C (exit 130) whenever it comes: during the runs the runner
@@ -134,7 +140,7 @@ def sweep(
     return run_sweep(
         vary=vary or [], preset_name=preset, repeat=repeat, repeat_given=typed(ctx, "repeat"),
         parallel=parallel, resume=resume, out=out, quiet=quiet, report=not no_report,
-        run_args=list(ctx.args),
+        run_args=list(ctx.args), junit=junit,
     )  # fmt: skip
 
 
@@ -159,25 +165,15 @@ def compare(
             help="Also write the comparison report (and its PNGs).",
         ),
     ] = None,
+    fail_if: go.CompareFailIf = None,
+    junit: go.Junit = None,
 ) -> int:
     """Key metrics side by side, each one's change against the first, and whether it is
-    beyond the spread of repeats."""
-    import json
+    beyond the spread of repeats. With --fail-if: exit 1 when a row fails a threshold."""
+    from portstorm.cli.sweepcmd import run_compare
 
-    from portstorm.cli.console import print_compare
-    from portstorm.cli.sweepcmd import compare_paths
-
-    doc, subjects = compare_paths(paths)
-    if json_out:
-        print(json.dumps(doc.to_json(), indent=1))
-    else:
-        print_compare(doc)
-    if html is not None:
-        from portstorm.report import write_many_report
-
-        files = write_many_report(subjects, html, "Comparison", inputs=paths)
-        print(f"report: {_one_line(files.html)}", file=sys.stderr if json_out else sys.stdout)
-    return EXIT_OK
+    gates = parse_thresholds(fail_if or (), changes=True)  # refused before anything is read
+    return run_compare(paths, gates, json_out=json_out, html=html, junit=junit)
 
 
 @app.command()
@@ -318,6 +314,10 @@ def inspect(
 
 
 app.command()(watch)  # cli/watchcmd.py: its options and loop live there
+app.add_typer(fleet_app)  # cli/fleetcmd.py: fleet playbook, fleet run
+app.command("merge")(merge_cmd)  # cli/fleetcmd.py too
+app.command()(restart)  # cli/restartcmd.py: the server-restart experiment
+app.command("lastack")(last_ack)  # cli/restartcmd.py: what TIME_WAIT protects
 
 
 @app.command()

@@ -125,6 +125,18 @@ def _first_line(text: str | None) -> str:
     return ps[0] if ps else ""
 
 
+def _commands(group: Any, ctx: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """(name as typed, command, its context) of each visible command, a group's own
+    commands after it under their full names (``fleet``, ``fleet playbook``, ``fleet run``)."""
+    for name, cmd in group.commands.items():
+        if cmd.hidden:
+            continue
+        sub = cmd.make_context(name, [], parent=ctx, resilient_parsing=True)
+        yield f"{prefix}{name}", cmd, sub
+        if hasattr(cmd, "commands"):  # a group: typer.add_typer()
+            yield from _commands(cmd, sub, f"{prefix}{name} ")
+
+
 def render(root: Any = None) -> str:
     """The page for ``root`` (default: the portstorm command), as roff source."""
     if root is None:
@@ -134,15 +146,14 @@ def render(root: Any = None) -> str:
 
         root = typer.main.get_command(app)
     ctx = root.make_context(NAME, [], resilient_parsing=True)
-    commands = {n: c for n, c in root.commands.items() if not c.hidden}
+    commands = list(_commands(root, ctx))
     lines = [
         f'.TH PORTSTORM 1 "" "{NAME} {escape(__version__)}" "User Commands"',
         ".SH NAME",
         f"{NAME} \\- {escape(_first_line(root.help))}",
         ".SH SYNOPSIS",
     ]
-    for k, (name, cmd) in enumerate([("", root), *commands.items()]):
-        sub = cmd.make_context(name, [], parent=ctx, resilient_parsing=True) if name else ctx
+    for k, (name, cmd, sub) in enumerate([("", root, ctx), *commands]):
         usage = " ".join(cmd.collect_usage_pieces(sub))
         lines += [".br"] if k else []
         lines.append(f"\\fB{NAME}{' ' + name if name else ''}\\fR {escape(usage)}")
@@ -151,8 +162,7 @@ def render(root: Any = None) -> str:
     for term, help_text in _params(root, ctx):
         lines += _item(term, help_text)
     lines += [".SH COMMANDS"]
-    for name, cmd in commands.items():
-        sub = cmd.make_context(name, [], parent=ctx, resilient_parsing=True)
+    for name, cmd, sub in commands:
         usage = " ".join(cmd.collect_usage_pieces(sub))
         lines += [f".SS {_quoted(f'{NAME} {name} {usage}')}", *_prose(cmd.help)]
         for term, help_text in _params(cmd, sub):

@@ -3,10 +3,11 @@
 Containing the run options (``RunOptions``: one field per option, each with its Typer
 ``Annotated`` declaration and a typed parser from parsers.py), the one way option values become a
 ``Scenario`` (``RunOptions.to_scenario``), and the way back to a command line
-(``to_argv``), which a sweep records in sweep.json and hands to each cell's
+(optionsargv.py's ``to_argv``), which a sweep records in sweep.json and hands to each cell's
 ``portstorm run`` child. ``run`` takes its parameters from this declaration
 (``with_run_options``); ``sweep`` parses the run options it passes on with the same
-declaration (``options_from_argv``). No command lives here, and nothing here exits.
+declaration (optionsargv.py: argv <-> RunOptions). No command lives here, and nothing here
+exits.
 
 Adding a run option is this file only (and the Scenario field it sets): a field in
 ``RunOptions``, a line in ``to_scenario`` and an entry in ``WIRING_EXAMPLES``.
@@ -16,11 +17,10 @@ tests/cli/test_cli_options.py fails for a field that no Scenario reflects.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -28,11 +28,11 @@ import typer
 import typer.core
 
 from portstorm.cli import exchange_options as ex
+from portstorm.cli import fleet_options as fo
 from portstorm.cli import gate_options as go
 from portstorm.cli import sandbox_options as so
-from portstorm.cli.parsers import click_message, number, typed, whole
+from portstorm.cli.parsers import number, whole
 from portstorm.core.addressing import parse_sources
-from portstorm.core.errors import UsageError
 from portstorm.core.scenario import (
     BindMode,
     CloseMode,
@@ -216,6 +216,8 @@ class RunOptions:
     clients: so.Clients = None
     router_set: so.RouterSet = None
     fail_if: go.FailIf = None  # thresholds judged on the saved run: gate_options.py
+    stop_on_fail: go.StopOnFail = False
+    start_at: fo.StartAt = None  # --start-at TIME: fleet_options.py
 
     def to_scenario(self) -> Scenario:
         """Every check of ``portstorm run``'s input that needs more than one option; one
@@ -259,6 +261,8 @@ class RunOptions:
             hold_s=float(self.hold),
             nat=so.nat_spec(self.nat_ports, self.nat_flags, self.clients, self.router_set),
             thresholds=parse_thresholds(self.fail_if or ()),
+            stop_on_fail=self.stop_on_fail,
+            start_at_s=fo.start_at_s(self.start_at),
         )
 
 
@@ -297,6 +301,8 @@ WIRING_EXAMPLES: dict[str, tuple[str, ...]] = {
     "clients": ("--sandbox", "nat", "--clients", "10"),
     "router_set": ("--sandbox", "nat", "--router-set", "nf_conntrack_tcp_timeout_time_wait=30"),
     "fail_if": ("--fail-if", "p99 > 5ms"),
+    "stop_on_fail": ("--fail-if", "port_exhausted > 0", "--stop-on-fail"),
+    "start_at": ("--start-at", "2100-01-01T00:00:00Z"),
 }
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RunOptions))
@@ -333,67 +339,3 @@ def with_run_options(command: Callable[..., int]) -> Callable[..., int]:
         p.name: p.annotation for p in signature.parameters.values()
     }
     return command_with_run_options
-
-
-# -- argv <-> RunOptions: a sweep's cells ----------------------------------------------------
-
-
-@functools.cache
-def _parser() -> typer.core.TyperCommand:
-    """A command of the run options alone; invoking it returns the RunOptions."""
-    holder = typer.Typer(add_completion=False)
-
-    @holder.command("run")
-    @with_run_options
-    def _options(options: RunOptions) -> Any:
-        return options
-
-    command = typer.main.get_command(holder)
-    assert isinstance(command, typer.core.TyperCommand)  # one command: no group around it
-    return command
-
-
-def options_from_argv(argv: Sequence[str]) -> tuple[RunOptions, frozenset[str]]:
-    """``portstorm run`` arguments -> (the options, the names of those given on the command
-    line), or one UsageError naming the problem."""
-    cmd = _parser()
-    try:
-        with cmd.make_context("portstorm run", list(argv)) as ctx:
-            options = cmd.invoke(ctx)
-    except typer.TyperException as e:
-        raise UsageError(click_message(e).strip().replace("\n", " ")) from None
-    given = frozenset(name for name in ctx.params if typed(ctx, name))
-    assert isinstance(options, RunOptions)
-    return options, given
-
-
-def _text(value: object) -> str:
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))  # 10, as typed, rather than 10.0
-    return str(value)
-
-
-def to_argv(options: RunOptions) -> list[str]:
-    """The options -> the shortest ``portstorm run`` arguments that give them back."""
-    params = {p.name: p for p in _parser().params}
-    argv: list[str] = []
-    positional: list[str] = []
-    for f in dataclasses.fields(RunOptions):
-        value = getattr(options, f.name)
-        p = params[f.name]
-        if p.param_type_name == "argument":
-            positional += [_text(v) for v in value or ()]
-            continue
-        if value == f.default or value is None or value == [] or value == ():
-            continue
-        flag = max(p.opts, key=len)
-        if isinstance(value, bool):
-            argv.append(flag if value else (p.secondary_opts or [flag])[0])
-        elif isinstance(value, list | tuple):
-            for v in value:
-                argv += [flag, _text(v)]
-        else:
-            argv += [flag, _text(value)]
-    return argv + positional

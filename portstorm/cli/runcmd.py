@@ -5,7 +5,8 @@ Containing the order of what a person sees around one run, and nothing that meas
 (engine/processes.py), so namespaces, the sink and live sysctl changes are cleaned up by
 the same code. An interrupted run has saved its result.json before its report is drawn;
 drawing takes a second or two, so the user is told, and a second Ctrl-C skips it (nothing
-half-written: a report's files are written together once drawn).
+half-written: a report's files are written together once drawn). A run --stop-on-fail
+ended (engine/stoponfail.py) is not interrupted: it is reported as any run, and exits 1.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def run_command(
     if report:
         from portstorm.report import DEFAULT_NAME, write_run_report
 
-        interrupted = not output.result.complete and not output.problems
+        # --stop-on-fail ended it: not an interruption, the report is drawn as for any run
+        interrupted = not output.result.complete and not output.problems and not output.stopped
         # the handler first, then the word: a Ctrl-C right after the word must be the skip
         again = interrupt_on_signals() if interrupted else None  # the second interrupt
         try:
@@ -96,7 +98,7 @@ def run_command(
             file=sys.stderr,
         )
         return EXIT_ENVIRONMENT
-    if not output.result.complete:
+    if not output.result.complete and not output.stopped:
         return EXIT_INTERRUPTED
     # every file is written by now: a failed threshold is the run's verdict, not an error
     return EXIT_THRESHOLD if any(not v.passed for v in output.result.thresholds) else EXIT_OK

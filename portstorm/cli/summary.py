@@ -16,8 +16,10 @@ from rich.console import Console
 from portstorm.cli.plain import PlainTable, listed, plain, us, wrapped
 from portstorm.core.binding import binding
 from portstorm.core.findings import Finding, run_findings, unsaid_notes
+from portstorm.core.gatestop import stopped_by_gate
 from portstorm.core.natmodel import NatCapacity
 from portstorm.core.result import RunResult
+from portstorm.core.subjectgates import CaseVerdict
 from portstorm.core.thresholds import Verdict
 from portstorm.core.words import describe_load, fmt_s, sandbox_label, starts_note
 
@@ -73,9 +75,34 @@ def print_verdicts(verdicts: Sequence[Verdict], console: Console) -> None:
         console.print(plain(line, style="" if v.passed else "red"))
 
 
+def print_case_verdicts(verdicts: Sequence[CaseVerdict], console: Console) -> None:
+    """A sweep's or comparison's verdicts: each case (cell, compared row) and what it was
+    judged on (r1, r2, median), the threshold, what was measured and why (a change)."""
+    if not verdicts:
+        return
+    failed = sum(not cv.verdict.passed for cv in verdicts)
+    head = f"thresholds: {failed} of {len(verdicts)} failed" if failed else "thresholds: all passed"
+    console.print(plain(head, style="bold red" if failed else "bold"))
+    case_w = max(len(cv.case) for cv in verdicts)
+    of_w = max(len(cv.of) for cv in verdicts)
+    expr_w = max(len(cv.verdict.expression) for cv in verdicts)
+    for cv in verdicts:
+        v = cv.verdict
+        word = "PASS" if v.passed else "FAIL"
+        why = f" ({v.reason})" if v.reason else ""
+        line = (
+            f"  {word}  {cv.case:<{case_w}}  {cv.of:<{of_w}}  {v.expression:<{expr_w}}  "
+            f"measured {v.measured_text()}{why}"
+        )
+        # one line each, however narrow the terminal: a CI log is searched line by line
+        console.print(plain(line, style="" if v.passed else "red"), soft_wrap=True)
+
+
 def _table(result: RunResult, path: str) -> PlainTable:
     s = result.setup
     state = "complete" if result.complete else "INTERRUPTED (partial results)"
+    if not result.complete and stopped_by_gate(result.notes):
+        state = "STOPPED by --stop-on-fail (partial results)"
     t = PlainTable(title=f"portstorm run: {state}", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")

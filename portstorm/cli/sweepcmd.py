@@ -1,11 +1,13 @@
 """``portstorm sweep`` and ``portstorm compare`` end to end: options in, files and tables out.
 
 Containing the order of operations only: planning is sweepplan.py, running engine/sweep.py,
-metrics core/compare.py, printing console.py.
+metrics core/compare.py, printing console.py, the --fail-if verdicts over cells and rows
+core/subjectgates.py (exit 1 when one failed, once every file is written).
 """
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,14 @@ from portstorm.core.errors import (
     EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_THRESHOLD,
     PortstormError,
     UsageError,
 )
 from portstorm.core.inputs import load_subjects, subjects_of
 from portstorm.core.outdir import default_out_dir
 from portstorm.core.reading import read_json_object
+from portstorm.core.subjectgates import CaseVerdict
 from portstorm.core.sweep import (
     PRESETS,
     check_sweep_doc,
@@ -31,6 +35,7 @@ from portstorm.core.sweep import (
     preset,
 )
 from portstorm.core.text import one_line
+from portstorm.core.thresholds import Threshold
 from portstorm.engine.sweep import SweepPlan, SweepRunner, cpu_count
 
 
@@ -136,6 +141,7 @@ def run_sweep(
     quiet: bool,
     run_args: list[str],
     report: bool = True,
+    junit: Path | None = None,
 ) -> int:
     from portstorm.cli.console import SweepLine, print_compare
 
@@ -186,7 +192,13 @@ def run_sweep(
     subjects = load_subjects(existing)
     if subjects:
         print_compare(comparison(subjects), title=f"sweep: {out_dir}")
+    verdicts = [v for cell in plan.cells for v in runner.verdicts(cell)]
+    times = {(r.cell.label, f"r{r.repeat}"): runner.records[r.rel_dir].wall_s or 0.0
+             for r in plan.runs}  # fmt: skip
+    show_verdicts(verdicts)
     print(f"sweep: {one_line(str(existing))}")
+    if junit is not None:  # before the report: a skipped drawing still leaves the verdicts
+        write_verdicts("sweep", verdicts, junit, times)
     if report and subjects:
         from portstorm.report import write_sweep_report
 
@@ -203,7 +215,66 @@ def run_sweep(
             f"{len(failed)} run(s) did not finish (first: {failed[0]}); fix the cause and "
             f"run 'portstorm sweep --resume --out {out_dir}'"
         )
-    return EXIT_OK
+    return gates_exit(verdicts)
+
+
+def gates_exit(verdicts: list[CaseVerdict]) -> int:
+    """1 when a threshold failed (every file is written by now), else 0."""
+    return EXIT_THRESHOLD if any(not v.verdict.passed for v in verdicts) else EXIT_OK
+
+
+def show_verdicts(verdicts: list[CaseVerdict]) -> None:
+    from rich.console import Console
+
+    from portstorm.cli.summary import print_case_verdicts
+
+    print_case_verdicts(verdicts, Console(highlight=False))
+
+
+def write_verdicts(
+    kind: str,
+    verdicts: list[CaseVerdict],
+    junit: Path,
+    times: dict[tuple[str, str], float],
+    to_stderr: bool = False,
+) -> None:
+    from portstorm.report import write_cases_junit
+
+    path = write_cases_junit(kind, verdicts, junit, times)
+    print(f"junit: {one_line(path)}", file=sys.stderr if to_stderr else sys.stdout)
+
+
+def run_compare(
+    paths: list[Path],
+    gates: tuple[Threshold, ...],
+    *,
+    json_out: bool,
+    html: Path | None,
+    junit: Path | None,
+) -> int:
+    """``portstorm compare``: the table (or its JSON), the --fail-if verdicts on every row
+    after the baseline, the JUnit file and the report; 1 when a threshold failed."""
+    import json
+
+    from portstorm.cli.console import print_compare
+    from portstorm.core.subjectgates import compare_verdicts
+
+    doc, subjects = compare_paths(paths)
+    verdicts = compare_verdicts(gates, doc, subjects)
+    if json_out:
+        gated = {"thresholds": [{"case": v.case, **v.to_json()} for v in verdicts]}
+        print(json.dumps(doc.to_json() | (gated if gates else {}), indent=1))
+    else:
+        print_compare(doc)
+        show_verdicts(verdicts)
+    if junit is not None:  # with --json, what is not JSON goes to stderr
+        write_verdicts("compare", verdicts, junit, {}, to_stderr=json_out)
+    if html is not None:
+        from portstorm.report import write_many_report
+
+        files = write_many_report(subjects, html, "Comparison", inputs=paths, verdicts=verdicts)
+        print(f"report: {one_line(files.html)}", file=sys.stderr if json_out else sys.stdout)
+    return gates_exit(verdicts)
 
 
 def compare_paths(paths: list[Path]) -> tuple[Comparison, list[Subject]]:

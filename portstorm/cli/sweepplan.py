@@ -13,7 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from portstorm.cli.options import RunOptions, options_from_argv, to_argv
+from portstorm.cli.options import RunOptions
+from portstorm.cli.optionsargv import options_from_argv, to_argv
 from portstorm.core.errors import UsageError
 from portstorm.core.scenario import SandboxKind, Scenario
 from portstorm.core.sweep import (
@@ -24,6 +25,7 @@ from portstorm.core.sweep import (
     check_factors,
     expand,
 )
+from portstorm.core.thresholds import parse_thresholds
 from portstorm.core.tuning import lookup
 from portstorm.engine.run import resolve
 from portstorm.engine.sweep import PlannedRun, SweepPlan
@@ -55,10 +57,11 @@ def base_options(
 ) -> RunOptions:
     """The preset's defaults, overridden by what the user gave; factors may not be both."""
     options, given = options_from_argv(user_args)
-    if "fail_if" in given:  # each cell would exit 1 on its own: gates over cells are not built
+    parse_thresholds(options.fail_if or ())  # a bad one: its own line, no cell named
+    if options.start_at is not None:  # every cell after the first would start too late
         raise UsageError(
-            "--fail-if is not yet taken by sweep: gate single runs with "
-            "'portstorm run --fail-if EXPR'"
+            "--start-at applies to one run, not to a sweep (its cells run one after another); "
+            "start the sweep itself at that time instead"
         )
     for f in factors:
         if f.kind == "run" and f.name in given:
@@ -160,4 +163,5 @@ def plan_sweep(
         preset=preset.name if preset else None,
         runs=runs,
         parallel=parallel,
+        thresholds=parse_thresholds(base.fail_if or ()),  # every cell's: judged per cell
     )

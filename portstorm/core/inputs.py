@@ -1,10 +1,12 @@
 """Saved files in, subjects out: what ``compare`` and ``report`` read.
 
 Containing only file reading and labelling, no printing and no measuring. Accepted inputs:
-a result.json (``portstorm.run/1``), a sweep.json (``portstorm.sweep/1``: one subject per
+a result.json (``portstorm.run/2``, or /1), a sweep.json (``portstorm.sweep/1``: one subject per
 cell with a finished run), the JSON of ``portstorm compare --json`` (``portstorm.compare/1``:
 its subjects are re-read from the result files it names), or a folder holding a sweep.json
-or result.json. Every way a file can be wrong is one UsageError line naming it.
+or result.json. Every way a file can be wrong is one UsageError line naming it. Results
+are read lazily: per-interval histograms stay encoded until an export asks for them
+(RunResult.interval_histograms), so a compare of two days decodes none of 172,800.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ def resolve(path: Path) -> Path:
     """A folder stands for the sweep.json or result.json inside it, or for the interval
     log of a run that was killed before it wrote result.json."""
     if path.is_dir():
-        for name in ("sweep.json", "result.json", intervallog.NAME):
+        for name in ("sweep.json", "fleet.json", "result.json", intervallog.NAME):
             if (path / name).is_file():
                 return path / name
-        raise UsageError(f"{path}: a folder without sweep.json, result.json or {intervallog.NAME}")
+        raise UsageError(
+            f"{path}: a folder without sweep.json, fleet.json, result.json or {intervallog.NAME}"
+        )
     return path
 
 
@@ -63,6 +67,10 @@ def load(path: Path) -> Loaded:
             return Loaded(path, "sweep", load_sweep_subjects(path, doc), doc)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"{path}: damaged sweep.json ({type(e).__name__}: {e})") from None
+    if isinstance(fmt, str) and fmt.startswith("portstorm.fleet/"):  # the merged row
+        from portstorm.core.fleetfile import fleet_subject
+
+        return Loaded(path, "run", [fleet_subject(path, doc)])
     if isinstance(fmt, str) and fmt.startswith("portstorm.compare/"):
         try:
             check_format(fmt, COMPARE_FORMAT, "comparison")
@@ -74,7 +82,8 @@ def load(path: Path) -> Loaded:
             raise UsageError(f"{path}: damaged comparison: {e}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"{path}: damaged comparison ({type(e).__name__}: {e})") from None
-    return Loaded(path, "run", [Subject(str(path), (result_from_doc(path, doc),), (str(path),))])
+    run = result_from_doc(path, doc, lazy=True)
+    return Loaded(path, "run", [Subject(str(path), (run,), (str(path),))])
 
 
 def load_sweep_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
@@ -93,7 +102,7 @@ def load_sweep_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
                     "inside it, such as cells/01-.../r1/result.json"
                 )
             p = path.parent / rel
-            runs.append(load_result(p))
+            runs.append(load_result(p, lazy=True))
             paths.append(str(p))
         if runs:
             subjects.append(Subject(str(cell["label"]), tuple(runs), tuple(paths),
@@ -115,7 +124,7 @@ def _compare_subjects(path: Path, doc: dict[str, Any]) -> list[Subject]:
             if not f.is_file():
                 raise UsageError(f"{path}: names {p}, which is not there any more")
             files.append(f)
-        runs = tuple(load_result(f) for f in files)
+        runs = tuple(load_result(f, lazy=True) for f in files)
         subjects.append(Subject(row.label, runs, tuple(map(str, files)), dict(row.factors)))
     return subjects
 

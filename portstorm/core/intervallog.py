@@ -29,7 +29,7 @@ from portstorm.core.files import Folder, write_error
 from portstorm.core.formats import check_format
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.reading import read_text
-from portstorm.core.records import Interval, read_header
+from portstorm.core.records import Interval, decode_histogram, read_header
 from portstorm.core.result import RunResult
 from portstorm.core.setup import RunSetup
 
@@ -121,11 +121,11 @@ def _result(head: Mapping[str, Any], records: list[Any]) -> RunResult:
     hist = LatencyHistogram()
     # a run with a request/response or --http: its transactions too, from the same records
     tx = LatencyHistogram() if any(i.transaction_us is not None for i in intervals) else None
-    for i in intervals:
+    for k, i in enumerate(intervals):  # the records checked their shape; decoded here
         if i.hdr is not None:
-            hist.add(LatencyHistogram.decode(i.hdr))
+            hist.add(decode_histogram(i.hdr, f"intervals[{k}].hdr"))
         if tx is not None and i.transaction_hdr is not None:
-            tx.add(LatencyHistogram.decode(i.transaction_hdr))
+            tx.add(decode_histogram(i.transaction_hdr, f"intervals[{k}].transaction_hdr"))
     version, host = read_header(head)
     last = intervals[-1] if intervals else None
     cap = head.get("capacity")

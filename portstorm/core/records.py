@@ -9,12 +9,13 @@ a FieldError naming its field, so a damaged file is refused whole, never half re
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from portstorm.core import fields
+from portstorm.core import fields, hdrblock
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import FAILURES
 from portstorm.core.routerrecord import RouterReading
@@ -111,19 +112,19 @@ class Interval:
         fields.integer(self.attempts, "attempts")
         fields.integer(self.succeeded, "succeeded")
         _check_failed(self.failed)
-        fields.counts(self.other_errnos, "other_errnos")
-        fields.counts(self.latency_us, "latency_us", null_values=True)
+        _counts(self.other_errnos, "other_errnos")
+        _counts(self.latency_us, "latency_us", null_values=True)
         for name in ("time_wait", "server_time_wait", "ports_in_use", "established", "fds"):
             fields.integer(getattr(self, name), name, null=True)
         # deltas of the kernel's counters: a counter that was reset goes down
-        fields.counts(self.kernel, "kernel", -fields.MAX_COUNT, null=True)
-        fields.counts(self.server_kernel, "server_kernel", -fields.MAX_COUNT, null=True)
-        fields.counts(self.ports_by_destination, "ports_by_destination", null=True)
+        _counts(self.kernel, "kernel", -fields.MAX_COUNT, null=True)
+        _counts(self.server_kernel, "server_kernel", -fields.MAX_COUNT, null=True)
+        _counts(self.ports_by_destination, "ports_by_destination", null=True)
         fields.text(self.hdr, "hdr", null=True)
         fields.integer(self.not_started, "not_started")
-        fields.counts(self.transaction_us, "transaction_us", null=True, null_values=True)
+        _counts(self.transaction_us, "transaction_us", null=True, null_values=True)
         fields.text(self.transaction_hdr, "transaction_hdr", null=True)
-        fields.counts(self.http_status, "http_status", null=True)
+        _counts(self.http_status, "http_status", null=True)
         if self.router is not None:
             fields.instance(self.router, RouterReading, "router")
         if self.attempts != self.succeeded + sum(self.failed.values()):
@@ -167,12 +168,14 @@ class Interval:
     def from_json(cls, d: object) -> Interval:
         """Every wrong shape is a FieldError naming the field (core/fields.py)."""
         m = fields.mapping(d, "")
+        # checked for shape, not decoded: a day of intervals is 86,400 histograms, and
+        # only the exports read them (hdrblock.py decodes them there, naming a bad one)
         hdr = m.get("hdr")
         if hdr is not None:
-            decode_histogram(hdr, "hdr")  # decoded by the exports: a bad one fails here
+            check_encoding(hdr, "hdr")
         tx_hdr = m.get("transaction_hdr")
         if tx_hdr is not None:
-            decode_histogram(tx_hdr, "transaction_hdr")  # merged by the pool and the fold
+            check_encoding(tx_hdr, "transaction_hdr")
         return cls(
             t=fields.as_float(fields.member(m, "t")),
             dt=fields.as_float(fields.member(m, "dt")),
@@ -204,6 +207,15 @@ def _router(d: object) -> RouterReading | None:
         return None
     with fields.within("router"):
         return RouterReading.from_json(d)
+
+
+def check_encoding(text: object, field: str) -> None:
+    """An HdrHistogram's compressed encoding by its shape (base64, its cookie and length),
+    without decompressing it; or a FieldError naming ``field``."""
+    if not (isinstance(text, str) and hdrblock.well_formed(text)):
+        raise fields.FieldError(
+            field, f"{fields.shown(text)}; allowed: an HdrHistogram in its compressed encoding"
+        )
 
 
 def decode_histogram(text: object, field: str) -> LatencyHistogram:
@@ -325,12 +337,56 @@ class TupleStats:
         return stats
 
 
+def worst_tuple(tuples: Sequence[TupleStats]) -> TupleStats | None:
+    """The tuple that fared worst: the highest failure ratio, then the earliest first
+    failure, then the fewest successes. None without failures or with a single tuple."""
+    failing = [t for t in tuples if t.failed]
+    if len(tuples) < 2 or not failing:
+        return None
+
+    def badness(t: TupleStats) -> tuple[float, float, int]:
+        first = t.first_failure_s if t.first_failure_s is not None else math.inf
+        return t.failure_ratio, -first, -t.succeeded
+
+    return max(failing, key=badness)
+
+
+def summed_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()  # name -> count over them all, most frequent first
+    for c in counts:
+        total.update(c)
+    return dict(total.most_common())
+
+
 def _round6(v: float | None) -> float | None:
     return None if v is None else round(v, 6)
 
 
 def _opt(m: Mapping[str, int] | None) -> dict[str, int] | None:
     return dict(m) if m is not None else None
+
+
+def _counts(
+    v: object,
+    field: str,
+    low: int = 0,
+    high: int = fields.MAX_COUNT,
+    *,
+    null: bool = False,
+    null_values: bool = False,
+) -> None:
+    """fields.counts, with a quick pass first for the common case (a dict of plain ints
+    in range): a day of intervals checks 2 million of them."""
+    if v is None and null:
+        return
+    if type(v) is dict:
+        values = [n for n in v.values() if n is not None] if null_values else list(v.values())
+        in_range = not values or (
+            set(map(type, values)) == {int} and low <= min(values) and max(values) <= high
+        )
+        if in_range and set(map(type, v)) <= {str}:
+            return
+    fields.counts(v, field, low, high, null=null, null_values=null_values)
 
 
 def _check_failed(failed: Mapping[str, int]) -> None:
@@ -341,4 +397,4 @@ def _check_failed(failed: Mapping[str, int]) -> None:
             f"unknown outcome name {fields.shown(unknown[0])}; allowed: "
             + ", ".join(sorted(FAILURE_NAMES)),
         )
-    fields.counts(failed, "failed")
+    _counts(failed, "failed")

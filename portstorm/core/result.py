@@ -1,11 +1,10 @@
 """The saved result of a run: ``RunResult``, and the versioned ``result.json`` format.
 
-Containing the value, its validation, its JSON form and its loading; the parts it is made
-of are in records.py (intervals, tuples, host), setup.py (the scenario) and capacity.py
-(the model's figures); files are read through reading.py. Reports and comparisons read
-these files, never live state. The constructors check the
-type and range of every field (core/fields.py), so a file with one wrong value is refused
-with that field's name (``intervals[3].latency_us.p50``) and never half read.
+Containing the value, its validation, its JSON form and its loading; the parts are in
+records.py (intervals, tuples, host), runform.py (intervals in the file), setup.py and
+capacity.py; files are read through reading.py. The constructors check the type and
+range of every field (core/fields.py), so a file with one wrong value is refused with that
+field's name (``intervals[3].latency_us.p50``) and never half read.
 
 Format history (keep old versions loading, as pyperf's _bench.py does):
 - ``portstorm.run/1`` (2026-11): first version. ``capacity`` and the per-interval sampler
@@ -36,21 +35,27 @@ Format history (keep old versions loading, as pyperf's _bench.py does):
   scenario's ``nat_ports``, ``nat_flags``, ``clients`` and ``router_set`` (no NAT), and
   later ``nat_rule`` (``masquerade`` or ``snat``, which made ``nat_ports``: unknown);
   ``thresholds``, the ``--fail-if`` verdicts (core/thresholds.py: none).
+- ``portstorm.run/2`` (2026-12): compact intervals, so a day of 1 s intervals is not 80 MB
+  (issue 22). Each keeps DESIGN.md's names, less what it does not hold (core/runform.py
+  says what and how it reads back, ``interval_counters`` included); ``hdr`` and
+  ``transaction_hdr`` move to the blocks ``interval_hdr`` and ``interval_transaction_hdr``
+  (core/hdrblock.py, read only when used); one interval a line (``result_text``). ``ramp``
+  keeps version 1's shape. Version 1 files load as before; nothing they held is lost.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Iterable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from portstorm.core import fields, formats, turnover
+from portstorm.core import fields, formats, runform, turnover
 from portstorm.core.capacity import Capacity
 from portstorm.core.errors import UsageError
 from portstorm.core.formats import check_format
+from portstorm.core.hdrblock import HdrBlock
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import CONNECTED
 from portstorm.core.ramp import check_ramp
@@ -64,7 +69,9 @@ from portstorm.core.records import (
     file_header,
     merge_intervals,
     read_header,
+    summed_counts,
     utc_iso,
+    worst_tuple,
 )
 from portstorm.core.setup import MEASURED, RunSetup
 from portstorm.core.thresholds import Verdict
@@ -73,7 +80,7 @@ from portstorm.core.thresholds import Verdict
 __all__ = [
     "FORMAT", "Capacity", "HostInfo", "Interval", "RunResult", "RunSetup", "TupleStats",
     "check_format", "decode_histogram", "load_result", "merge_intervals", "read_json_object",
-    "result_from_doc", "utc_iso",
+    "result_from_doc", "result_text", "utc_iso",
 ]  # fmt: skip
 
 FORMAT = formats.RUN
@@ -107,8 +114,20 @@ class RunResult:
     # --sandbox nat: the router's sysctls as read back (core/nat.py); None elsewhere, earlier
     router_tunings: Mapping[str, str] | None = None
     thresholds: tuple[Verdict, ...] = ()  # --fail-if: each threshold's verdict, as given
+    # run/2 read lazily: the intervals' histograms, encoded (interval_histograms())
+    interval_hdrs: HdrBlock | None = None
+    interval_transaction_hdrs: HdrBlock | None = None
+    # (attempts, succeeded, failed) over the intervals, summed once: a day's are 86,400
+    _sums: Any = field(default=None, repr=False, compare=False)  # set by __post_init__
 
     def __post_init__(self) -> None:
+        ivs = self.intervals
+        sums = (
+            sum(i.attempts for i in ivs),
+            sum(i.succeeded for i in ivs),
+            summed_counts(i.failed for i in ivs),
+        )
+        object.__setattr__(self, "_sums", sums)
         # named as in result.json: these checks are what a damaged file is told
         fields.text(self.tool_version, "tool.version")
         fields.instance(self.host, HostInfo, "host")
@@ -138,6 +157,7 @@ class RunResult:
         for i, tu in enumerate(self.tuples):
             fields.instance(tu, TupleStats, f"tuples[{i}]")
         check_ramp(self.ramp, self.intervals)
+        runform.check_blocks(self.intervals, self.interval_hdrs, self.interval_transaction_hdrs)
         for i, v in enumerate(self.thresholds):
             fields.instance(v, Verdict, f"thresholds[{i}]")
         if self.transactions is not None:
@@ -163,42 +183,31 @@ class RunResult:
                 )
 
     def worst_tuple(self) -> TupleStats | None:
-        """The tuple that fared worst: the highest failure ratio, then the earliest first
-        failure, then the fewest successes. None without failures or with a single tuple."""
-        failing = [t for t in self.tuples if t.failed]
-        if len(self.tuples) < 2 or not failing:
-            return None
-        return max(
-            failing,
-            key=lambda t: (
-                t.failure_ratio,
-                -(t.first_failure_s if t.first_failure_s is not None else math.inf),
-                -t.succeeded,
-            ),
-        )
+        """The tuple that fared worst (records.worst_tuple); None with one, or no failure."""
+        return worst_tuple(self.tuples)
 
     @property
     def attempts(self) -> int:
-        return sum(i.attempts for i in self.intervals)
+        return int(self._sums[0])
 
     @property
     def succeeded(self) -> int:
-        return sum(i.succeeded for i in self.intervals)
+        return int(self._sums[1])
 
     @property
     def failed(self) -> dict[str, int]:
         """Outcome -> count over the run, most frequent first."""
-        return _summed(i.failed for i in self.intervals)
+        return dict(self._sums[2])
 
     @property
     def other_errnos(self) -> dict[str, int]:
-        return _summed(i.other_errnos for i in self.intervals)
+        return summed_counts(i.other_errnos for i in self.intervals)
 
     @property
     def http_status(self) -> dict[str, int] | None:
         """--http: status code -> responses over the run, by code; None without HTTP."""
         known = [i.http_status for i in self.intervals if i.http_status is not None]
-        return dict(sorted(_summed(known).items())) if known else None
+        return dict(sorted(summed_counts(known).items())) if known else None
 
     @property
     def not_started(self) -> int:
@@ -235,6 +244,25 @@ class RunResult:
         return turnover.sustained(self.intervals, self.setup, self.model, self.complete,
                                   self.first_failure_s, self.first_failure_outcome)  # fmt: skip
 
+    def interval_histograms(self, transactions: bool = False) -> list[str | None]:
+        """Each interval's histogram (or its transactions'), encoded; None: it has none."""
+        block = self.interval_transaction_hdrs if transactions else self.interval_hdrs
+        if block is None:
+            return [i.transaction_hdr if transactions else i.hdr for i in self.intervals]
+        name = "interval_transaction_hdr" if transactions else "interval_hdr"
+        with fields.within(name):
+            return block.texts()
+
+    def with_interval_histograms(self) -> RunResult:
+        """This run with each Interval's ``hdr`` and ``transaction_hdr`` in it (what
+        merge_intervals adds), where a lazily read file keeps them in its blocks."""
+        if self.interval_hdrs is None and self.interval_transaction_hdrs is None:
+            return self
+        hdrs, txs = self.interval_histograms(), self.interval_histograms(transactions=True)
+        filled = runform.filled(self.intervals, hdrs, txs)
+        return dataclasses.replace(self, intervals=filled, interval_hdrs=None,
+                                   interval_transaction_hdrs=None)  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         lat: dict[str, Any] = dict(self.histogram.summary())
         lat["hdr"] = self.histogram.encode()
@@ -248,9 +276,7 @@ class RunResult:
             "complete": self.complete,
             "scenario": scenario,
             "tunings": dict(self.tunings),
-            "server_tunings": dict(self.server_tunings)
-            if self.server_tunings is not None
-            else None,
+            "server_tunings": None if self.server_tunings is None else dict(self.server_tunings),
             "router_tunings": None if self.router_tunings is None else dict(self.router_tunings),
             "capacity": self.model.to_json() if self.model is not None else None,
             "totals": {
@@ -265,68 +291,57 @@ class RunResult:
             "latency_us": lat,
             **({"transaction_us": _hist_json(self.transactions)} if self.transactions else {}),
             "events": {
-                "first_failure_s": (
-                    round(self.first_failure_s, 6) if self.first_failure_s is not None else None
-                ),
+                "first_failure_s": _rounded(self.first_failure_s, 6),
                 "first_failure_outcome": self.first_failure_outcome,
-                "sustained_after_exhaustion": _round3(self.sustained_after_exhaustion()),
+                "sustained_after_exhaustion": _rounded(self.sustained_after_exhaustion(), 3),
             },
             "notes": list(self.notes),
             "tuples": [t.to_json() for t in self.tuples],
-            "intervals": [i.to_json() for i in self.intervals],
+            **runform.intervals_doc(
+                self.intervals,
+                self.interval_histograms(),
+                self.interval_histograms(transactions=True),
+            ),
             "ramp": [i.to_json() for i in self.ramp],
             "thresholds": [v.to_json() for v in self.thresholds],
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> RunResult:
+    def from_json(cls, d: Mapping[str, Any], lazy: bool = False) -> RunResult:
         """Every wrong shape is a FieldError naming the field (``intervals[3].t``). The
         totals, the latency percentiles and ``sustained_after_exhaustion`` are derived, and
-        recomputed rather than read."""
+        recomputed. ``lazy``: run/2's per-interval histograms stay in their blocks."""
         check_format(d.get("format"))
         m = fields.mapping(d, "")
-        version, host = read_header(m)
+        version = int(str(m["format"]).partition("/")[2])
+        tool_version, host = read_header(m)
         scenario = fields.member(m, "scenario")
         setup = RunSetup.from_json(scenario)
         cap = m.get("capacity")
         events = fields.mapping(m.get("events"), "events", null=True)
         latency = fields.mapping(fields.member(m, "latency_us"), "latency_us")
-        intervals = []
-        for i, item in enumerate(fields.sequence(fields.member(m, "intervals"), "intervals")):
-            with fields.within(f"intervals[{i}]"):
-                intervals.append(Interval.from_json(item))
-        ramp = []
-        parts = m.get("ramp")  # absent (or null) in files older than the ramp
-        for i, item in enumerate(fields.sequence([] if parts is None else parts, "ramp")):
-            with fields.within(f"ramp[{i}]"):
-                ramp.append(Interval.from_json(item))
-        tuples = []
-        rows = m.get("tuples")  # absent (or null) in files older than the table
-        for i, item in enumerate(fields.sequence([] if rows is None else rows, "tuples")):
-            with fields.within(f"tuples[{i}]"):
-                tuples.append(TupleStats.from_json(item))
+        intervals, hdrs, tx_hdrs = runform.read_intervals(m, version)
+        # each absent (or null) in files older than it
+        ramp = runform.listed(m, "ramp", Interval.from_json)
+        tuples = runform.listed(m, "tuples", TupleStats.from_json)
         with fields.within("latency_us"):
             histogram = decode_histogram(fields.member(latency, "hdr"), "hdr")
-        verdicts = []
-        gates = m.get("thresholds")  # absent (or null) in files older than --fail-if
-        for i, item in enumerate(fields.sequence([] if gates is None else gates, "thresholds")):
-            with fields.within(f"thresholds[{i}]"):
-                verdicts.append(Verdict.from_json(item))
+        verdicts = runform.listed(m, "thresholds", Verdict.from_json)
         transactions = None
         tx = m.get("transaction_us")  # absent in files older than request/response
         if tx is not None:
             with fields.within("transaction_us"):
                 tx_hdr = fields.member(fields.mapping(tx, "transaction_us"), "hdr")
                 transactions = decode_histogram(tx_hdr, "hdr")
-        return cls(
-            tool_version=version,
+        loaded = cls(
+            tool_version=tool_version,
             host=host,
             started_at=fields.member(m, "started_at"),
             duration_s=fields.as_float(fields.member(m, "duration_s")),
             complete=fields.member(m, "complete"),
             setup=setup,
             tunings=fields.copied(fields.member(m, "tunings")),
-            intervals=tuple(intervals),
+            intervals=intervals,
             histogram=histogram,
             first_failure_s=fields.as_float(events.get("first_failure_s")),
             first_failure_outcome=events.get("first_failure_outcome"),
@@ -334,37 +349,38 @@ class RunResult:
             notes=fields.copied(m.get("notes", [])),
             server_tunings=fields.copied(m.get("server_tunings")),
             router_tunings=fields.copied(m.get("router_tunings")),  # absent before NAT
-            tuples=tuple(tuples),
+            tuples=tuples,
             sink_stats=fields.copied(scenario.get(MEASURED)),
-            ramp=tuple(ramp),
+            ramp=ramp,
             transactions=transactions,
-            thresholds=tuple(verdicts),
+            thresholds=verdicts,
+            interval_hdrs=hdrs,
+            interval_transaction_hdrs=tx_hdrs,
         )
+        return loaded if lazy else loaded.with_interval_histograms()
 
 
-def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for c in counts:
-        total.update(c)
-    return dict(total.most_common())
+def load_result(path: Path, lazy: bool = False) -> RunResult:
+    """Read a result.json (``lazy``: RunResult.from_json); each fault, one UsageError line."""
+    return result_from_doc(path, read_json_object(path, "a portstorm result.json"), lazy)
 
 
-def load_result(path: Path) -> RunResult:
-    """Read a result.json; every way it can be wrong is one UsageError line."""
-    return result_from_doc(path, read_json_object(path, "a portstorm result.json"))
-
-
-def result_from_doc(path: Path, doc: Mapping[str, Any]) -> RunResult:
+def result_from_doc(path: Path, doc: Mapping[str, Any], lazy: bool = False) -> RunResult:
     try:
         check_format(doc.get("format"))
     except UsageError as e:
         raise UsageError(f"{path}: {e}") from None
     try:
-        return RunResult.from_json(doc)
+        return RunResult.from_json(doc, lazy)
     except fields.FieldError as e:
         raise UsageError(f"{path}: damaged portstorm result: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"{path}: damaged portstorm result ({type(e).__name__}: {e})") from None
+
+
+def result_text(r: RunResult) -> str:
+    """result.json's text, as a run writes it (runform.file_text)."""
+    return runform.file_text(r.to_json())
 
 
 def _hist_json(hist: LatencyHistogram) -> dict[str, Any]:
@@ -372,5 +388,5 @@ def _hist_json(hist: LatencyHistogram) -> dict[str, Any]:
     return {**hist.summary(), "hdr": hist.encode()}
 
 
-def _round3(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)
+def _rounded(v: float | None, digits: int) -> float | None:
+    return None if v is None else round(v, digits)

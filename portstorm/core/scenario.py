@@ -21,6 +21,7 @@ from portstorm.core.addressing import (
 )
 from portstorm.core.errors import UsageError
 from portstorm.core.exchange import MAX_MESSAGE_BYTES, check_exchange
+from portstorm.core.gatestop import check_stoppable
 from portstorm.core.nat import MAX_CLIENTS, NatSpec
 from portstorm.core.ports import parse_port_range
 from portstorm.core.thresholds import Threshold
@@ -156,9 +157,14 @@ class Scenario:
     nat: NatSpec | None = None  # --sandbox nat: the router's pool, flags, clients, sysctls
     # --fail-if: judged on the saved run (core/thresholds.py); they do not change the load
     thresholds: tuple[Threshold, ...] = ()
+    stop_on_fail: bool = False  # --stop-on-fail: end the load on a certain failure (gatestop)
+    # --start-at: the load begins at this Unix time (core/startat.py; engine/run.py waits)
+    start_at_s: float | None = None
 
     def __post_init__(self) -> None:
         _check("--duration", self.duration_s)
+        if self.start_at_s is not None and not math.isfinite(self.start_at_s):
+            raise UsageError(f"--start-at {self.start_at_s}: not a finite time")
         _check("--interval", self.interval_s)
         _check("--connect-timeout", self.connect_timeout_s)
         if self.close_timeout_s is not None:
@@ -169,6 +175,8 @@ class Scenario:
         _check("--response-size", self.response_size)
         _check("--hold", self.hold_s)
         check_exchange(self)
+        if self.stop_on_fail:
+            check_stoppable(self.thresholds)
         if self.rate is not None:
             _check("--rate", self.rate)
         if self.concurrency is not None:

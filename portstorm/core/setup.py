@@ -26,21 +26,22 @@ from portstorm.core.scenario import Scenario
 
 # the JSON keys, in the order result.json has them; "set" is the field ``client_set``
 _TEXTS = ("sink", "sandbox", "mode", "close", "bind", "port_range", "http_path", "http_host",
-          "nat_ports", "nat_rule")  # fmt: skip
+          "nat_ports", "nat_rule", "start_at", "load_started_at", "clock_source")  # fmt: skip
 _LISTS = ("targets", "sources", "nat_flags")
 _MAPS = ("set", "server_set", "router_set")
 _INTS = ("concurrency", "workers", "sink_workers", "sink_ports", "sink_addresses",
          "request_size", "response_size", "clients")  # fmt: skip
 _NUMBERS = ("duration_s", "rate", "interval_s", "connect_timeout_s", "close_timeout_s",
             "response_timeout_s", "hold_s")  # fmt: skip
-_FLAGS = ("loopback", "change_host_sysctls", "user_namespace", "ipv6")
+_FLAGS = ("loopback", "change_host_sysctls", "user_namespace", "ipv6", "stop_on_fail")
 _ORDER = (
     "targets", "sink", "sandbox", "loopback", "set", "server_set", "change_host_sysctls",
     "duration_s", "rate", "concurrency", "mode", "workers", "sink_workers", "close", "bind",
     "port_range", "sources", "sink_ports", "sink_addresses", "interval_s", "connect_timeout_s",
     "close_timeout_s", "user_namespace", "ipv6", "request_size", "response_size",
     "response_timeout_s", "http_path", "http_host", "hold_s", "nat_ports", "nat_rule",
-    "nat_flags", "clients", "router_set",
+    "nat_flags", "clients", "router_set", "start_at", "load_started_at", "clock_offset_s",
+    "clock_source", "stop_on_fail",
 )  # fmt: skip
 MEASURED = "sink_stats"  # in the scenario object, read by RunResult
 
@@ -99,6 +100,16 @@ class RunSetup:
     nat_flags: tuple[str, ...] = ()
     clients: int | None = None
     router_set: Mapping[str, str] | None = None
+    # --start-at (core/startat.py): the instant asked for and the one the load began at on
+    # this host's wall clock (ISO 8601 UTC), and that clock's offset from NTP as chrony or
+    # timesyncd said (engine/clock.py; null with clock_source saying why); None without
+    start_at: str | None = None
+    load_started_at: str | None = None
+    clock_offset_s: float | None = None
+    clock_source: str | None = None
+    # --stop-on-fail (core/gatestop.py): the load was to end at a certain threshold failure;
+    # None in files from before it was saved (the run's note still says when it did)
+    stop_on_fail: bool | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys not read here, kept
 
     def __post_init__(self) -> None:
@@ -117,6 +128,7 @@ class RunSetup:
             for k in _FLAGS:
                 fields.flag(getattr(self, k), k, null=True)
             fields.mapping(self.extra, "")
+            fields.number(self.clock_offset_s, "clock_offset_s", -fields.MAX_SECONDS, null=True)
             if self.nat_rule is not None and self.nat_rule not in NAT_RULES:
                 raise fields.FieldError("nat_rule", f"{fields.shown(self.nat_rule)}; allowed: "
                                         f"{', '.join(NAT_RULES)} or null")  # fmt: skip
@@ -178,6 +190,7 @@ class RunSetup:
             nat_flags=sc.nat.flags if sc.nat else (),
             clients=sc.nat.clients if sc.nat else None,
             router_set=sc.nat.given_router_set if sc.nat else None,
+            stop_on_fail=sc.stop_on_fail,
         )
 
     # -- what readers ask --------------------------------------------------------------

@@ -4,15 +4,17 @@ Containing no processes and no files beyond JSON text: engine/sweep.py runs the 
 
 A *factor* is one thing varied: a run option (close, bind, rate, concurrency, sandbox, the
 exchange's request_size, response_size and hold, and ipv6, a flag: on or off; the NAT
-sandbox's nat_ports, nat_flags and clients), a client sysctl (``tcp_tw_reuse``), or a
-server sysctl of the pair sandbox (``server:tcp_tw_reuse``). A nat_flags value names its
-flags joined by ``+`` (``fully-random+persistent``; ``none`` for no flag), since ``,``
-separates the values.
+sandbox's nat_ports, nat_flags and clients; sink_ports and source), a client sysctl
+(``tcp_tw_reuse``), a server sysctl of the pair sandbox (``server:tcp_tw_reuse``), or
+``remedy``, whose values each stand for a few of those (core/remedies.py). A nat_flags
+value names its flags joined by ``+`` (``fully-random+persistent``; ``none`` for no flag),
+since ``,`` separates the values.
 The cells are the cartesian product of the factors' values, in the order given (the last
 factor varies fastest); each cell runs ``repeat`` times.
 
 Format history (keep old versions loading):
 - ``portstorm.sweep/1`` (2026-11): first version.
+- (2026-12) a cell's optional ``thresholds``: the --fail-if verdicts of its runs and median.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
 from portstorm.core.formats import check_format as check_any_format
 from portstorm.core.records import HostInfo
+from portstorm.core.remedies import REMEDIES, REMEDY
+from portstorm.core.subjectgates import CaseVerdict
 from portstorm.core.tuning import lookup
 
 FORMAT = formats.SWEEP
@@ -45,6 +49,8 @@ RUN_FACTORS: dict[str, str] = {
     "nat_ports": "--nat-ports",
     "nat_flags": "--nat-flags",
     "clients": "--clients",
+    "sink_ports": "--sink-ports",
+    "source": "--source",
 }
 NO_NAT_FLAGS = "none"  # a nat_flags value: the option left out
 # run factors that are flags: a cell gives the option (on) or leaves it out (off)
@@ -104,6 +110,8 @@ def parse_vary(text: str) -> Factor:
     hint = "expected NAME=V1,V2,..., e.g. tcp_tw_reuse=0,1,2 or close=client,rst"
     if not sep or not name or not rest.strip():
         raise UsageError(f"--vary {text!r} is malformed: {hint}")
+    if name == REMEDY:
+        return _remedy_factor(text, rest)
     if name.replace("-", "_") in RUN_FACTORS:  # request-size as well as request_size
         canonical = name.replace("-", "_")
     else:
@@ -135,6 +143,13 @@ def check_factors(factors: Sequence[Factor], repeat: int) -> None:
     for n in names:
         if names.count(n) > 1:
             raise UsageError(f"--vary {Factor(n, ()).label} is given twice: list its values once")
+    for f in factors:  # a remedy sets what another factor would vary: one would be lost
+        for v in f.values if f.name == REMEDY else ():
+            clash = [n for n, _ in REMEDIES.get(v, ()) if n in names]
+            if clash:
+                other = Factor(clash[0], ()).label
+                raise UsageError(f"--vary remedy={v} sets {other}, which --vary {other} varies: "
+                                 "vary one")  # fmt: skip
     if not 1 <= repeat <= MAX_REPEAT:
         raise UsageError(f"--repeat {repeat} is out of range: allowed 1-{MAX_REPEAT}")
     cells = 1
@@ -168,9 +183,23 @@ def _label(name: str) -> str:
 
 
 def expand(factors: Sequence[Factor]) -> list[Cell]:
-    """The cartesian product, the last factor varying fastest."""
-    combos = itertools.product(*[[(f.name, v) for v in f.values] for f in factors])
-    return [Cell(i, tuple(c)) for i, c in enumerate(combos)]
+    """The cartesian product, the last factor varying fastest; a remedy stands for its
+    factor values (REMEDIES)."""
+    combos = itertools.product(*[[_pairs(f.name, v) for v in f.values] for f in factors])
+    return [Cell(i, tuple(p for pairs in c for p in pairs)) for i, c in enumerate(combos)]
+
+
+def _pairs(name: str, value: str) -> tuple[tuple[str, str], ...]:
+    return REMEDIES[value] if name == REMEDY and value in REMEDIES else ((name, value),)
+
+
+def _remedy_factor(text: str, rest: str) -> Factor:
+    values = tuple(v.strip() for v in rest.split(","))
+    bad = [v for v in values if v not in REMEDIES]
+    if bad or len(set(values)) != len(values):
+        why = f"{bad[0]!r} is unknown" if bad else "a value is repeated"
+        raise UsageError(f"--vary {text!r}: {why}; allowed {', '.join(REMEDIES)}")
+    return Factor(REMEDY, values)
 
 
 # -- presets --------------------------------------------------------------------------------
@@ -249,6 +278,16 @@ PRESETS: dict[str, Preset] = {
                 Factor("hold", ("0", "5")),
             ),
             {"sandbox": "nat", "clients": "10", "rate": "100", "duration": "10"},
+        ),
+        Preset(
+            "remedies",
+            "What does each classic remedy buy? The same load (400/s, 200 ports, 75 s) "
+            "with a 10x range, tcp_tw_reuse=1, its delay at 100 ms, the server closing "
+            "first, RST close, 2 destinations, 2 sources; what each costs is what "
+            "'portstorm lastack' and 'portstorm restart' measure (README).",
+            (Factor(REMEDY, tuple(REMEDIES)),),
+            {"rate": "400", "duration": "75"},
+            sets=("ip_local_port_range=40000-40199", "tcp_tw_reuse=0"),
         ),
         Preset(
             "reuse-delay",
@@ -337,6 +376,9 @@ def _check_cell(c: object) -> None:
     fields.texts(m.get("factors"), "factors", null=True)
     fields.texts(m.get("tunings"), "tunings", null=True)
     fields.mapping(m.get("metrics"), "metrics", null=True)
+    for j, v in enumerate(fields.sequence(m.get("thresholds", []), "thresholds")):
+        with fields.within(f"thresholds[{j}]"):  # --fail-if (core/subjectgates.py)
+            CaseVerdict.from_json(v, "")
     for j, r in enumerate(fields.sequence(m.get("runs", []), "runs")):
         with fields.within(f"runs[{j}]"):
             run = fields.mapping(r, "")

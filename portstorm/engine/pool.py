@@ -106,7 +106,7 @@ class _Worker:
         out_r, out_w = os.pipe()
         try:
             self.proc = spawn(
-                [sys.executable, "-m", "portstorm.engine.worker_main"],
+                [sys.executable, "-P", "-m", "portstorm.engine.worker_main"],
                 stdin=in_r,
                 stdout=out_w,
                 stderr=self.stderr,
@@ -160,9 +160,11 @@ class DriverPool:
         workers: int,
         on_interval: Callable[[Interval], None] | None = None,
         sample: Callable[[], Sample] | None = None,
+        start_ns: int | None = None,
     ) -> None:
         if not flows:
             raise ValueError("the driver needs at least one flow")
+        self._start_ns = start_ns  # --start-at (fleetstart.py): the workers' go, if given
         self.scenario = scenario
         self.flows = flows
         self.n = effective_workers(scenario, workers)
@@ -242,6 +244,14 @@ class DriverPool:
                 f"the driver workers did not start within {START_TIMEOUT_S:g} s"
             )
         self._t0 = perf_counter_ns() + GO_MARGIN_NS
+        if self._start_ns is not None:  # --start-at: the agreed instant, unless it passed
+            if self._start_ns < self._t0:
+                late = (self._t0 - self._start_ns) / 1e9
+                raise EnvironmentProblem(
+                    f"--start-at passed while the driver workers started ({late:.3f} s "
+                    "late): give more lead time, nothing was measured"
+                )
+            self._t0 = self._start_ns
         for w in self._workers:
             w.send(f"go {self._t0}\n".encode())
             w.close_stdin()

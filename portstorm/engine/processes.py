@@ -9,6 +9,9 @@ and with its exit status (core/errors.py's EXIT_*); every one is started by ``sp
 - in a session of its own, so a Ctrl-C on the terminal reaches only portstorm, which then
   stops its children in order (SIGTERM: a child saves or reports what it has);
 - with PR_SET_PDEATHSIG, so a child dies with portstorm even after a SIGKILL;
+- with ``-P`` before ``-m``: ``python -m`` puts the working directory first on sys.path,
+  and portstorm runs as root from wherever its user stands, so a ``sniffio.py`` left in
+  /tmp would be imported by the child in place of trio's (tests/kernel/test_planted_modules.py);
 - forked from the calling thread, which must be the event loop's: PR_SET_PDEATHSIG fires
   when the *thread* that forked the child exits, and trio.run_process forks from a worker
   thread that trio retires after 10 s idle, which SIGKILLed every run longer than that.

@@ -27,18 +27,21 @@ from portstorm.core.natmodel import nat_capacity
 from portstorm.core.outdir import default_out_dir
 from portstorm.core.ports import parse_port_range
 from portstorm.core.records import file_header
-from portstorm.core.result import Interval, RunResult, TupleStats, utc_iso
+from portstorm.core.result import Interval, RunResult, TupleStats, result_text, utc_iso
 from portstorm.core.scenario import BindMode, SandboxKind, Scenario, Target
 from portstorm.core.setup import RunSetup
+from portstorm.core.startat import check_ahead
 from portstorm.core.thresholds import evaluate
 from portstorm.core.tuning import reuse_notes
 from portstorm.engine.driver import Driver
+from portstorm.engine.fleetstart import drive_from, load_start_ns, with_start
 from portstorm.engine.flows import Endpoint, Flow, check_socket_options, make_flows, socket_options
-from portstorm.engine.load import DriverReport, Load, drive
+from portstorm.engine.load import DriverReport, Load
 from portstorm.engine.pool import DriverPool, effective_workers
 from portstorm.engine.sampler import Sampler
 from portstorm.engine.sandbox import Sandbox
 from portstorm.engine.sink_answer import SinkAnswer
+from portstorm.engine.stoponfail import GateStop
 from portstorm.engine.sysinfo import ensure_nofile, host_info
 
 FD_HEADROOM = 64  # stdio, the event loop's own fds, the sink pipe, /proc reads
@@ -50,6 +53,7 @@ class RunOutput:
     path: Path
     # what went wrong during the load (a driver worker that died): the result is partial
     problems: tuple[str, ...] = ()
+    stopped: str | None = None  # --stop-on-fail ended the load: why (engine/stoponfail.py)
 
 
 def resolve(target: Target, ipv6: bool = False) -> Endpoint:
@@ -154,6 +158,8 @@ def run(
     """One run; ``also_writes``: the names the caller will write beside result.json (the
     report), checked with it before anything runs."""
     started = dt.datetime.now(dt.UTC)
+    if scenario.start_at_s is not None:  # --start-at already past: refused before preparing
+        check_ahead(scenario.start_at_s, started.timestamp())
     folder = prepare_out_dir(out, started, force, also_writes)
     try:
         return _run(scenario, folder, started, on_start, on_interval)
@@ -235,6 +241,7 @@ def _run(
         )
         logged_failure = False
         report_error: list[str] = []  # why the run stopped its own load (a full disk)
+        gate = GateStop(scenario.thresholds) if scenario.stop_on_fail else None
 
         def logged(interval: Interval) -> None:
             nonlocal logged_failure
@@ -247,18 +254,26 @@ def _run(
                 # (cleanly, like Ctrl-C) and the run says why
                 report_error.append(str(log.error))
                 driver.stop()
+            if gate is not None:  # --stop-on-fail: a count or a peak decided by now
+                gate.on_interval(interval, driver)
             if on_interval is not None:
                 on_interval(interval)
 
         if on_start is not None:
             on_start(endpoints)
         try:
+            start_ns = load_start_ns(scenario.start_at_s, started)  # --start-at; passed: exit 3
+            began: list[float] = []  # when this process woke at it (wall clock)
             driver: Load = (
-                Driver(scenario, flows, logged, sample=sampler.sample)
+                Driver(scenario, flows, logged, sample=sampler.sample, start_ns=start_ns)
                 if workers == 1
-                else DriverPool(scenario, flows, workers, logged, sample=sampler.sample)
+                else DriverPool(
+                    scenario, flows, workers, logged, sample=sampler.sample, start_ns=start_ns
+                )
             )
-            report = trio.run(drive, driver)
+            if gate is not None:  # the first failure, polled beside the load
+                driver = gate.watched(driver)
+            report = trio.run(drive_from, driver, start_ns, began)
         finally:
             sampler.close()
             log.close()
@@ -267,6 +282,8 @@ def _run(
     notes += bind_notes(scenario, cap_in)
     if report_error:
         notes.append(f"stopped early: {report_error[0]}; results are partial")
+    elif gate is not None and gate.note is not None:
+        notes.append(gate.note)
     elif report.interrupted:
         notes.append("interrupted: the run was stopped before its duration; results are partial")
     notes += reuse_notes(
@@ -285,7 +302,7 @@ def _run(
         started_at=utc_iso(started),
         duration_s=report.elapsed_s,
         complete=not report.interrupted,
-        setup=setup,
+        setup=with_start(setup, scenario.start_at_s, began),
         tunings=sandbox.tunings,
         server_tunings=sandbox.server_tunings,
         router_tunings=sandbox.router_tunings,
@@ -302,8 +319,9 @@ def _run(
     )
     if scenario.thresholds:  # judged on the run as saved, so a reader can recompute them
         result = replace(result, thresholds=evaluate(scenario.thresholds, result))
-    path = folder.write_json("result.json", result.to_json())
-    return RunOutput(result, path, (*report_error, *report.worker_errors))
+    path = folder.write_text("result.json", result_text(result))  # compact: core/runform.py
+    stopped = gate.reason if gate is not None else None
+    return RunOutput(result, path, (*report_error, *report.worker_errors), stopped)
 
 
 def sink_answer(scenario: Scenario) -> SinkAnswer:

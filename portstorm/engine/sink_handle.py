@@ -136,7 +136,7 @@ class SinkProcess:
         idle = IDLE_TIMEOUT_S + self.answer.hold_s  # the hold comes before the client's end
         listen = [(host, port) for host in self.hosts for port in ports]
         job = job_line(listen, self.close, idle, self.workers, self.answer, self.own_netns)
-        cmd = [sys.executable, "-m", SINK_MODULE]
+        cmd = [sys.executable, "-P", "-m", SINK_MODULE]  # -P: see processes.py
         self._proc = spawn(
             cmd,
             stdin=subprocess.PIPE,

@@ -35,14 +35,23 @@ import trio
 
 from portstorm import __version__
 from portstorm.core import reading
-from portstorm.core.compare import METRICS, run_metrics, spread
-from portstorm.core.errors import EXIT_INTERRUPTED, EXIT_OK, PortstormError, UsageError
+from portstorm.core.compare import METRICS, spread
+from portstorm.core.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_THRESHOLD,
+    PortstormError,
+    UsageError,
+)
 from portstorm.core.files import Folder, save_json_atomic
 from portstorm.core.records import file_header
 from portstorm.core.result import load_result, utc_iso
+from portstorm.core.subjectgates import CaseVerdict, case_verdicts
 from portstorm.core.sweep import FORMAT, Cell, Factor
+from portstorm.core.thresholds import Threshold
 from portstorm.engine.processes import run_child, stopped_by_signal
 from portstorm.engine.sockdiag import TCP_TIME_WAIT, SockDiag
+from portstorm.engine.sweeprecord import RunRecord, finished, last_error
 from portstorm.engine.sysinfo import host_info
 
 RUN_OVERHEAD_S = 1.5  # process start, namespaces, sink start: measured ~1 s on 2 cores
@@ -77,6 +86,7 @@ class SweepPlan:
     preset: str | None
     runs: list[PlannedRun]
     parallel: int
+    thresholds: tuple[Threshold, ...] = ()  # --fail-if, from base_args: judged per cell
 
     def identity(self) -> dict[str, Any]:
         """What must match for --resume to continue a sweep."""
@@ -85,16 +95,6 @@ class SweepPlan:
             "repeat": self.repeat,
             "base_args": self.base_args,
         }
-
-
-@dataclass
-class RunRecord:
-    status: str = "pending"  # pending | running | done | interrupted | failed
-    exit_code: int | None = None
-    wall_s: float | None = None
-    error: str | None = None
-    metrics: dict[str, float | None] | None = None
-    tunings: dict[str, str] | None = None
 
 
 @dataclass
@@ -148,15 +148,11 @@ class SweepRunner:
                     result = load_result(self.out_dir / run["path"])
                 except UsageError:
                     continue
-                if result.complete:
-                    self.records[rel] = RunRecord(
-                        "done",
-                        run.get("exit_code", 0),
-                        run.get("wall_s"),
-                        None,
-                        run_metrics(result),
-                        dict(result.tunings),
+                if finished(result):
+                    rec = self.records[rel] = RunRecord(
+                        exit_code=run.get("exit_code", 0), wall_s=run.get("wall_s")
                     )
+                    rec.take(result, self.plan.thresholds)
 
     @property
     def pending(self) -> list[PlannedRun]:
@@ -245,6 +241,7 @@ class SweepRunner:
         where = self._run_folders[r.rel_dir]
         cmd = [
             sys.executable,
+            "-P",  # nothing imported from the working directory: see processes.py
             "-m",
             "portstorm",
             "run",
@@ -274,18 +271,17 @@ class SweepRunner:
             self._running_since.pop(r.rel_dir, None)
         wall = time.monotonic() - started
         rec.exit_code, rec.wall_s = returncode, round(wall, 3)
-        if returncode == EXIT_OK:
+        if returncode in (EXIT_OK, EXIT_THRESHOLD):  # 1: a --fail-if failed, files written
             try:
                 result = load_result(run_dir / "result.json")
             except UsageError as e:
                 rec.status, rec.error = "failed", str(e)
             else:
-                rec.status = "done"
-                rec.metrics, rec.tunings = run_metrics(result), dict(result.tunings)
+                rec.take(result, self.plan.thresholds)
                 self._walls.append(wall)
         else:
             rec.status = "interrupted" if returncode == EXIT_INTERRUPTED else "failed"
-            rec.error = _last_error(log) or f"exit status {returncode}"
+            rec.error = last_error(log) or f"exit status {returncode}"
         self._last = f"{r.cell.label} r{r.repeat}: {rec.status}"
         self.save()
         self._progress()
@@ -318,6 +314,12 @@ class SweepRunner:
         waves = math.ceil(remaining / self.plan.parallel) if remaining else 0
         return (max(left_running) if left_running else 0.0) + waves * per_run
 
+    def verdicts(self, cell: Cell) -> list[CaseVerdict]:
+        """The cell's --fail-if verdicts: each done run's (r1, r2, ...), then their median's."""
+        done = [(f"r{r.repeat}", rec.gates) for r in self.plan.runs if r.cell == cell
+                if (rec := self.records[r.rel_dir]).status == "done"]  # fmt: skip
+        return case_verdicts(cell.label, self.plan.thresholds, done)
+
     def doc(self) -> dict[str, Any]:
         cells = []
         for cell in self.plan.cells:
@@ -335,6 +337,11 @@ class SweepRunner:
                     "factors": {Factor(n, ()).label: v for n, v in cell.values},
                     "tunings": next((rec.tunings for rec in done), None),
                     "metrics": metrics if done else None,
+                    **(
+                        {"thresholds": [v.to_json() for v in self.verdicts(cell)]}
+                        if self.plan.thresholds
+                        else {}
+                    ),
                     "runs": [
                         {
                             "repeat": r.repeat,
@@ -368,18 +375,6 @@ class SweepRunner:
             save_json_atomic(self.out_dir / "sweep.json", self.doc())
         else:
             self.folder.write_json("sweep.json", self.doc())
-
-
-def _last_error(log: Path) -> str | None:
-    """The run's own one-line error, or its last line of output."""
-    try:
-        text = reading.read_bytes(log, "a run log", cap=16 << 20).decode(errors="replace")
-    except UsageError:
-        return None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("portstorm:")]
-    chosen = errors or lines
-    return chosen[-1] if chosen else None
 
 
 def _time_wait_toward(targets: list[tuple[str, int]]) -> int:

@@ -15,7 +15,8 @@ from portstorm.report.build import (
     write_run_report,
     write_sweep_report,
 )
-from portstorm.report.junit import write_junit
+from portstorm.report.fleetreport import fleet_report_names, write_fleet_report
+from portstorm.report.junit import write_cases_junit, write_junit
 from portstorm.report.page import Chart
 
 __all__ = [
@@ -23,9 +24,12 @@ __all__ = [
     "Chart",
     "ReportFiles",
     "build_report",
+    "fleet_report_names",
     "many_report_names",
     "remove_run_report",
     "run_report_names",
+    "write_cases_junit",
+    "write_fleet_report",
     "write_junit",
     "write_many_report",
     "write_run_report",

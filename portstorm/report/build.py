@@ -29,6 +29,7 @@ from portstorm.core.findings import run_findings
 from portstorm.core.inputs import Loaded, load, subjects_of
 from portstorm.core.outdir import default_out_dir
 from portstorm.core.result import RunResult, utc_iso
+from portstorm.core.subjectgates import CaseVerdict
 from portstorm.core.sweep import Factor
 from portstorm.report.page import Chart
 
@@ -162,12 +163,14 @@ def write_run_report(
             source=_relative(source, html) if source else None,
             generated=_now(),
         )
-        files.update({p.name: t.encode("utf-8") for p, t in exports.values()})
+        written = {k: p for k, (p, _t) in exports.items()}
+        for key in list(exports):  # each text once, as bytes: a day's exports are ~50 MB
+            path, body = exports.pop(key)
+            files[path.name] = body.encode("utf-8")
+            del body
         files[html.name] = text.encode("utf-8")
         _commit(folder, files)
-    return ReportFiles(
-        html, [html.parent / c.file for c in charts], {k: p for k, (p, _t) in exports.items()}
-    )
+    return ReportFiles(html, [html.parent / c.file for c in charts], written)
 
 
 def remove_run_report(folder: Path) -> list[Path]:
@@ -188,8 +191,10 @@ def write_many_report(
     title: str,
     sweep: dict[str, Any] | None = None,
     inputs: Sequence[Path] = (),
+    verdicts: Sequence[CaseVerdict] = (),
 ) -> ReportFiles:
-    """The report of a sweep or comparison: a table of cases and four overlaid charts."""
+    """The report of a sweep or comparison: a table of cases and four overlaid charts;
+    ``verdicts``: compare's --fail-if, at the top (a sweep's come in its sweep.json)."""
     from portstorm.report.manycharts import MANY_CHARTS
     from portstorm.report.page import render_many
 
@@ -209,6 +214,7 @@ def write_many_report(
             links=[[_relative(Path(p), html) for p in s.paths] for s in subjects],
             inputs=[_relative(p, html) for p in inputs],
             generated=_now(),
+            verdicts=verdicts,
         )
         files[html.name] = text.encode("utf-8")
         _commit(folder, files)

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from portstorm.core.binding import binding
+from portstorm.core.bins import binned, bins
 from portstorm.core.compare import Subject
 from portstorm.core.comparison import Spread
 from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.records import Interval
 from portstorm.core.signals import syn_tail
 from portstorm.core.words import fmt_rate, fmt_s
 from portstorm.report.latencyaxes import draw_spectrum, mark_syn_tails, style_spectrum
@@ -35,11 +37,33 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def tick_label(s: Subject) -> str:
-    """A subject's name on an axis: one factor per line."""
+TICK_CHARS = 104  # characters of tick labels that fit across a chart's width (10 pt)
+
+
+def tick_label(s: Subject, of: int = 1) -> str:
+    """A subject's name on an axis, one of ``of`` side by side: one factor per line, each
+    broken to fit its share of the width (at the ``=``, then the name's ``_``) so that
+    neighbours' labels do not run into each other (8 remedies, ip_local_port_range=...)."""
+    width = max(10, min(22, TICK_CHARS // max(1, of)))
     if s.factors:
-        return "\n".join(f"{k}={v}" for k, v in s.factors.items())
-    return "\n".join(textwrap.wrap(s.label, 22)) or "?"
+        return "\n".join(line for k, v in s.factors.items() for line in _fit(k, v, width))
+    return "\n".join(textwrap.wrap(s.label, width)) or "?"
+
+
+def _fit(name: str, value: str, width: int) -> list[str]:
+    """``name=value`` in lines of at most ``width`` (a longer value: wrapped)."""
+    if len(name) + 1 + len(value) <= width:
+        return [f"{name}={value}"]
+    words = name.split("_")
+    lines, line = [], ""
+    for part in [w + "_" for w in words[:-1]] + [words[-1] + "="]:
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    if len(line) + len(value) <= width:
+        return [*lines, line + value]
+    return [*lines, line, *(textwrap.wrap(value, width, break_on_hyphens=False) or [""])]
 
 
 def legend_label(s: Subject) -> str:
@@ -120,7 +144,7 @@ def rates(subjects: Sequence[Subject]) -> Figure:
     for k, (key, label, colour, hatch) in enumerate(shown):
         xs = [i + (k - (len(shown) - 1) / 2) * width for i in range(len(subjects))]
         _bars(ax, xs, [m[key] for m in metrics], width, colour, label, hatch)
-    ax.set_xticks(range(len(subjects)), [tick_label(s) for s in subjects])
+    ax.set_xticks(range(len(subjects)), [tick_label(s, len(subjects)) for s in subjects])
     ax.set_xlabel(_axis_title(subjects))
     ax.set_title(
         "Sustained rate: measured against the port-space model"
@@ -204,7 +228,10 @@ def time_wait(subjects: Sequence[Subject]) -> Figure:
     any_data = False
     for s, (colour, dash) in zip(subjects, styles(), strict=False):
         r = s.runs[0]
-        pts = [(i.t + i.dt, i.time_wait) for i in r.intervals if i.time_wait is not None]
+        read = [i for i in r.intervals if i.time_wait is not None]
+        if binned(read):  # a long run: each bin's highest reading (core/bins.py)
+            read = [b.peak(_time_wait) or b.intervals[-1] for b in bins(read)]
+        pts = [(i.t + i.dt, i.time_wait) for i in read if i.time_wait is not None]
         if not pts:
             continue
         any_data = True
@@ -225,6 +252,10 @@ def time_wait(subjects: Sequence[Subject]) -> Figure:
             title=_axis_title(subjects),
         )
     return fig
+
+
+def _time_wait(i: Interval) -> float | None:
+    return None if i.time_wait is None else float(i.time_wait)
 
 
 def latency_spectra(subjects: Sequence[Subject]) -> Figure:

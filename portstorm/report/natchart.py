@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from portstorm.core.bins import binned, bins
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.signals import samples
-from portstorm.report.runcharts import TIME_LABEL, failure_spans
+from portstorm.report.runcharts import TIME_LABEL
 from portstorm.report.style import (
     BLACK,
     BLUE,
@@ -31,6 +32,7 @@ from portstorm.report.style import (
     new_figure,
     stacked,
 )
+from portstorm.report.timeseries import shade_failures
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -62,8 +64,16 @@ def has_router(r: RunResult) -> bool:
 
 def _points(seen: Sequence[Interval]) -> list[tuple[float, Interval]]:
     """(sample time, interval) where the router was read; from (0, nothing) since the
-    router's namespace is new when the load starts."""
-    return [(i.t + i.dt, i) for i in seen if i.router is not None]
+    router's namespace is new when the load starts. A long run's: each bin's fullest
+    reading (core/bins.py), so no peak is lost."""
+    read = [i for i in seen if i.router is not None]
+    if binned(read):
+        read = [b.peak(_entries) or b.intervals[-1] for b in bins(read)]
+    return [(i.t + i.dt, i) for i in read]
+
+
+def _entries(i: Interval) -> float | None:
+    return None if i.router is None else float(i.router.conntrack_entries or 0)
 
 
 def nat_ports(r: RunResult) -> Figure:
@@ -90,7 +100,8 @@ def nat_ports(r: RunResult) -> Figure:
         if i.router is not None and (n := i.router.nat_ports_total) is not None
     ]
     if used:
-        line(ax, [(0.0, 0.0), *used], BLUE, "-", "NAT ports in use toward the destinations")
+        line(ax, [(0.0, 0.0), *used], BLUE, "-", "NAT ports in use toward the destinations",
+             markers=not binned(r.intervals))  # fmt: skip
         top = max(top, max(v for _t, v in used))
     nat = r.model.nat if r.model is not None else None
     ceilings = []
@@ -130,15 +141,22 @@ def nat_ports(r: RunResult) -> Figure:
 def _drops(ax: Axes, r: RunResult) -> None:
     """The router's counters per second over each interval (deltas, /proc/net/stat)."""
     ivs = [i for i in r.intervals if i.router is not None and i.dt > 0]
+    steps = bins(ivs)
+    worst = binned(ivs)  # a long run: the worst interval of each bin, so a burst shows
     for attr, label, colour, dash in DROPS if ivs else ():
         values = [getattr(i.router, attr) for i in ivs]
         if not any(values) and attr != "insert_failed":
             continue
+
+        def count(i: Interval, attr: str = attr) -> int:
+            return int(getattr(i.router, attr))
+
         # a delta belongs to its whole interval: a step over [t, t + dt), not a point
-        edges = [ivs[0].t, *(i.t + i.dt for i in ivs)]
-        rates = [v / i.dt for i, v in zip(ivs, values, strict=True)]
+        edges = [steps[0].t, *(b.end for b in steps)]
+        rates = [b.peak_rate(count) if worst else b.rate(count) for b in steps]
+        per = ", the worst interval of each bin" if worst else ""
         ax.stairs(rates, edges, baseline=None, color=colour, ls=dash, lw=2,
-                  label=f"{label} (+{sum(values):,})", zorder=3)  # fmt: skip
+                  label=f"{label} (+{sum(values):,}){per}", zorder=3)  # fmt: skip
     if ivs and not any(getattr(i.router, a) for i in ivs for a, *_ in DROPS):
         ax.set_ylim(0, 1)
         ax.set_yticks([0, 1])
@@ -152,9 +170,7 @@ def _drops(ax: Axes, r: RunResult) -> None:
 
 
 def _shade_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
-    for k, (a, b) in enumerate(failure_spans(r.intervals, r.first_failure_s)):
-        ax.axvspan(a, b, color=VERMILLION, alpha=0.10, lw=0,
-                   label="intervals with failures" if label and k == 0 else None)  # fmt: skip
+    shade_failures(ax, r, label)
 
 
 NAT_CHART = (

@@ -18,7 +18,10 @@ from portstorm import __version__
 from portstorm.core.compare import Subject
 from portstorm.core.comparison import Comparison
 from portstorm.core.findings import Finding, unsaid_notes
+from portstorm.core.gatestop import stopped_by_gate
+from portstorm.core.remedies import COSTS, remedy_of
 from portstorm.core.result import RunResult
+from portstorm.core.subjectgates import CaseVerdict
 from portstorm.core.words import describe_load, fmt_s, fmt_us, sandbox_label, starts_note
 
 if TYPE_CHECKING:
@@ -121,12 +124,13 @@ def _header(r: RunResult) -> list[tuple[str, str]]:
     targets = s.targets_text or NONE
     if s.sink:
         targets += " (built-in sink)"
+    cut = "STOPPED by --stop-on-fail" if stopped_by_gate(r.notes) else "INTERRUPTED"
     rows = [
         ("host", f"{r.host.hostname}: Linux {r.host.kernel}, {r.host.cpus} CPUs"),
         (
             "started",
             f"{r.started_at}, {fmt_s(r.duration_s)} of load"
-            + ("" if r.complete else " (INTERRUPTED: partial results)"),
+            + ("" if r.complete else f" ({cut}: partial results)"),
         ),
         ("topology", sandbox_label(s)),  # LOOPBACK by address too (host mode)
         ("targets", targets),
@@ -233,10 +237,15 @@ def render_many(
     links: Sequence[Sequence[str]],
     inputs: Sequence[str],
     generated: str,
+    verdicts: Sequence[CaseVerdict] = (),
 ) -> str:
     """A sweep or comparison page: ``doc`` the Comparison (or its JSON) of ``subjects``,
-    whose runs give each row's settings; ``metrics`` the columns, by default all of it."""
+    whose runs give each row's settings; ``metrics`` the columns, by default all of it;
+    ``verdicts`` compare's --fail-if (a sweep's are in its sweep.json)."""
     comparison = Comparison.of(doc)
+    gates = [CaseVerdict.from_json(v, str(c["label"])) for c in (sweep or {}).get("cells", [])
+             for v in c.get("thresholds", [])]  # fmt: skip  # --fail-if: the verdict first
+    gates += verdicts
     factor_names = list(dict.fromkeys(k for s in subjects for k in s.factors))
     rows = []
     for s, row, files in zip(subjects, comparison.rows, links, strict=True):
@@ -271,8 +280,29 @@ def render_many(
             inputs=inputs,
             generated=generated,
             version=__version__,
+            gates=gates,
+            failed=sum(not g.verdict.passed for g in gates),
+            costs=_remedy_costs(subjects, comparison),
         )
     )
+
+
+def _remedy_costs(subjects: Sequence[Subject], comparison: Comparison) -> list[dict[str, str]]:
+    """A row per case that is one of the classic remedies (--vary remedy, the remedies
+    preset): what it sustained beside what it costs (core/remedies.py); none otherwise."""
+    out = []
+    for s, row in zip(subjects, comparison.rows, strict=True):
+        remedy = remedy_of(s.factors)
+        if remedy is None:
+            continue
+        after, first = row.metrics.get("after_exhaustion"), row.metrics.get("first_failure_s")
+        if first is None or first.median is None:
+            sustained = "never ran out"
+        else:  # ran out: what it kept up once the ports came back (NONE: too short to see)
+            sustained = NONE if after is None or after.median is None else _num(after.median)
+        out.append({"label": row.label, "remedy": remedy, "sustained": sustained,
+                    "cost": COSTS[remedy]})  # fmt: skip
+    return out if len(out) > 1 else []  # one remedy alone is no comparison of remedies
 
 
 def _key_tunings(r: RunResult) -> str:

@@ -8,14 +8,14 @@ per-interval counts are drawn as bars over [t, t + dt).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from portstorm.core.binding import binding
+from portstorm.core.bins import Bin, binned, bins
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
-from portstorm.core.signals import ceiling, knee, samples, syn_tail
+from portstorm.core.signals import ceiling, counter_total, knee, samples, syn_tail
 from portstorm.core.words import fmt_s
 from portstorm.report.latencyaxes import (
     draw_spectrum,
@@ -37,10 +37,20 @@ from portstorm.report.style import (
     new_figure,
     stacked,
 )
+from portstorm.report.timeseries import (
+    envelope,
+    failure_spans,
+    rate_of,
+    run_bins,
+    shade_failures,
+    stacked_steps,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+__all__ = ["KERNEL_COUNTERS", "RUN_CHARTS", "TIME_LABEL", "failure_spans"]
 
 KERNEL_COUNTERS = (
     ("TcpExtTW", "TIME_WAIT entered (TW)"),
@@ -52,34 +62,8 @@ KERNEL_COUNTERS = (
 TIME_LABEL = "time since the load started (s)"
 
 
-def failure_spans(
-    intervals: Sequence[Interval], first_failure_s: float | None = None
-) -> list[tuple[float, float]]:
-    """[start, end) stretches of consecutive intervals in which some attempt failed; none
-    starts before the first failure (the interval holding it began earlier)."""
-    spans: list[tuple[float, float]] = []
-    for i in intervals:
-        if not i.n_failed:
-            continue
-        if spans and abs(spans[-1][1] - i.t) < 1e-3:
-            spans[-1] = (spans[-1][0], i.t + i.dt)
-        else:
-            spans.append((i.t, i.t + i.dt))
-    if spans and first_failure_s is not None and spans[0][0] < first_failure_s < spans[0][1]:
-        spans[0] = (first_failure_s, spans[0][1])
-    return spans
-
-
 def _mark_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
-    for k, (a, b) in enumerate(failure_spans(r.intervals, r.first_failure_s)):
-        ax.axvspan(
-            a,
-            b,
-            color=VERMILLION,
-            alpha=0.10,
-            lw=0,
-            label="intervals with failures" if label and k == 0 else None,
-        )
+    shade_failures(ax, r, label)
     _mark_first_failure(
         ax,
         r,
@@ -92,10 +76,6 @@ def _mark_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
 def _mark_first_failure(ax: Axes, r: RunResult, label: str | None) -> None:
     if r.first_failure_s is not None:
         ax.axvline(r.first_failure_s, color=VERMILLION, lw=1.5, ls="--", label=label)
-
-
-def _sample_times(r: RunResult) -> list[float]:
-    return [i.t + i.dt for i in r.intervals]
 
 
 def _no_data(ax: Axes, text: str) -> None:
@@ -111,6 +91,9 @@ def port_space(r: RunResult) -> Figure:
     fig = new_figure(4.6)
     ax = fig.subplots()
     seen = samples(r)
+    dots = not binned(seen)  # a dot a reading, when there are few enough to see them
+    if not dots:  # a long run: each bin's fullest reading, so no peak is lost
+        seen = [b.peak(_held) or b.intervals[-1] for b in bins(seen)]
     x = [i.t + i.dt for i in seen]
     # a sandbox's namespaces are new, so nothing is held when the load starts: (0, 0) is
     # known there; on a host, sockets the run did not make may be, so no point is made up
@@ -128,7 +111,7 @@ def port_space(r: RunResult) -> Figure:
         pts = _known(x, [ys], origin)
         if pts:
             top = max(top, max(y for _t, (y,) in pts))
-            line(ax, [(t, y) for t, (y,) in pts], colour, dash, label)
+            line(ax, [(t, y) for t, (y,) in pts], colour, dash, label, markers=dots)
     ceil = ceiling(r)
     if ceil is not None and r.model is not None:
         tuples = r.model.tuples or 1
@@ -145,11 +128,19 @@ def port_space(r: RunResult) -> Figure:
     ax.set_ylim(bottom=0)
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("sockets (ports)")
-    ax.set_title("Port space: ports held toward the target, against the ceiling")
+    ax.set_title("Port space: ports held toward the target, against the ceiling"
+                 + _binned_note(bins(samples(r)), "each bin's fullest reading"))  # fmt: skip
     # below the axes, never over the data: "best" still covered a line at 0 or the ceiling
     labels = ax.get_legend_handles_labels()[1]
     fig.legend(loc="outside lower center", ncols=legend_columns(labels), frameon=False)
     return fig
+
+
+def _held(i: Interval) -> float | None:
+    """What holds ports at a reading: established and TIME_WAIT, else the ports in use."""
+    if i.established is None and i.time_wait is None:
+        return None if i.ports_in_use is None else float(i.ports_in_use)
+    return float((i.established or 0) + (i.time_wait or 0))
 
 
 def _known(
@@ -187,27 +178,22 @@ def connection_rate(r: RunResult) -> Figure:
     the ceiling that binds first: a NAT run's pool, where that is lower)."""
     fig = new_figure(4.2)
     ax = fig.subplots()
-    ivs = [i for i in r.intervals if i.dt > 0]
-    lefts = [i.t for i in ivs]
-    widths = [i.dt for i in ivs]
-    bottom = [0.0] * len(ivs)
-    outcomes = ["succeeded"] + [str(o) for o in FAILURES if any(str(o) in i.failed for i in ivs)]
+    steps = run_bins([i for i in r.intervals if i.dt > 0])
+    outcomes = ["succeeded"] + [str(o) for o in FAILURES
+                                if any(str(o) in i.failed for i in r.intervals)]  # fmt: skip
+    layers = []
     for name in outcomes:
-        ys = [(i.succeeded if name == "succeeded" else i.failed.get(name, 0)) / i.dt for i in ivs]
-        if not any(ys) and name != "succeeded":
-            continue
-        ax.bar(
-            lefts,
-            ys,
-            width=widths,
-            bottom=bottom,
-            align="edge",
-            color=OUTCOME_COLOURS[name],
-            edgecolor="white",
-            linewidth=0.4,
-            label=name.replace("_", " "),
-        )
-        bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
+        ys = [b.rate(_count(name)) for b in steps]
+        if any(ys) or name == "succeeded":
+            layers.append((name.replace("_", " "), ys, OUTCOME_COLOURS[name]))
+    stacked_steps(ax, steps, layers)
+    if binned(r.intervals) and any(b.n_failed for b in steps):
+        # a bin's rates are its mean: one interval's burst of failures among 90 would
+        # hardly show, so the worst interval of each bin is drawn over them
+        edges = [steps[0].t, *(b.end for b in steps)]
+        peaks = [b.peak_rate(lambda i: i.n_failed) for b in steps]
+        ax.stairs(peaks, edges, baseline=None, color=VERMILLION, lw=1.2, zorder=3,
+                  label="failed, the worst interval of each bin")  # fmt: skip
     # the ceiling that binds first: a NAT run's may be its pool (core/binding.py)
     bound = binding(r.model) if r.model is not None else None
     model = bound.sustainable_rate if bound is not None else None
@@ -221,14 +207,21 @@ def connection_rate(r: RunResult) -> Figure:
             label=f"model{which}: sustainable {float(model):,.2f} conn/s",
         )
     _mark_first_failure(ax, r, f"first failure {fmt_s(r.first_failure_s or 0)}")
-    if not ivs:
+    if not steps:
         _no_data(ax, "no intervals recorded")
-    ax.set_xlim(0, max([r.duration_s] + [a + w for a, w in zip(lefts, widths, strict=True)]))
+    ax.set_xlim(0, max([r.duration_s] + [b.end for b in steps]))
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("connections per second")
-    ax.set_title("Connection rate: outcomes per second, stacked")
+    ax.set_title("Connection rate: outcomes per second, stacked"
+                 + _binned_note(steps, "each bin's rates over its time"))  # fmt: skip
     fig.legend(loc="outside lower center", ncols=4, frameon=False)
     return fig
+
+
+def _count(name: str) -> Callable[[Interval], int]:
+    if name == "succeeded":
+        return lambda i: i.succeeded
+    return lambda i: i.failed.get(name, 0)
 
 
 def latency(r: RunResult) -> Figure:
@@ -246,21 +239,18 @@ def latency(r: RunResult) -> Figure:
         _no_data(spec, "no successful connect")
     spec.set_title("Connect latency: percentile spectrum")
 
-    x = _sample_times(r)
+    steps = run_bins(r.intervals)
     top, bottom = 0.0, float("inf")
     for key, colour, dash in (("p50", BLUE, "-"), ("p99", ORANGE, "--")):
         # an interval without a success has no latency: NaN breaks the line there, where
         # leaving the interval out would draw it straight across the gap (and 0 is not a
         # latency, nor drawable on a log axis)
-        pts = [
-            (t, float("nan") if (v := i.latency_us.get(key)) is None else float(v))
-            for t, i in zip(x, r.intervals, strict=True)
-        ]
-        seen = [v for _, v in pts if not math.isnan(v)]
+        if not any(i.latency_us.get(key) is not None for i in r.intervals):
+            continue
+        seen = envelope(over_time, steps, _percentile(key), colour, dash, f"{key} per interval")
         if seen:
             top = max(top, max(seen))
             bottom = min(bottom, min(seen))
-            line(over_time, pts, colour, dash, f"{key} per interval")
     k = knee(r)
     if k is not None:
         over_time.axvline(
@@ -282,36 +272,43 @@ def latency(r: RunResult) -> Figure:
         fig.legend(loc="outside lower center", ncols=2, frameon=False)
     else:
         _no_data(over_time, "no successful connect")
-    over_time.set_xlim(0, max(r.duration_s, x[-1] if x else 0.0))
+    over_time.set_xlim(0, max(r.duration_s, steps[-1].end if steps else 0.0))
     over_time.set_xlabel(TIME_LABEL)
     over_time.set_ylabel("connect latency (log scale)")
-    over_time.set_title("p50 and p99 per interval (failures shaded)")
+    over_time.set_title("p50 and p99 per interval (failures shaded)" + _binned_note(steps))
     return fig
+
+
+def _percentile(key: str) -> Callable[[Interval], float | None]:
+    def value(i: Interval) -> float | None:
+        v = i.latency_us.get(key)
+        return None if v is None else float(v)
+
+    return value
+
+
+def _binned_note(steps: Sequence[Bin], what: str = "median line, lowest-highest band") -> str:
+    """Said under a binned chart's title: how many intervals a bin, and what is drawn."""
+    n = max((len(b.intervals) for b in steps), default=1)
+    return f"\n({n:,} intervals a bin: {what})" if n > 1 else ""
 
 
 def kernel_counters(r: RunResult) -> Figure:
     """The TCP counters that explain port exhaustion, per second, client and server."""
     fig = new_figure(1.45 * len(KERNEL_COUNTERS) + 0.6)
     axes = fig.subplots(len(KERNEL_COUNTERS), 1, sharex=True)
-    x = _sample_times(r)
+    steps = run_bins(r.intervals)
     has_server = any(i.server_kernel is not None for i in r.intervals)
     for ax, (name, what) in zip(axes, KERNEL_COUNTERS, strict=True):
         totals = []
         for side, colour, dash in (("client", BLUE, "-"), ("server", ORANGE, "--")):
-            pts = []
-            for t, i in zip(x, r.intervals, strict=True):
-                counters = i.kernel if side == "client" else i.server_kernel
-                if counters is not None and i.dt > 0:
-                    pts.append((t, counters.get(name, 0) / i.dt))
-            if not pts:
+            server = side == "server"
+            total = counter_total(r.intervals, name, server=server)
+            if total is None:
                 continue
-            total = sum(
-                c.get(name, 0)
-                for i in r.intervals
-                if (c := i.kernel if side == "client" else i.server_kernel) is not None
-            )
             totals.append(f"{side} +{total:,}")
-            line(ax, pts, colour, dash, side, markers=False)
+            envelope(ax, steps, _per_second(name, server), colour, dash, side,
+                     middle=rate_of, markers=False)  # fmt: skip
         ax.set_title(f"{what}: {', '.join(totals) or 'not sampled'}", loc="left", fontsize=11)
         ax.set_ylabel("per s")
         if totals and all(t.endswith(" +0") for t in totals):
@@ -328,9 +325,18 @@ def kernel_counters(r: RunResult) -> Figure:
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
     axes[-1].set_xlabel(TIME_LABEL)
-    axes[-1].set_xlim(0, max(r.duration_s, x[-1] if x else 0.0))
-    fig.suptitle("Kernel counters per second (/proc/net/netstat, /proc/net/snmp)")
+    axes[-1].set_xlim(0, max(r.duration_s, steps[-1].end if steps else 0.0))
+    fig.suptitle("Kernel counters per second (/proc/net/netstat, /proc/net/snmp)"
+                 + _binned_note(steps, "line, its rate; band, lowest to highest"))  # fmt: skip
     return fig
+
+
+def _per_second(name: str, server: bool) -> Callable[[Interval], float | None]:
+    def value(i: Interval) -> float | None:
+        counters = i.server_kernel if server else i.kernel
+        return None if counters is None or i.dt <= 0 else counters.get(name, 0) / i.dt
+
+    return value
 
 
 # file stem, what it shows (the alt text), the drawing function

@@ -16,7 +16,8 @@ import pytest
 import typer
 
 from portstorm import cli
-from portstorm.cli.options import WIRING_EXAMPLES, RunOptions, options_from_argv, to_argv
+from portstorm.cli.options import WIRING_EXAMPLES, RunOptions
+from portstorm.cli.optionsargv import options_from_argv, to_argv
 from portstorm.core.errors import UsageError
 from portstorm.core.scenario import Scenario
 from tests.support.cli import invoke, reached

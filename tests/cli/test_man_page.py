@@ -35,7 +35,10 @@ def _visible_options() -> list[tuple[str, str]]:
     """(command, --option) for every option --help shows."""
     root = typer.main.get_command(app)
     found = []
-    for name, cmd in [("", root), *root.commands.items()]:  # type: ignore[attr-defined]
+    commands = [("", root), *root.commands.items()]  # type: ignore[attr-defined]
+    for name, cmd in list(commands):
+        commands += [(f"{name} {s}", c) for s, c in getattr(cmd, "commands", {}).items()]
+    for name, cmd in commands:
         if cmd.hidden:
             continue
         for p in cmd.params:
@@ -49,10 +52,16 @@ def test_the_man_page_names_every_command_and_every_visible_option() -> None:
     root = typer.main.get_command(app)
     for name, cmd in root.commands.items():  # type: ignore[attr-defined]
         assert (f'.SS "portstorm {name} ' in page) is not cmd.hidden, name
+        for sub in getattr(cmd, "commands", {}):  # a group's own commands, by full name
+            assert f'.SS "portstorm {name} {sub} ' in page, (name, sub)
     options = _visible_options()
     assert len(options) > 30  # the run options alone: not an empty OPTIONS section
-    for command, option in options:
-        assert f"\\fB{manpage.escape(option)}" in page, (command, option)
+    terms = [line for line in page.splitlines() if line.startswith("\\fB")]  # .TP terms
+    for command, option in options:  # "\fB\-\-out" or, after a short alias, "\fB\-i, \-\-inventory"
+        assert any(
+            t.startswith(f"\\fB{manpage.escape(option)}") or f", {manpage.escape(option)}" in t
+            for t in terms
+        ), (command, option)
     assert "\\-\\-install\\-completion" in page
 
 

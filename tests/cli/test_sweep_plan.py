@@ -66,7 +66,7 @@ def test_factor_limits() -> None:
 
 def test_every_preset_has_a_question_and_a_duration_past_time_wait_where_it_expires() -> None:
     assert set(PRESETS) == {"tw-reuse", "port-range", "fin-timeout", "close", "bind",
-                            "crr", "reuse-delay", "nat"}  # fmt: skip
+                            "crr", "reuse-delay", "nat", "remedies"}  # fmt: skip
     for p in PRESETS.values():
         assert p.question.endswith(".") and p.factors
         # reuse frees ports within the delay, and a NAT's closed entries are taken over
@@ -112,6 +112,10 @@ def test_a_plan_refuses_an_option_given_and_varied_and_a_bad_cell_before_anythin
         plan_sweep([parse_vary("tcp_tw_reuse=0,1")], 1, ["--set", "tcp_tw_reuse=2"], None, None, 2)
     with pytest.raises(UsageError, match="cell concurrency=0: --concurrency 0"):
         plan_sweep([parse_vary("concurrency=1,0")], 1, [], None, None, 2)
+    # every cell after the first would start past the instant: refused, not run to fail
+    with pytest.raises(UsageError, match="--start-at applies to one run, not to a sweep"):
+        plan_sweep([parse_vary("concurrency=1,2")], 1, ["--start-at", "2100-01-01T00:00:00Z"],
+                   None, None, 2)  # fmt: skip
 
 
 def test_default_parallelism_follows_cores_and_rates() -> None:

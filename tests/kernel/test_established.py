@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from portstorm.engine.sampler import PER_FLOW_DUMPS
-from tests.support.netns import check, load, run_in_netns
+from tests.support.netns import check, load, load_intervals, run_in_netns
 
 pytestmark = pytest.mark.netns
 
@@ -124,7 +124,9 @@ wait $pid
     # sampled from 2.5 s (every connection then open was made after the start) until the
     # load's last starts at 5 s (after it, the run waits out the holds: established falls)
     steady = [
-        i["established"] for i in doc["intervals"] if i["t"] + i["dt"] >= 2.5 and i["t"] < 4.5
+        i.established
+        for i in load_intervals(tmp_path / "result.json")
+        if i.t + i.dt >= 2.5 and i.t < 4.5
     ]
     assert steady and all(abs(e - 200) <= 20 for e in steady), steady
     assert abs(ss - 200) <= 20, ss

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.netns import check, load, run_in_netns
+from portstorm.core.formats import RUN
+from tests.support.netns import check, load, load_intervals, run_in_netns
 
 pytestmark = pytest.mark.netns
 
@@ -25,7 +26,7 @@ def test_closed_loop_five_seconds_against_the_builtin_sink_completes(tmp_path: P
     doc = load(tmp_path / "result.json")
     t = doc["totals"]
     assert doc["complete"] is True
-    assert doc["format"] == "portstorm.run/1"
+    assert doc["format"] == RUN == "portstorm.run/2"
     assert t["succeeded"] > 1000, t
     assert t["attempts"] == t["succeeded"] + sum(t["failed"].values())
     assert 5.0 <= doc["duration_s"] < 5.0 + 3.0 + 1.0  # duration, plus at most the drain
@@ -50,7 +51,9 @@ def test_open_loop_at_500_per_second_starts_2500_attempts_in_5_seconds(tmp_path:
     # 500/s within each interval as it was measured: a tick that fired 14 ms late on a
     # busy machine makes an interval of 1.014 s holding 507 attempts, and that is right
     # (the last one runs on past the planned end, by the drain: no starts there)
-    per = [(i["attempts"], min(i["t"] + i["dt"], 5.0) - i["t"]) for i in doc["intervals"]]
+    per = [
+        (i.attempts, min(i.t + i.dt, 5.0) - i.t) for i in load_intervals(tmp_path / "result.json")
+    ]
     assert len(per) == 5 and all(abs(a - 500 * dt) <= 5 for a, dt in per), per
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from portstorm.core.histogram import LatencyHistogram
-from portstorm.core.result import Interval, merge_intervals
+from portstorm.core.result import Interval, load_result, merge_intervals
 from portstorm.core.scenario import Scenario
 from portstorm.engine.load import Share
 from portstorm.engine.pool import effective_workers
@@ -175,12 +175,13 @@ def test_closed_loop_with_workers_counts_exactly_what_the_sinks_accepted(tmp_pat
     assert LatencyHistogram.decode(doc["latency_us"]["hdr"]).count == t["succeeded"]
     assert all(i["time_wait"] is not None for i in doc["intervals"])  # the run sampled them
     # the workers end their parts of an interval a few ms apart: the merged ones still tile
-    for records in (doc["intervals"], doc["ramp"]):
+    typed = load_result(tmp_path / "result.json")
+    for records in (typed.intervals, typed.ramp):
         for a, b in itertools.pairwise(records):
-            assert b["t"] >= a["t"] + a["dt"] - 1e-6, (a["t"], a["dt"], b["t"])
+            assert b.t >= a.t + a.dt - 1e-6, (a.t, a.dt, b.t)
     # the workers' fds are counted with the run's own: a 1-worker pair run held 19-20, this
     # one 37-39 while its workers ran (samples at the end of the load, as they exit: 27)
-    fds = [i["fds"] for i in doc["intervals"] if i["t"] + i["dt"] < 2.5]
+    fds = [i.fds for i in typed.intervals if i.t + i.dt < 2.5]
     assert len(fds) == 2 and all(n is not None and n > 28 for n in fds), doc["intervals"]
 
 

@@ -6,6 +6,7 @@ a NAT run's rate chart draws the rate of the ceiling that binds first.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -197,3 +198,26 @@ def test_a_nat_cells_time_to_first_failure_is_marked_at_the_nats_prediction() ->
         marks = [ln for ax in fig.get_axes() for ln in ax.get_lines() if ln.get_marker() == "D"]
         xs = sorted(float(x) for ln in marks for x in np.asarray(ln.get_xdata(), dtype=float))
     assert xs == [2.0, 40.0]
+
+
+def test_eight_cells_with_long_settings_have_tick_labels_that_do_not_touch() -> None:
+    # the remedies preset's eight cells, each named by what it sets
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from portstorm.report.manycharts import rates
+
+    settings = [("tcp_tw_reuse", "0"), ("ip_local_port_range", "40000-41999"),
+                ("tcp_tw_reuse", "1"), ("tcp_tw_reuse_delay", "100"), ("close", "server"),
+                ("close", "rst"), ("sink_ports", "2"), ("source", "198.18.1.0/30")]  # fmt: skip
+    run = simulate(ports=100, rate=50, duration=5)
+    subjects = [Subject(f"{k}={v}", (run,), (), {k: v}) for k, v in settings]
+    with charting():
+        fig = rates(subjects)
+        canvas: Any = FigureCanvasAgg(fig)  # matplotlib's draw() is untyped
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        (ax,) = [a for a in fig.get_axes() if a.get_xticklabels()]
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+    assert len(boxes) == 8
+    gaps = [b.x0 - a.x1 for a, b in itertools.pairwise(boxes)]
+    assert all(g >= 6 for g in gaps), gaps  # pixels between neighbours: they read apart

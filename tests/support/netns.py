@@ -94,6 +94,15 @@ def load(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def load_intervals(path: Path) -> tuple[Any, ...]:
+    """A result.json's intervals, typed (core/records.Interval): ``dt``, ``fds`` and
+    ``not_started`` are there in every one, where the compact ``portstorm.run/2`` writes
+    them only where they say something (core/runform.py)."""
+    from portstorm.core.result import load_result
+
+    return load_result(path).intervals
+
+
 def check(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode == 0, (
         f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

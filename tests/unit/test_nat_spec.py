@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from portstorm.cli.options import options_from_argv
+from portstorm.cli.optionsargv import options_from_argv
 from portstorm.core.errors import UsageError
 from portstorm.core.files import save_json_atomic
 from portstorm.core.nat import (

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from portstorm.core.errors import UsageError
 from portstorm.core.result import RunResult
 from portstorm.core.thresholds import (
+    CHANGES,
     METRICS,
     Threshold,
     Verdict,
@@ -57,7 +58,7 @@ REFUSED = [
     ("failed_pct > 1ms", "a percentage"),
     ("p99 > 1ms 2", "'2' after the value"),
     ("p99 > 1e3us", "p99 is a time"),  # no exponents: 'e3us' is no unit
-    ("__import__('os') > 1", "'(' "),
+    ("__import__('os') > 1", "at position 12"),  # the quote: no strings, no calls
     ("p99 > 1." , "a number ends in '.'"),
 ]  # fmt: skip
 
@@ -138,3 +139,37 @@ def test_verdicts_are_saved_in_result_json_and_come_back_typed() -> None:
     assert RunResult.from_json(doc).thresholds == verdicts
     del doc["thresholds"]  # a file from before --fail-if
     assert RunResult.from_json(doc).thresholds == ()
+
+
+_CHANGE_PIECES = st.sampled_from(
+    [*CHANGES, "change", "(", ")", "rate", "p99", "max", "<", ">=", "-5", "20", "%", "ms", " "]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_CHANGE_PIECES, max_size=7).map(" ".join))
+def test_any_compare_gate_parses_or_is_refused_with_compares_metrics(text: str) -> None:
+    try:
+        t = parse_threshold(text, changes=True)
+    except UsageError as e:
+        assert str(e).endswith(allowed_metrics(changes=True)) and "\n" not in str(e)
+        return
+    assert t.metric in METRICS or (t.is_change and t.metric in CHANGES)
+
+
+CHANGE_PARSED = [
+    ("change(rate) < -5%", "change(rate)", "<", -5.0),
+    ("change ( p99 ) > 20 %", "change(p99)", ">", 20.0),
+    ("change(first_failure) < -50%", "change(first_failure)", "<", -50.0),
+]
+
+
+@pytest.mark.parametrize(("text", "metric", "op", "value"), CHANGE_PARSED)
+def test_a_change_parses_in_percent_on_compare_only(
+    text: str, metric: str, op: str, value: float
+) -> None:
+    t = parse_threshold(text, changes=True)
+    assert (t.metric, t.op, t.value, t.is_change) == (metric, op, value, True)
+    with pytest.raises(UsageError, match="only 'portstorm compare' takes it") as e:
+        parse_threshold(text)
+    assert str(e.value).endswith(allowed_metrics())  # run's and sweep's list: no change()
