@@ -64,8 +64,9 @@ def run(
     ] = False,
     junit: go.Junit = None,
 ) -> int:
-    """Churn TCP connections against targets (or the built-in sink) and save result.json,
-    then report.html with its charts (PNG), intervals.csv and latency.hlog beside it.
+    """Churn TCP connections against targets (or the built-in sink); save result.json.
+
+    Then report.html with its charts (PNG), intervals.csv and latency.hlog beside it.
     With --fail-if: exit 1 when a threshold failed, once every file is written."""
     from portstorm.cli.runcmd import run_command
 
@@ -125,6 +126,7 @@ def sweep(
     junit: go.Junit = None,
 ) -> int:
     """Run a matrix of experiments; any 'portstorm run' option applies to every cell.
+
     Writes sweep.json, cells/, and report.html comparing the cells. With --fail-if: each
     cell's runs and their median judged, exit 1 when one failed, once every file is written."""
     from portstorm.cli.sweepcmd import list_presets_text, run_sweep
@@ -168,8 +170,10 @@ def compare(
     fail_if: go.CompareFailIf = None,
     junit: go.Junit = None,
 ) -> int:
-    """Key metrics side by side, each one's change against the first, and whether it is
-    beyond the spread of repeats. With --fail-if: exit 1 when a row fails a threshold."""
+    """Key metrics side by side, and each one's change against the first.
+
+    A change is marked significant when it is beyond the spread of repeats. With
+    --fail-if: exit 1 when a row fails a threshold."""
     from portstorm.cli.sweepcmd import run_compare
 
     gates = parse_thresholds(fail_if or (), changes=True)  # refused before anything is read

@@ -106,8 +106,10 @@ def merge_cmd(
         bool, typer.Option("--no-report", help="fleet.json only: no report.html or charts.")
     ] = False,
 ) -> int:
-    """Merge many hosts' runs exactly into fleet.json: per-host rows, totals and histograms
-    added, intervals aligned on wall-clock time, the hosts that differ named."""
+    """Merge many hosts' runs exactly into fleet.json.
+
+    Per-host rows, totals and histograms added, intervals aligned on wall-clock time, the
+    hosts that differ named."""
     fleet = merge(read_members(dirs))
     path = write_fleet(fleet, out or default_out_dir("merge", _now()), not no_report)
     print_fleet(fleet, path)
@@ -238,9 +240,11 @@ def fleet_run(
         bool, typer.Option("--keep-remote", help="Leave each host's run folder on the host.")
     ] = False,
 ) -> int:
-    """Run 'portstorm run OPTIONS' on every host of INVENTORY, all starting at one instant
-    (--start-at), fetch each result to DIR/<host>/ and merge them into DIR/fleet.json.
-    Options after -- are portstorm run's. A host without a result: named, exit 3."""
+    """Run 'portstorm run OPTIONS' on every host of INVENTORY, all at one instant.
+
+    Each starts at the same --start-at; each result is fetched to DIR/<host>/ and merged
+    into DIR/fleet.json. Options after -- are portstorm run's. A host without a result:
+    named, exit 3."""
     from portstorm.cli.optionsargv import options_from_argv
     from portstorm.engine.fleetrun import missing_hosts, run_playbook
 

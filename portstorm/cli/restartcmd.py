@@ -111,10 +111,12 @@ def restart(
         bool, typer.Option("--force", help="Replace a result already in --out.")
     ] = False,
 ) -> int:
-    """Does a server that closed first restart on its port? In the pair sandbox a server
-    closes every connection first, so TIME_WAIT sits on its port; then its listener closes
-    and new sockets try bind() there, plain, with SO_REUSEADDR and with SO_REUSEPORT,
-    until a plain one succeeds (about 60 s on Linux) or --max-wait passes."""
+    """Can a server that closed first rebind its port? bind() with, without SO_REUSEADDR.
+
+    In the pair sandbox a server closes every connection first, so TIME_WAIT sits on its
+    port; then its listener closes and new sockets try bind() there, plain, with
+    SO_REUSEADDR and with SO_REUSEPORT, until a plain one succeeds (about 60 s on Linux)
+    or --max-wait passes."""
     from portstorm.core.files import Folder
     from portstorm.core.outdir import default_out_dir
     from portstorm.core.restartfindings import restart_findings
@@ -234,10 +236,12 @@ def last_ack(
         bool, typer.Option("--force", help="Replace a result already in --out.")
     ] = False,
 ) -> int:
-    """What TIME_WAIT protects: drop the client's last ACK for a share of connections
-    (nftables in the client's namespace, matched as conntrack's 4th packet of the flow) and
-    count what the server sees when the client keeps TIME_WAIT, skips it, takes it over
-    early with tcp_tw_reuse, or closes with RST. Each case runs in a fresh pair sandbox."""
+    """What TIME_WAIT protects: the client's last ACK dropped; what the server sees.
+
+    Drop the client's last ACK for a share of connections (nftables in the client's
+    namespace, matched as conntrack's 4th packet of the flow) and count what the server
+    sees when the client keeps TIME_WAIT, skips it, takes it over early with tcp_tw_reuse,
+    or closes with RST. Each case runs in a fresh pair sandbox."""
     import datetime as dt
 
     from portstorm import __version__

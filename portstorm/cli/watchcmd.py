@@ -109,8 +109,10 @@ def watch(
         ),
     ] = False,
 ) -> int:
-    """This namespace's ports per (source, destination), live: use, new connections/s and
-    when they run out at that rate. Read-only: no load, no sysctl written."""
+    """This namespace's ports per (source, destination), live, and when they run out.
+
+    Use, new connections/s and when they run out at that rate. Read-only: no load, no
+    sysctl written."""
     from portstorm.engine import exporter
 
     if grafana_dashboard:
