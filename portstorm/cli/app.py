@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -360,8 +360,19 @@ class _ListenError(PortstormError):
     exit_code = EXIT_ENVIRONMENT
 
 
+def _reflowed(command: Any) -> Any:
+    """``command`` and its subcommands with each help paragraph on one line: Typer 0.29's
+    rich help keeps a docstring's single line breaks past its first paragraph, so the text
+    came out broken where the source was, then wrapped again at the terminal's width."""
+    if command.help:
+        command.help = "\n\n".join(" ".join(p.split()) for p in command.help.split("\n\n"))
+    for sub in getattr(command, "commands", {}).values():
+        _reflowed(sub)
+    return command
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
-    command = typer.main.get_command(app)
+    command = _reflowed(typer.main.get_command(app))
     try:
         rv = command.main(args=argv, prog_name="portstorm", standalone_mode=False)
     except typer.TyperException as e:

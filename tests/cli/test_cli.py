@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,16 @@ def test_help_lists_the_commands() -> None:
     proc = portstorm("--help")
     assert proc.returncode == 0
     assert "run" in proc.stdout and "sink" in proc.stdout
+
+
+def test_a_commands_help_is_wrapped_at_the_terminal_not_where_the_source_broke() -> None:
+    # Typer keeps a docstring's line breaks after its first paragraph: each paragraph is
+    # joined first (app._reflowed), so a wide terminal shows it on one line
+    env = dict(os.environ, COLUMNS="250")
+    proc = subprocess.run([sys.executable, "-m", "portstorm", "restart", "--help"],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "so TIME_WAIT sits on its port; then its listener closes and new sockets" in proc.stdout
 
 
 @pytest.mark.netns
