@@ -9,10 +9,13 @@ close and for FIN close (the client closes first):
   a  C connect/close loop (benchmarks/c/churn_client.c, one process per core) against the
      C accept/close sink (benchmarks/c/churn_sink.c): the best of 1 and one-per-core sink
      processes. Both are compiled from source here with the system C compiler.
-  b  portstorm's driver (default --workers) against the same C sink (a's best sink count)
+  b  portstorm's driver (default --workers) against the same C sink (the round's better
+     sink count)
   c  portstorm's driver against portstorm's own sink (defaults for both)
 
-and prints connections/s (median of --repeat runs) and the ratios b/a and c/a. Then, unless
+in --repeat rounds of a, b, c (so that the three of a round see the same machine), and
+prints connections/s (median of the rounds) and the ratios b/a and c/a, of the medians and
+the medians of each round's own. Then, unless
 --rss-connections 0, memory: portstorm (c's setup, RST close) runs until it has made that
 many connections (10 million by default), and the resident memory of each of its processes
 (the run, its driver workers, the sink) is read from /proc at 1 million connections and at
@@ -115,12 +118,47 @@ def portstorm_rate(args: list[str], out: Path) -> float:
     return float(doc["totals"]["succeeded"]) / float(doc["duration_s"])
 
 
-def median_of(label: str, repeat: int, one: Callable[[], float]) -> float:
-    values = [one() for _ in range(repeat)]
-    m = statistics.median(values)
-    shown = ", ".join(f"{v:,.0f}" for v in values)
-    print(f"  {label:<58} {m:>10,.0f}   ({shown})", flush=True)
-    return m
+def rounds(
+    repeat: int,
+    a: Callable[[int], float],
+    b: Callable[[int], float],
+    c: Callable[[], float],
+    labels: tuple[str, str, str],
+) -> tuple[float, float, float, float]:
+    """a, b and c in rounds (a with one C sink process and with one per core, b against
+    the round's better C sink, then c), so that the three of a round see the same
+    machine: shared with other work, its rate moved by a third from one minute to the
+    next, and three a's, then three b's, then three c's compared different minutes. Prints
+    each line's median and runs; returns b/a and c/a of the medians (a: the better sink
+    count's), then the medians of the rounds' own b/a and c/a."""
+    cores = len(os.sched_getaffinity(0))
+    sinks = sorted({1, cores})
+    a_runs: dict[int, list[float]] = {n: [] for n in sinks}
+    b_runs: list[tuple[float, int]] = []
+    c_runs: list[float] = []
+    round_b, round_c = [], []
+    for _ in range(repeat):
+        for n in sinks:
+            a_runs[n].append(a(n))
+        best = max(sinks, key=lambda n: a_runs[n][-1])
+        b_runs.append((b(best), best))
+        c_runs.append(c())
+        round_b.append(b_runs[-1][0] / a_runs[best][-1])
+        round_c.append(c_runs[-1] / a_runs[best][-1])
+
+    def line(label: str, values: list[float], notes: list[str] | None = None) -> float:
+        m = statistics.median(values)
+        shown = ", ".join(f"{v:,.0f}{notes[i] if notes else ''}" for i, v in enumerate(values))
+        print(f"  {label:<58} {m:>10,.0f}   ({shown})", flush=True)
+        return m
+
+    best_a = max(line(labels[0].format(n=n), a_runs[n]) for n in sinks)
+    b = line(labels[1], [v for v, _ in b_runs], [f" x{n}" for _, n in b_runs])
+    c = line(labels[2], c_runs)
+    rb, rc = statistics.median(round_b), statistics.median(round_c)
+    print(f"  b/a = {b / best_a:.2f}   c/a = {c / best_a:.2f}   (medians of the rounds' own "
+          f"ratios: b/a {rb:.2f}, c/a {rc:.2f})")  # fmt: skip
+    return b / best_a, c / best_a, rb, rc
 
 
 def throughput(exes: dict[str, Path], seconds: float, repeat: int, work: Path) -> None:
@@ -128,38 +166,30 @@ def throughput(exes: dict[str, Path], seconds: float, repeat: int, work: Path) -
     secs = str(seconds)
     ratios = []
     for close, ps_close in CLOSES.items():
-        print(f"\n{close.upper()} close, {seconds:g} s per run, median of {repeat}:")
-        best_a, best_sink = 0.0, 1
-        for sink_procs in sorted({1, cores}):
+        print(f"\n{close.upper()} close, {seconds:g} s per run, median of {repeat} rounds:")
+
+        def a(sink_procs: int, close: str = close) -> float:
             sink = CSink(exes["churn_sink"], sink_procs)
             try:
-                a = median_of(
-                    f"a  C client x{cores} -> C sink x{sink_procs}",
-                    repeat,
-                    partial(c_client, exes["churn_client"], seconds, close, cores),
-                )
+                return c_client(exes["churn_client"], seconds, close, cores)
             finally:
                 sink.stop()
-            if a > best_a:
-                best_a, best_sink = a, sink_procs
-        b_args = [f"127.0.0.1:{SINK_PORT}", "--close", ps_close, "--duration", secs]
-        sink = CSink(exes["churn_sink"], best_sink)
-        try:
-            b = median_of(
-                f"b  portstorm driver (default workers) -> C sink x{best_sink}",
-                repeat,
-                partial(portstorm_rate, b_args, work / "b"),
-            )
-        finally:
-            sink.stop()
-        c = median_of(
-            "c  portstorm driver -> portstorm sink (defaults)",
-            repeat,
-            partial(portstorm_rate, ["--close", ps_close, "--duration", secs], work / "c"),
-        )
-        print(f"  b/a = {b / best_a:.2f}   c/a = {c / best_a:.2f}")
-        ratios.append((close, b / best_a, c / best_a))
-    print("\nsummary:", "; ".join(f"{c}: b/a {b:.2f}, c/a {r:.2f}" for c, b, r in ratios))
+
+        def b(sink_procs: int, ps_close: str = ps_close) -> float:
+            sink = CSink(exes["churn_sink"], sink_procs)
+            try:
+                args = [f"127.0.0.1:{SINK_PORT}", "--close", ps_close, "--duration", secs]
+                return portstorm_rate(args, work / "b")
+            finally:
+                sink.stop()
+
+        c = partial(portstorm_rate, ["--close", ps_close, "--duration", secs], work / "c")
+        labels = (f"a  C client x{cores} -> C sink x{{n}}",
+                  "b  portstorm driver (default workers) -> the round's C sink",
+                  "c  portstorm driver -> portstorm sink (defaults)")  # fmt: skip
+        ratios.append((close, *rounds(repeat, a, b, c, labels)))
+    print("\nsummary:", "; ".join(f"{c}: b/a {b:.2f}, c/a {r:.2f} (rounds: {rb:.2f}, {rc:.2f})"
+                                  for c, b, r, rb, rc in ratios))  # fmt: skip
 
 
 def tree_rss(root_pid: int) -> dict[str, tuple[int, int]]:
@@ -260,9 +290,10 @@ def memory(target: int, work: Path) -> None:
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
-def profile(seconds: float, close: str, work: Path) -> None:
+def profile(seconds: float, close: str, work: Path, extra: Sequence[str] = ()) -> None:
     """Where portstorm's processes spend their time: py-spy samples the run and every child
-    (driver workers, sink) for c's setup; self time per function, over all of them."""
+    (driver workers, sink) for c's setup (``extra``: more ``portstorm run`` options, as
+    crr.py's sizes); self time per function, by process."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         sys.exit("--profile needs py-spy: pip install -e '.[bench]'")
@@ -270,24 +301,26 @@ def profile(seconds: float, close: str, work: Path) -> None:
     cmd = [spy, "record", "--subprocesses", "--nonblocking", "-r", "200", "-f", "raw", "-o",
            str(raw), "--", sys.executable, "-m", "portstorm", "run", "--sandbox", "host",
            "--close", CLOSES[close], "--duration", str(seconds), "--no-report", "--quiet",
-           "--force", "--out", str(work / "prof")]  # fmt: skip
+           "--force", "--out", str(work / "prof"), *extra]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    by_process: dict[str, int] = {}
-    by_function: dict[str, int] = {}
+    by_kind: dict[str, dict[str, int]] = {}  # sink, worker, run -> {function: samples}
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
         # with --subprocesses py-spy names each process on the way down in a frame
         # "process PID:..." (parent first); the last frame is where the sample landed
-        proc = [f.split(":")[0] for f in frames if f.startswith("process ")][-1]
-        by_process[proc] = by_process.get(proc, 0) + int(n)
+        proc = [f for f in frames if f.startswith("process ")][-1]
+        kind = "sink" if "sink_main" in proc else "worker" if "worker_main" in proc else "run"
         leaf = frames[-1].split(" (")[0] + " (" + frames[-1].split(" (")[-1].split(":")[0] + ")"
-        by_function[leaf] = by_function.get(leaf, 0) + int(n)
-    total = sum(by_function.values())
-    print(f"\nprofile: {close.upper()} close, {seconds:g} s, {total:,} samples over "
-          f"{len(by_process)} processes; self time, top 12:")  # fmt: skip
-    for name, count in sorted(by_function.items(), key=lambda kv: -kv[1])[:12]:
-        print(f"  {100 * count / total:5.1f} %  {name}")
+        counts = by_kind.setdefault(kind, {})
+        counts[leaf] = counts.get(leaf, 0) + int(n)
+    total = sum(sum(c.values()) for c in by_kind.values())
+    print(f"\nprofile: {close.upper()} close, {seconds:g} s, {total:,} samples; self time by "
+          "process (% of all samples), top 8 functions of each:")  # fmt: skip
+    for kind, counts in sorted(by_kind.items(), key=lambda kv: -sum(kv[1].values())):
+        print(f"  {kind}: {100 * sum(counts.values()) / total:.1f} %")
+        for name, count in sorted(counts.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"    {100 * count / total:5.1f} %  {name}")
 
 
 def inner(seconds: float, repeat: int, rss_connections: int, profile_s: float) -> None:

@@ -18,7 +18,7 @@ close mode's FIN into an abort and move TIME_WAIT (KERNEL.md, "Who holds TIME_WA
 
 from __future__ import annotations
 
-import socket
+import _socket
 from dataclasses import dataclass
 from time import perf_counter_ns
 
@@ -65,7 +65,7 @@ class Exchange:
             self.requests = [bytes(scenario.request_size)] * len(flows)
         self._buf = bytearray(_RECV_BYTES)  # shared: the reads never await mid-copy
 
-    async def finish(self, s: socket.socket, flow_i: int, t_start_ns: int, end: float) -> Ended:
+    async def finish(self, s: _socket.socket, flow_i: int, t_start_ns: int, end: float) -> Ended:
         """Everything after connect(), in order: the request and response (if any), the
         hold, and with --close server the wait for the server's FIN (after the close
         timeout, plus the hold the sink keeps, it counts as close_timeout). Nothing waits
@@ -80,19 +80,24 @@ class Exchange:
             ended.failed, ended.errno = await server_close(s, wait)
         return ended
 
-    async def transact(self, s: socket.socket, flow_i: int, t_start_ns: int, end: float) -> Ended:
+    async def transact(self, s: _socket.socket, flow_i: int, t_start_ns: int, end: float) -> Ended:
         """Write the request, read the response; by trio time ``end`` at the latest (the
         response timeout from connect, or the run's time bound): else ``timeout``."""
         ended = Ended()
         reading = _Reading(self.response_size, http.ResponseReader() if self.http else None)
         try:
-            # At once first: a small request goes whole, and over loopback or a veth the
-            # answer may be in already; only what has to wait takes a cancel scope.
+            # At once first: a small request goes whole. Its answer comes from another
+            # process, which has yet to run, so the socket is read once epoll says so (a
+            # read of an empty socket is a syscall and an exception); with no request the
+            # answer may be in already. Only what has to wait takes a cancel scope.
             request = memoryview(self.requests[flow_i])
+            answer_due = bool(request) and (self.http or self.response_size > 0)
             request = request[_send_now(s, request) :]
-            if request or not self._pump(s, reading, ended):
+            if request or answer_due or not self._pump(s, reading, ended):
                 with trio.move_on_at(min(trio.current_time() + self.limit_s, end)) as cs:
                     await _send_all(s, request)
+                    if answer_due:
+                        await trio.lowlevel.wait_readable(s)
                     while not self._pump(s, reading, ended):
                         await trio.lowlevel.wait_readable(s)
                 if cs.cancelled_caught:
@@ -109,7 +114,7 @@ class Exchange:
         ended.transaction_ns = perf_counter_ns() - t_start_ns
         return ended
 
-    def _pump(self, s: socket.socket, reading: _Reading, ended: Ended) -> bool:
+    def _pump(self, s: _socket.socket, reading: _Reading, ended: Ended) -> bool:
         """Read what has arrived of the response; True once it is whole, or cut short by
         EOF (``ended`` says so); False when more is due. Raises HttpProblem, OSError."""
         buf, reader = self._buf, reading.reader
@@ -139,7 +144,7 @@ class _Reading:
     reader: http.ResponseReader | None
 
 
-def _send_now(s: socket.socket, data: memoryview) -> int:
+def _send_now(s: _socket.socket, data: memoryview) -> int:
     """What of ``data`` the socket takes without waiting."""
     if not data:
         return 0
@@ -149,7 +154,7 @@ def _send_now(s: socket.socket, data: memoryview) -> int:
         return 0
 
 
-async def _send_all(s: socket.socket, view: memoryview) -> None:
+async def _send_all(s: _socket.socket, view: memoryview) -> None:
     while view:
         try:
             view = view[s.send(view) :]
@@ -157,7 +162,7 @@ async def _send_all(s: socket.socket, view: memoryview) -> None:
             await trio.lowlevel.wait_writable(s)
 
 
-async def server_close(s: socket.socket, end: float) -> tuple[Outcome | None, int | None]:
+async def server_close(s: _socket.socket, end: float) -> tuple[Outcome | None, int | None]:
     """--close server: read to the server's FIN (so our close() answers it and TIME_WAIT
     stays on the server's side), by trio time ``end``. (None, None) when it came;
     (CLOSE_TIMEOUT, None) when it did not; (outcome, errno) for an error while waiting."""

@@ -19,8 +19,9 @@ and with its exit status (core/errors.py's EXIT_*); every one is started by ``sp
 The sink's own SO_REUSEPORT workers are forked, not spawned (they inherit nothing to
 exec), and call die_with_parent() themselves (sink_server.py).
 
-``stopped_by_signal()`` is the one place a SIGINT/SIGTERM is turned into a stop: a load's
-(load.drive()), a sweep's and the sink server's.
+``stopped_by_signal()`` turns a SIGINT/SIGTERM into a stop for everything run under Trio:
+a load's (load.drive()) and a sweep's. The built-in sink has no Trio (one epoll loop over
+raw fds): sink_loop.stop_on_signals() wakes its epoll_wait() the same two signals.
 """
 
 from __future__ import annotations

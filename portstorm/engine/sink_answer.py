@@ -1,22 +1,31 @@
-"""What the built-in sink does with one accepted connection: read what is queued, wait for
-the client to end it, and, with an answer (``SinkAnswer``: the run's --request-size,
---response-size, --http, --hold), read its request and answer it.
+"""What the built-in sink does with one accepted connection that it answers: read its
+request, send the answer, then end it by the close mode (``SinkAnswer``: the run's
+--request-size, --response-size, --http, --hold), and the counts every connection keeps
+(``SinkStats``).
 
-Containing the per-connection steps and the counts they keep (``SinkStats``); accepting,
-listeners and worker processes are sink_server.py. Received data is always drained before
-close(): closing with unread data sends a RST (tcp_close() -> TCPAbortOnClose), which would
-turn an intended FIN close into an abort.
+Containing the per-connection steps, as a small state machine over a raw socket that
+never blocks (``Answering``); the event loop that drives it, accepting, and connections
+without an answer are sink_loop.py; listeners and worker processes sink_server.py.
+Received data is always drained before close(): closing with unread data sends a RST
+(tcp_close() -> TCPAbortOnClose), which would turn an intended FIN close into an abort.
+
+The socket is a bare ``_socket.socket`` around the accepted fd, in blocking mode: every
+call passes MSG_DONTWAIT instead of an fcntl() per connection, and the event loop only
+calls a step when epoll said the socket is ready, so EAGAIN (an exception in Python, ~1 us)
+is rare.
 """
 
 from __future__ import annotations
 
+import _socket
 import socket
 from dataclasses import dataclass
 
-import trio
-
 from portstorm.core import http
 from portstorm.core.scenario import CloseMode
+
+_DONTWAIT = socket.MSG_DONTWAIT
+_RECV_BYTES = 65536
 
 
 @dataclass
@@ -54,11 +63,11 @@ class SinkAnswer:
 NO_ANSWER = SinkAnswer()  # connect and close: nothing read, nothing answered
 
 
-def drain(conn: socket.socket, stats: SinkStats | None = None) -> bool:
+def drain(conn: _socket.socket, stats: SinkStats | None = None) -> bool:
     """Read what is queued without blocking; True when the peer has ended (EOF or reset)."""
     while True:
         try:
-            data = conn.recv(65536)
+            data = conn.recv(_RECV_BYTES, _DONTWAIT)
         except BlockingIOError:
             return False
         except OSError:
@@ -69,123 +78,100 @@ def drain(conn: socket.socket, stats: SinkStats | None = None) -> bool:
             stats.bytes_received += len(data)
 
 
-async def await_peer_end(conn: socket.socket, stats: SinkStats, idle_timeout: float) -> None:
-    try:
-        with trio.move_on_after(idle_timeout) as cs:
-            await until_peer_end(conn, stats)
-        if cs.cancelled_caught:
-            stats.idle_timeouts += 1
-    finally:
-        conn.close()
-        stats.closed += 1
+# What an answered connection waits for next, as the event loop reads it: READ (readable,
+# or the peer's end), WRITE (room in the send buffer), HOLD (a timer: --close server
+# --hold, then ``step()`` once more), DONE (close it now).
+READ, WRITE, HOLD, DONE = 1, 2, 3, 4
+# its stages: the request being read, the answer being sent, waiting for the client to end
+# it (client, rst), held before the sink's FIN (server), to be closed unanswered
+_REQUEST, _SENDING, _ENDING, _HOLDING, _UNANSWERED = 1, 2, 3, 4, 5
 
 
-async def until_peer_end(conn: socket.socket, stats: SinkStats) -> None:
-    while True:
-        await trio.lowlevel.wait_readable(conn)
+class Answering:
+    """One connection being answered: its request read (``left`` bytes, or an HTTP head
+    gathered in ``head``), then ``out`` sent, then the close mode. The event loop calls
+    ``step()`` when the socket is ready for what the previous step asked for."""
+
+    __slots__ = ("close", "head", "hold", "left", "out", "sock", "stage", "stats")
+
+    def __init__(
+        self,
+        sock: _socket.socket,
+        spec: SinkAnswer,
+        payload: memoryview,
+        close: CloseMode,
+        stats: SinkStats,
+    ) -> None:
+        self.sock = sock
+        self.close = close
+        self.stats = stats
+        self.hold = spec.hold_s > 0
+        self.left = -1 if spec.http else spec.request_size  # -1: an HTTP head still due
+        self.head = bytearray()
+        self.out = payload
+        self.stage = _REQUEST if self.left else _SENDING
+
+    def step(self) -> int:
+        """Go as far as the socket allows without waiting; what to wait for next."""
+        stats = self.stats
         try:
-            data = conn.recv(65536)
+            if self.stage == _REQUEST:
+                if not self._read_request():
+                    return DONE if self.stage == _UNANSWERED else READ
+                self.stage = _SENDING
+            if self.stage == _SENDING:
+                if self.out:
+                    self.out = self.out[self.sock.send(self.out, _DONTWAIT) :]
+                    if self.out:
+                        return WRITE
+                stats.responses += 1
+                if self.close is not CloseMode.SERVER:
+                    self.stage = _ENDING
+                    return READ  # the client ends it: epoll says when
+                if self.hold:
+                    self.stage = _HOLDING
+                    return HOLD
+            # _ENDING woken by epoll, _HOLDING at its timer, or server close just answered
+            ended = drain(self.sock, stats)  # unread data would turn a FIN into a RST
+            return DONE if ended or self.stage != _ENDING else READ
         except BlockingIOError:
-            continue
-        except OSError:
+            return WRITE if self.stage == _SENDING else READ
+        except OSError:  # ECONNRESET, EPIPE: the peer aborted
             stats.resets += 1
-            return
-        if not data:
-            return
-        stats.bytes_received += len(data)
+            return DONE
 
+    def reading(self) -> bool:
+        """Whether a request is still being read (bytes it sent before a reset count)."""
+        return self.stage == _REQUEST
 
-_AT_ONCE_BYTES = 4096  # an answer this small fits a new socket's send buffer whole
-GONE = -1
+    def reset(self) -> int:
+        """The peer aborted (epoll: EPOLLHUP|EPOLLERR) once the request was in: nothing
+        is left to read or answer."""
+        self.stats.resets += 1
+        return DONE
 
-
-def answer_now(conn: socket.socket, answer: SinkAnswer, payload: bytes, stats: SinkStats) -> int:
-    """Answer without a task when the whole request is queued already (a client writes it
-    right after connect(); over loopback or a veth it is often in before accept()
-    returns): the bytes of ``payload`` sent, GONE when the peer reset, or 0 with nothing
-    read, for answer_connection() to do it all (MSG_PEEK looks first: nothing consumed)."""
-    if answer.hold_s or len(payload) > _AT_ONCE_BYTES:
-        return 0
-    try:
-        want = answer.request_size
-        if answer.http:
-            want = conn.recv(http.MAX_HEAD_BYTES, socket.MSG_PEEK).find(b"\r\n\r\n") + 4
-            if want < 4:
-                return 0
-        elif want and len(conn.recv(want, socket.MSG_PEEK)) < want:
-            return 0
-        if want:
-            conn.recv(want)  # exactly what the peek saw
-            stats.bytes_received += want
-        return conn.send(payload) if payload else 1
-    except BlockingIOError:
-        return 0
-    except OSError:
-        stats.resets += 1
-        return GONE
-
-
-async def answer_connection(
-    conn: socket.socket,
-    answer: SinkAnswer,
-    payload: bytes,
-    close: CloseMode,
-    stats: SinkStats,
-    idle_timeout: float,
-    read_request: bool = True,
-) -> None:
-    """Read one connection's request (unless read already), answer it (``payload``: what
-    is still to send), then end it by the close mode."""
-    try:
-        with trio.move_on_after(idle_timeout) as cs:
-            if read_request and not await read_whole_request(conn, answer, stats):
-                return  # the peer ended (or reset) before its request was whole
-            view = memoryview(payload)
-            while view:
-                try:
-                    view = view[conn.send(view) :]
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(conn)
-                except OSError:
-                    stats.resets += 1
-                    return
-            stats.responses += 1
-            if close is CloseMode.SERVER:
-                if answer.hold_s:
-                    await trio.sleep(answer.hold_s)
-                drain(conn, stats)
-                return
-            await until_peer_end(conn, stats)
-        if cs.cancelled_caught:
-            stats.idle_timeouts += 1
-    finally:
-        conn.close()
-        stats.closed += 1
-
-
-async def read_whole_request(conn: socket.socket, answer: SinkAnswer, stats: SinkStats) -> bool:
-    """True once the request is in: ``request_size`` bytes, or an HTTP head's empty line
-    (RFC 9112 section 2.1; a GET has no body). False when the peer ended first."""
-    left, head = answer.request_size, bytearray()
-    while answer.http or left > 0:
-        try:
-            data = conn.recv(65536)
-        except BlockingIOError:
-            await trio.lowlevel.wait_readable(conn)
-            continue
-        except OSError:
-            stats.resets += 1
-            return False
-        if not data:
-            return False
-        stats.bytes_received += len(data)
-        if not answer.http:
-            left -= len(data)
-            continue
-        head += data
-        if b"\r\n\r\n" in head:
-            return True
-        if len(head) > http.MAX_HEAD_BYTES:
-            stats.bad_requests += 1
-            return False
-    return True
+    def _read_request(self) -> bool:
+        """Read what has arrived; True once the request is whole. False with more due, or
+        with the stage _UNANSWERED when the peer ended first or its HTTP head broke the
+        size limit."""
+        stats = self.stats
+        while True:
+            data = self.sock.recv(_RECV_BYTES if self.left < 0 else self.left, _DONTWAIT)
+            if not data:
+                self.stage = _UNANSWERED
+                return False
+            stats.bytes_received += len(data)
+            if self.left > 0:
+                self.left -= len(data)
+                if not self.left:
+                    return True
+                continue
+            head = self.head
+            head += data
+            # RFC 9112 section 2.1: the head ends at its empty line (a GET has no body)
+            if b"\r\n\r\n" in head:
+                return True
+            if len(head) > http.MAX_HEAD_BYTES:
+                stats.bad_requests += 1
+                self.stage = _UNANSWERED
+                return False

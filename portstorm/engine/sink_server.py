@@ -1,4 +1,5 @@
-"""The built-in sink's server: a Trio TCP server that ends each connection the way the run asks.
+"""The built-in sink's server: listeners, worker processes and the stop, ending each connection
+the way the run asks.
 
 Run as ``portstorm sink`` (a run starts it as a child through sink_handle.py, which reads
 ``READY_PREFIX`` and ``STATS_PREFIX`` lines from its stdout). Containing no measurement:
@@ -18,8 +19,8 @@ each connection first has its request read (N bytes, or an HTTP request head up 
 empty line) and gets its response (M bytes, or ``HTTP/1.1 200 OK`` with an M-byte body);
 then the close mode applies as above, ``server`` after the hold (the client waits for
 that FIN). ``bytes_received`` counts every byte read, so a run can check N per connection.
-What is done with one connection is sink_answer.py: here, at accept, the answer is made
-at once when the request is in already (no task), else by a task per connection.
+The event loop that accepts and ends connections is sink_loop.py (one epoll, raw fds, no
+Trio); what is done with an answered connection is sink_answer.py.
 """
 
 from __future__ import annotations
@@ -32,25 +33,14 @@ import signal
 import socket
 from collections.abc import Callable
 
-import trio
-
 from portstorm.core.addressing import address_text
 from portstorm.core.scenario import CloseMode
-from portstorm.engine.processes import die_with_parent, stopped_by_signal
-from portstorm.engine.sink_answer import (
-    GONE,
-    NO_ANSWER,
-    SinkAnswer,
-    SinkStats,
-    answer_connection,
-    answer_now,
-    await_peer_end,
-    drain,
-)
+from portstorm.engine.processes import die_with_parent
+from portstorm.engine.sink_answer import NO_ANSWER, SinkAnswer, SinkStats, drain
+from portstorm.engine.sink_loop import SinkLoop, stop_on_signals
 
 READY_PREFIX = "portstorm-sink listening "
 STATS_PREFIX = "portstorm-sink stats "
-ACCEPT_BATCH = 256  # accept() calls per wakeup before yielding to the other tasks
 BACKLOG = 65535  # capped by net.core.somaxconn in the kernel
 
 
@@ -70,82 +60,30 @@ def open_listener(host: str, port: int, reuse_port: bool = False) -> socket.sock
     return s
 
 
-async def serve(
-    listener: socket.socket,
-    close: CloseMode,
-    stats: SinkStats,
-    idle_timeout: float = 60.0,
-    answer: SinkAnswer = NO_ANSWER,
-) -> None:
-    """Accept and end connections on ``listener`` until cancelled."""
-    payload = answer.payload() if answer.active else None
-    async with trio.open_nursery() as nursery:
-        while True:
-            await trio.lowlevel.wait_readable(listener)
-            for _ in range(ACCEPT_BATCH):
-                try:
-                    conn, _addr = listener.accept()
-                except BlockingIOError:
-                    break
-                except OSError as e:
-                    stats.accept_errors += 1
-                    if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                        await trio.sleep(0.01)  # let connections close before accepting more
-                    break
-                stats.accepted += 1
-                conn.setblocking(False)
-                if payload is not None:
-                    sent = answer_now(conn, answer, payload, stats)
-                    if sent == 0:  # not at once: read, answer and end it in a task
-                        nursery.start_soon(
-                            answer_connection, conn, answer, payload, close, stats, idle_timeout
-                        )
-                    elif 0 < sent < len(payload):
-                        rest = payload[sent:]
-                        nursery.start_soon(
-                            answer_connection, conn, answer, rest, close, stats, idle_timeout, False
-                        )
-                    elif sent == GONE or close is CloseMode.SERVER or drain(conn, stats):
-                        stats.responses += 1 if sent != GONE else 0
-                        drain(conn, stats)  # unread data would turn our FIN into a RST
-                        conn.close()
-                        stats.closed += 1
-                    else:  # answered: wait for the client to end it
-                        stats.responses += 1
-                        nursery.start_soon(await_peer_end, conn, stats, idle_timeout)
-                elif close is CloseMode.SERVER:
-                    drain(conn)
-                    conn.close()
-                    stats.closed += 1
-                elif drain(conn):  # the peer already ended it while queued
-                    conn.close()
-                    stats.closed += 1
-                else:
-                    nursery.start_soon(await_peer_end, conn, stats, idle_timeout)
-            await trio.lowlevel.checkpoint()
-
-
-async def serve_all(
+def serve_all(
     listeners: list[socket.socket],
     close: CloseMode,
     on_ready: Callable[[list[tuple[str, int]]], None] | None,
     idle_timeout: float,
     answer: SinkAnswer = NO_ANSWER,
 ) -> SinkStats:
-    """Serve every listener until SIGINT/SIGTERM; the counts, summed over the listeners.
+    """Serve every listener until SIGINT/SIGTERM (sink_loop.py); the counts.
 
     A stop still accepts what the accept queues hold (``accept_queued``), so ``accepted``
-    counts every connection whose handshake completed before the stop.
+    counts every connection whose handshake completed before the stop; every connection
+    still open is then closed, and counted closed.
     """
     stats = SinkStats()
-    async with trio.open_nursery() as nursery, stopped_by_signal(nursery.cancel_scope.cancel):
+    loop = SinkLoop(listeners, close, idle_timeout, answer, stats)
+    try:
+        with stop_on_signals() as (stop_fd, stopping):
+            if on_ready is not None:
+                on_ready([listener.getsockname()[:2] for listener in listeners])
+            loop.run(stop_fd, stopping)
         for listener in listeners:
-            nursery.start_soon(serve, listener, close, stats, idle_timeout, answer)
-        if on_ready is not None:
-            on_ready([listener.getsockname()[:2] for listener in listeners])
-        await trio.sleep_forever()
-    for listener in listeners:
-        accept_queued(listener, stats)
+            accept_queued(listener, stats)
+    finally:
+        loop.close_all()
     return stats
 
 
@@ -214,7 +152,7 @@ def run_sink(
         for _pid, fd in children:  # each child writes one line once it listens
             if not _read_line(fd).startswith("ready"):
                 raise OSError(errno.EIO, "a sink worker failed to listen")
-        stats = trio.run(serve_all, listeners, close, on_ready, idle_timeout, answer)
+        stats = serve_all(listeners, close, on_ready, idle_timeout, answer)
     finally:
         for listener in listeners:
             listener.close()
@@ -251,7 +189,7 @@ def _fork_worker(
             listener.close()
         listeners = open_listeners(addresses, reuse_port=True)
         os.write(w, b"ready\n")
-        stats = trio.run(serve_all, listeners, close, None, idle_timeout, answer)
+        stats = serve_all(listeners, close, None, idle_timeout, answer)
         counts = " ".join(f"{k}={v}" for k, v in dataclasses.asdict(stats).items())
         os.write(w, f"stats {counts}\n".encode())
     except BaseException:
