@@ -5,6 +5,7 @@ and one dump grouped per family past PER_FLOW_DUMPS flows), IPv4 and IPv6."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -128,7 +129,10 @@ wait $pid
         for i in load_intervals(tmp_path / "result.json")
         if i.t + i.dt >= 2.5 and i.t < 4.5
     ]
-    assert steady and all(abs(e - 200) <= 20 for e in steady), steady
+    # 200 +- 10 % at steady state (the median); a sample taken while a loaded machine's
+    # driver caught up on late closes read 224 in a full parallel suite: +- 15 % each
+    assert steady and abs(statistics.median(steady) - 200) <= 20, steady
+    assert all(abs(e - 200) <= 30 for e in steady), steady
     assert abs(ss - 200) <= 20, ss
     # the model holds each port 2 s open, then 60 s in TIME_WAIT
     assert doc["capacity"]["hold_s"] == pytest.approx(62.0)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import assert_one_line_error, portstorm
-from tests.support.netns import check, load, require_netns, run_in_netns
+from tests.support.netns import check, load, load_intervals, require_netns, run_in_netns
 
 pytestmark = pytest.mark.netns
 
@@ -54,9 +54,9 @@ def test_ipv6_pair_with_100_ports_gets_exactly_100_then_port_exhausted(tmp_path:
         "[2001:2::2]:9000",
         100,
     )
-    last = doc["intervals"][-1]
-    assert last["ports_by_destination"] == {"[2001:2::2]:9000": 100}  # sock_diag, AF_INET6
-    assert last["time_wait"] == 100  # sockstat's tw counts IPv6 TIME_WAIT too
+    last = load_intervals(tmp_path / "result.json")[-1]  # ports_by_destination: typed
+    assert last.ports_by_destination == {"[2001:2::2]:9000": 100}  # sock_diag, AF_INET6
+    assert last.time_wait == 100  # sockstat's tw counts IPv6 TIME_WAIT too
     cap = doc["capacity"]
     assert (cap["usable_ports"], cap["tuples"], cap["hold_s"]) == (100, 1, 60.0)
 

@@ -178,7 +178,8 @@ def test_closed_loop_with_workers_counts_exactly_what_the_sinks_accepted(tmp_pat
     typed = load_result(tmp_path / "result.json")
     for records in (typed.intervals, typed.ramp):
         for a, b in itertools.pairwise(records):
-            assert b.t >= a.t + a.dt - 1e-6, (a.t, a.dt, b.t)
+            # portstorm.run/2 keeps t and dt to the millisecond (core/runform.py)
+            assert b.t >= a.t + a.dt - 1e-3 - 1e-9, (a.t, a.dt, b.t)
     # the workers' fds are counted with the run's own: a 1-worker pair run held 19-20, this
     # one 37-39 while its workers ran (samples at the end of the load, as they exit: 27)
     fds = [i.fds for i in typed.intervals if i.t + i.dt < 2.5]
