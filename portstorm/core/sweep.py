@@ -118,9 +118,11 @@ def parse_vary(text: str) -> Factor:
         server = name.startswith(SERVER_PREFIX)
         try:
             sysctl = lookup(name.removeprefix(SERVER_PREFIX))
-        except UsageError as e:
+        except UsageError:  # the sysctls are --set's: its refusal lists them
             raise UsageError(
-                f"--vary {text!r}: {e}; or a run factor: {', '.join(RUN_FACTORS)}"
+                f"--vary {text!r}: {name!r} is no factor; allowed a run factor "
+                f"({', '.join(RUN_FACTORS)}), {REMEDY}, or a sysctl that --set takes "
+                f"(tcp_tw_reuse; {SERVER_PREFIX}tcp_tw_reuse for the server's)"
             ) from None
         canonical = (SERVER_PREFIX if server else "") + sysctl.name
     splitter = ";" if canonical.endswith("ip_local_reserved_ports") else ","

@@ -87,16 +87,18 @@ def test_running_out_of_file_descriptors_gives_fd_limit_outcomes_not_a_crash(
     tmp_path: Path,
 ) -> None:
     require(shutil.which("prlimit") is not None, "prlimit (util-linux) is not installed")
-    # 500 attempts in 1 s that each hang 2 s: far more sockets than 150 descriptors
-    run = (f'prlimit --nofile=150:150 $PORTSTORM run 127.0.0.1:7003 --rate 500 --duration 1 '
+    # 1,000 attempts in 2 s that each hang 2 s: far more sockets than 150 descriptors, even
+    # when a loaded machine leaves a driver behind its schedule (a full parallel suite once
+    # starved a 1 s run of 500 down to 129 starts, fewer than the 150 descriptors)
+    run = (f'prlimit --nofile=150:150 $PORTSTORM run 127.0.0.1:7003 --rate 500 --duration 2 '
            f'--connect-timeout 2 --out "{tmp_path}"')  # fmt: skip
     check(run_in_netns(_with_server(NEVER_ACCEPTS, 7003, run)))
     doc = load(tmp_path / "result.json")
     t = doc["totals"]
-    # 500 scheduled: made, or dropped at the time bound by a driver behind (not_started:
+    # 1,000 scheduled: made, or dropped at the time bound by a driver behind (not_started:
     # 2 of 500 with stress-ng beside the suite), never lost
-    assert doc["complete"] is True and t["attempts"] + t["not_started"] == 500, t
-    assert t["attempts"] >= 450, t
+    assert doc["complete"] is True and t["attempts"] + t["not_started"] == 1000, t
+    assert t["attempts"] >= 400, t
     assert t["failed"].get("fd_limit", 0) >= 200, t
     assert t["failed"].get("timeout", 0) >= 50, t  # the sockets it did open hung, as asked
     text = _findings(tmp_path)
