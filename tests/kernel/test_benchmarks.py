@@ -60,11 +60,13 @@ wait $pid
     assert words[2:4] == ["failures", "0"], words
 
 
+@pytest.mark.xdist_group("alone")  # flat out on both cores: a neighbour's rate would suffer
 @pytest.mark.parametrize("close", ["rst", "fin"])
 def test_c_baseline_client_and_sink_churn_without_failures(tmp_path: Path, close: str) -> None:
     _c_pair_runs_without_failures(tmp_path, ("churn_client", "churn_sink"), close)
 
 
+@pytest.mark.xdist_group("alone")  # flat out on both cores: a neighbour's rate would suffer
 def test_churn_benchmark_runs_end_to_end() -> None:
     require(shutil.which("cc") is not None or shutil.which("gcc") is not None, "no C compiler")
     require_netns()
@@ -79,6 +81,7 @@ def test_churn_benchmark_runs_end_to_end() -> None:
         assert line in out, out
 
 
+@pytest.mark.xdist_group("alone")  # flat out on both cores: a neighbour's rate would suffer
 @pytest.mark.parametrize("close", ["rst", "fin"])
 def test_c_crr_baseline_answers_every_request_without_failures(tmp_path: Path, close: str) -> None:
     """TCP_CRR in C: a 1-byte request, a 100-byte response per connection (more than one
@@ -86,6 +89,7 @@ def test_c_crr_baseline_answers_every_request_without_failures(tmp_path: Path, c
     _c_pair_runs_without_failures(tmp_path, ("crr_client", "crr_sink"), close, "1 100")
 
 
+@pytest.mark.xdist_group("alone")  # flat out on both cores: a neighbour's rate would suffer
 def test_crr_benchmark_runs_end_to_end() -> None:
     require(shutil.which("cc") is not None or shutil.which("gcc") is not None, "no C compiler")
     require_netns()
