@@ -154,7 +154,7 @@ def write_run_report(
         charts, files = _draw(run_charts(result), result, html, cancelled)
         if cancelled():
             raise KeyboardInterrupt
-        exports = run_exports(result, html.parent, _prefix(html))
+        exports = run_exports(result, html.parent, _prefix(html), source)
         text = render_run(
             result,
             findings=run_findings(result),

@@ -118,8 +118,15 @@ def export_paths(folder: Path, stem: str = "") -> dict[str, Path]:
     return {"csv": folder / f"{stem}intervals.csv", "hlog": folder / f"{stem}latency.hlog"}
 
 
-def exports(r: RunResult, folder: Path, stem: str) -> dict[str, tuple[Path, str]]:
+def exports(
+    r: RunResult, folder: Path, stem: str, source: Path | None = None
+) -> dict[str, tuple[Path, str]]:
     """``<stem>intervals.csv`` and ``<stem>latency.hlog`` for ``folder``: where each goes
-    and its text (the report writes them with its other files)."""
+    and its text (the report writes them with its other files). ``source``: the file ``r``
+    was read from, named in the error when its per-interval histograms, decoded only here
+    (a lazy load), are damaged."""
     out = export_paths(folder, stem)
-    return {"csv": (out["csv"], intervals_csv(r)), "hlog": (out["hlog"], hlog(r))}
+    try:
+        return {"csv": (out["csv"], intervals_csv(r)), "hlog": (out["hlog"], hlog(r))}
+    except UsageError as e:
+        raise UsageError(f"{source}: {e}" if source is not None else str(e)) from None

@@ -19,7 +19,7 @@ from portstorm import __version__
 from portstorm.core.files import Folder
 from portstorm.core.fleetfile import FleetDoc, HostRow, load_fleet
 from portstorm.core.words import fmt_us
-from portstorm.report.page import NONE, Chart, _env, file_link
+from portstorm.report.page import NONE, Chart, environment, file_link
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -131,7 +131,7 @@ def write_fleet_report(fleet_json: Path, html: Path) -> Any:
         folder.refuse_links(fleet_report_names(html))
         charts, files = _draw(doc, prefix)
         m = doc.merged
-        text = _env().get_template("fleet.html.j2").render(
+        text = environment().get_template("fleet.html.j2").render(
             title=f"portstorm fleet: {len(doc.rows)} hosts ({m.setup.sandbox})",
             doc=doc, merged=m, rows=[_row(r) for r in doc.rows], mixed=_mixed(doc),
             hosts=[r.name for r in doc.rows],

@@ -55,7 +55,9 @@ TUNING_ORDER = (
 )
 
 
-def _env() -> Environment:
+def environment() -> Environment:
+    """The jinja2 environment of every page (templates/, autoescaped, strict), with the
+    filters the templates share."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     env = Environment(
@@ -200,7 +202,7 @@ def render_run(
 ) -> str:
     title = f"portstorm run: {r.setup.targets_text or '?'} ({r.setup.sandbox})"
     return (
-        _env()
+        environment()
         .get_template("run.html.j2")
         .render(
             title=title,
@@ -265,7 +267,7 @@ def render_many(
             }
         )
     return (
-        _env()
+        environment()
         .get_template("many.html.j2")
         .render(
             title=title,

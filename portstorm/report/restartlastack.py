@@ -19,7 +19,7 @@ from portstorm import __version__
 from portstorm.core.files import Folder
 from portstorm.core.restartlastack import CASES, CaseResult, case_finding
 from portstorm.core.result import utc_iso
-from portstorm.report.page import Chart, file_link
+from portstorm.report.page import Chart, environment
 from portstorm.report.style import (
     GREEN,
     ORANGE,
@@ -106,8 +106,6 @@ def write_lastack_report(
     doc: dict[str, Any], results: Sequence[CaseResult], html: Path
 ) -> list[Path]:
     """report.html and its two PNGs in ``html``'s folder, the HTML last."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
     share = int(doc["scenario"]["share_pct"])
     pngs: dict[str, bytes] = {}
     charts = []
@@ -120,14 +118,7 @@ def write_lastack_report(
             pngs[name] = render_png(fig)
             uri = "data:image/png;base64," + base64.b64encode(pngs[name]).decode("ascii")
             charts.append(Chart(str(fig.get_axes()[0].get_title()), alt, name, uri))
-    env = Environment(
-        loader=PackageLoader("portstorm.report", "templates"),
-        autoescape=select_autoescape(["html", "j2"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["file_link"] = file_link
+    env = environment()  # page.py's: the same escaping and filters
     text = env.get_template("restartlastack.html.j2").render(
         title="portstorm lastack: what TIME_WAIT protects",
         findings=[case_finding(r, share) for r in results],

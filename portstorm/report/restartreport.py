@@ -23,7 +23,7 @@ from portstorm.core.restart import VARIANTS, RestartResult
 from portstorm.core.restartfindings import TIME_WAIT_S, restart_findings
 from portstorm.core.result import utc_iso
 from portstorm.core.words import fmt_s
-from portstorm.report.page import Chart, file_link
+from portstorm.report.page import Chart, environment
 from portstorm.report.style import (
     BLUE,
     GREEN,
@@ -128,16 +128,7 @@ def _header(r: RestartResult) -> list[tuple[str, str]]:
 def render_restart(
     r: RestartResult, findings: Sequence[Finding], charts: Sequence[Chart], generated: str
 ) -> str:
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
-    env = Environment(
-        loader=PackageLoader("portstorm.report", "templates"),
-        autoescape=select_autoescape(["html", "j2"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["file_link"] = file_link
+    env = environment()  # page.py's: the same escaping and filters
     return env.get_template("restart.html.j2").render(
         title=f"portstorm restart: {r.server}",
         findings=findings,

@@ -347,15 +347,14 @@ def _run_report_without_charts(result: Any, html: Path, source: Path | None = No
 
     from portstorm.cli.summary import print_summary
     from portstorm.core.findings import run_findings
-    from portstorm.report.exports import hlog, intervals_csv
+    from portstorm.report.exports import exports as run_exports
     from portstorm.report.page import render_run
 
     exports = {"csv": "intervals.csv", "hlog": "latency.hlog"}
     findings = run_findings(result)
     render_run(result, findings=findings, charts=[], exports=exports, source="result.json",
                generated="now")  # fmt: skip
-    intervals_csv(result)
-    hlog(result)
+    run_exports(result, html.parent, "", source)  # as write_run_report makes them
     print_summary(result, "result.json", Console(file=io.StringIO()))
     raise WouldRun
 
@@ -386,7 +385,7 @@ def _reports_without_charts(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(f"{where}.write_many_report", _many_report_without_charts)
     # speed only: the template compiled once, and the SYN finding's walk of every
     # histogram bucket (tens of ms) skipped; the histogram itself is checked on loading
-    monkeypatch.setattr(page, "_env", functools.lru_cache(maxsize=None)(page._env))
+    monkeypatch.setattr(page, "environment", functools.lru_cache(maxsize=None)(page.environment))
     monkeypatch.setattr("portstorm.core.signals.syn_retransmits", lambda r: (0, 0))
 
 
