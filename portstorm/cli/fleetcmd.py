@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -267,11 +266,12 @@ def fleet_run(
         folder.check_writable()
     hold = float(options.hold or 0)
     per_host_s = float(options.duration) + hold + 2 * float(options.connect_timeout) + 120
-    start_at = math.ceil(time.time() + lead)
-    print(f"fleet run: every host starts at {utc_iso(dt.datetime.fromtimestamp(start_at, dt.UTC))}"
-          f" (in {start_at - time.time():.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    # the play chooses the instant once every host is installed (a first install can take
+    # minutes): --lead counts from there
+    print(f"fleet run: every host starts {lead:g} s after the last one is installed",
+          file=sys.stderr, flush=True)  # fmt: skip
     extra = {
-        "portstorm_start_at": str(start_at),
+        "portstorm_lead": str(math.ceil(lead)),
         "portstorm_args": run_args,
         "portstorm_fetch_dir": str(out.resolve()),
         "portstorm_remote_base": remote_dir or f"/tmp/portstorm-fleet-{now:%Y%m%dT%H%M%SZ}",
@@ -287,7 +287,8 @@ def fleet_run(
     def echo(line: str) -> None:
         print(one_line(line), file=sys.stderr, flush=True)
 
-    ran = run_playbook(inventory, limit, extra, lead + per_host_s + 300, echo)
+    installing = 0 if install == "none" else 900  # a first pip install with its deps
+    ran = run_playbook(inventory, limit, extra, installing + lead + per_host_s + 300, echo)
     if not ran.recap:
         last = next((t for t in reversed(ran.tail) if t.strip()), "no output")
         raise EnvironmentProblem(

@@ -46,6 +46,23 @@ def test_fleet_playbook_prints_the_shipped_playbook(capsys: pytest.CaptureFixtur
     assert "portstorm_start_at" in out and "async:" in out and "ansible.builtin.fetch" in out
 
 
+def test_the_common_start_is_chosen_once_after_every_host_is_installed() -> None:
+    # a first pip install with its dependencies took 45-50 s here: an instant chosen
+    # before it (fleet run's --lead 30) was already past when the run task began
+    import yaml  # type: ignore[import-untyped]  # ansible-core's own dependency
+
+    (play,) = yaml.safe_load(playbook_text())
+    assert play.get("strategy", "linear") == "linear"  # a task ends on every host first
+    names = [t["name"] for t in play["tasks"]]
+    install = max(k for k, n in enumerate(names) if n.startswith(("Install", "Push")))
+    choose = next(k for k, n in enumerate(names) if n.startswith("Choose the common start"))
+    run = next(k for k, n in enumerate(names) if n.startswith("Run on every host"))
+    assert install < choose < run
+    assert play["tasks"][choose].get("run_once") is True
+    assert "portstorm_lead" in str(play["tasks"][choose])
+    assert "'--start-at', portstorm_start |" in str(play["tasks"][run])
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
