@@ -204,7 +204,7 @@ def fleet_run(
         typer.Option(
             metavar="SECONDS",
             parser=_lead,
-            help="How far ahead the common start is chosen (1-3600).",
+            help="Seconds from the last host installed to the common start (1-3600).",
         ),
     ] = DEFAULT_LEAD_S,
     venv: Annotated[
