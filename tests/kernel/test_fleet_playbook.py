@@ -61,6 +61,10 @@ def test_the_common_start_is_chosen_once_after_every_host_is_installed() -> None
     assert play["tasks"][choose].get("run_once") is True
     assert "portstorm_lead" in str(play["tasks"][choose])
     assert "'--start-at', portstorm_start |" in str(play["tasks"][run])
+    # the wheel goes into a folder made fresh for it, never a fixed name in /tmp that
+    # another user could have made first (copy would fill it and pip build it, as root)
+    (push,) = [t for t in play["tasks"] if t["name"].startswith("Push the wheel")]
+    assert push["ansible.builtin.copy"]["dest"].startswith("{{ portstorm_wheel_dir.path }}/")
 
 
 @pytest.mark.parametrize(
