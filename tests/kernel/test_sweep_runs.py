@@ -60,9 +60,15 @@ def test_fin_timeout_preset_shows_no_significant_difference(tmp_path: Path) -> N
         assert s["repeats"] == 2
         assert median(s, "first_failure_s") == pytest.approx(1.0, abs=0.1)  # 100 ports at 100/s
         assert median(s, "peak_time_wait") == 100
+    # Counts are exact, so no change in them may be judged significant. The first failure
+    # is a wall time: here it falls on the 1 s reading, six runs take theirs at once on two
+    # cores, and a run that waits for the CPU fails late (both repeats of one cell 28 ms
+    # late in CI: "significant", at 2.8 %). Its bounds are what this test holds it to.
     for s in doc["subjects"][1:]:
-        for key in ("rate", "after_exhaustion", "first_failure_s", "peak_time_wait"):
+        for key in ("rate", "after_exhaustion", "peak_time_wait"):
             assert s["changes"][key]["significant"] is False, (s["label"], key, s["changes"][key])
+        spread = s["metrics"]["first_failure_s"]
+        assert 0.95 <= spread["low"] <= spread["high"] <= 1.1, (s["label"], spread)
     sweep_doc = load(tmp_path / "sweep.json")
     assert sweep_doc["format"] == "portstorm.sweep/1" and sweep_doc["complete"] is True
     cell = sweep_doc["cells"][0]
