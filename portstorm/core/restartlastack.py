@@ -180,6 +180,7 @@ class CaseResult:
     server_last_ack_peak: int
     server_last_ack_drained_s: float | None  # when none was left in LAST_ACK (null: not)
     connect_max_s: float = 0.0  # the slowest connect()
+    connect_errors: Mapping[str, int] = field(default_factory=dict)  # errno name -> failures
     server_kernel: Mapping[str, int] = field(default_factory=dict)
     client_kernel: Mapping[str, int] = field(default_factory=dict)
     server_last_ack: tuple[tuple[float, int], ...] = ()
@@ -214,6 +215,7 @@ class CaseResult:
             "connect_failures": self.connect_failures,
             "slow_connects": self.slow_connects,
             "connect_max_s": round(self.connect_max_s, 6),
+            "connect_errors": dict(self.connect_errors),
             "last_acks_seen": self.last_acks_seen,
             "last_acks_dropped": self.last_acks_dropped,
             "server_fins_sent": self.server_fins_sent,
@@ -270,6 +272,10 @@ def case_finding(r: CaseResult, share_pct: int) -> Finding:
                  f"{r.client_kernel.get('TcpExtTCPSynRetrans', 0)} times (re-armed at once "
                  f"after the bad ACK, tcp_rcv_synsent_state_process()), slowest connect "
                  f"{r.connect_max_s * 1000:.1f} ms")  # fmt: skip
+    if r.connect_failures:
+        why = ", ".join(f"{n} {name}" for name, n in sorted(r.connect_errors.items()))
+        noun = "connection" if r.connect_failures == 1 else "connections"
+        text += f"; {r.connect_failures} {noun} failed" + (f" ({why})" if why else "")
     if r.server_last_ack_drained_s is not None:
         text += f"; no LAST_ACK left {r.server_last_ack_drained_s:.2f} s after the load"
     return Finding(f"lastack-{r.case}", text + ".", "warn" if r.server_rsts_received else "info")

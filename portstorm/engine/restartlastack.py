@@ -17,6 +17,7 @@ Tables and namespaces go with the sandbox.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -128,6 +129,7 @@ def _measure(
     listener = side.listener((SERVER_HOST, SERVER_PORT), True, False)
     listener.settimeout(CONNECT_TIMEOUT_S)
     made = failures = slow = resets = 0
+    errors: dict[str, int] = {}
     slowest = 0.0
     series: list[tuple[float, int]] = []
     rate = min(plan.rate, CASES[name].max_rate or plan.rate)
@@ -137,14 +139,16 @@ def _measure(
         for i in range(plan.connections):
             if time.monotonic() >= stop:
                 failures += plan.connections - i  # never started: out of time
+                errors["not started (time bound)"] = plan.connections - i
                 break
             due = start + i / rate
             while (now := time.monotonic()) < due:
                 series.append((now - start, side.last_ack_on(SERVER_PORT)))
                 time.sleep(min(SAMPLE_S, max(0.0, due - time.monotonic())))
             took, reset = _one(listener, rst)
-            if took is None:
+            if isinstance(took, str):
                 failures += 1
+                errors[took] = errors.get(took, 0) + 1
                 continue
             made += 1
             slow += took > SLOW_CONNECT_S
@@ -170,7 +174,7 @@ def _measure(
         server_fins_sent=server.get("fin_out", 0), server_rsts_received=server.get("rst_in", 0),
         server_read_resets=resets,
         server_last_ack_peak=max((n for _t, n in series), default=0),
-        server_last_ack_drained_s=drained, connect_max_s=slowest,
+        server_last_ack_drained_s=drained, connect_max_s=slowest, connect_errors=errors,
         server_kernel={k: v for k, v in counter_delta(side.counters(), server_before).items()
                        if v},
         client_kernel={k: v for k, v in counter_delta(read_counters(client_net),
@@ -179,23 +183,24 @@ def _measure(
     )  # fmt: skip
 
 
-def _one(listener: socket.socket, rst: bool) -> tuple[float | None, bool]:
-    """One connection, the client closing first: (connect seconds or None, whether the
-    server's read ended in ECONNRESET)."""
+def _one(listener: socket.socket, rst: bool) -> tuple[float | str, bool]:
+    """One connection, the client closing first: (connect seconds, or what failed:
+    ``connect: EADDRNOTAVAIL``, ``accept: timeout``; whether the server's read ended in
+    ECONNRESET)."""
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     client.settimeout(CONNECT_TIMEOUT_S)
     t0 = time.monotonic()
     try:
         client.connect((SERVER_HOST, SERVER_PORT))
-    except OSError:
+    except OSError as e:
         client.close()
-        return None, False
+        return f"connect: {_why(e)}", False
     took = time.monotonic() - t0
     try:
         conn, _peer = listener.accept()
-    except OSError:
+    except OSError as e:
         client.close()
-        return None, False
+        return f"accept: {_why(e)}", False
     if rst:  # SO_LINGER {1, 0}: close() sends RST (tcp_disconnect() via __tcp_close())
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     client.close()  # the client's FIN first (or RST)
@@ -209,3 +214,10 @@ def _one(listener: socket.socket, rst: bool) -> tuple[float | None, bool]:
         pass
     conn.close()  # the server's FIN: LAST_ACK until the client's ACK
     return took, reset
+
+
+def _why(e: OSError) -> str:
+    """An errno's name (EADDRNOTAVAIL), or ``timeout`` for a socket timeout."""
+    if isinstance(e, TimeoutError) or e.errno is None:
+        return "timeout"
+    return errno.errorcode.get(e.errno, str(e.errno))

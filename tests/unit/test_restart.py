@@ -12,7 +12,7 @@ import pytest
 from portstorm.core.errors import UsageError
 from portstorm.core.restart import load_restart
 from portstorm.core.restartfindings import restart_findings
-from portstorm.core.restartlastack import CaseResult, client_ruleset
+from portstorm.core.restartlastack import CaseResult, case_finding, client_ruleset
 from portstorm.core.sweep import check_factors, expand, parse_vary, preset
 from tests.support.cli import invoke
 from tests.support.restartdata import restart_result
@@ -98,6 +98,15 @@ def test_a_case_counts_clean_closes_and_fin_retransmits() -> None:
     r = CaseResult("no_time_wait", 20, 0, 0, 20, 20, 40, 20, 0, 5, 0.3)
     assert (r.fin_retransmits, r.clean_closes) == (20, 0)
     assert r.to_json()["server_fin_retransmits"] == 20
+
+
+def test_a_case_names_what_made_its_connections_fail() -> None:
+    r = CaseResult("tw_reuse", 19, 1, 0, 19, 19, 29, 9, 0, 10, 0.2,
+                   connect_errors={"connect: EADDRNOTAVAIL": 1})  # fmt: skip
+    assert r.to_json()["connect_errors"] == {"connect: EADDRNOTAVAIL": 1}
+    assert "; 1 connection failed (1 connect: EADDRNOTAVAIL)" in case_finding(r, 100).text
+    clean = CaseResult("tw_reuse", 20, 0, 0, 20, 20, 30, 10, 0, 10, 0.2)
+    assert "failed" not in case_finding(clean, 100).text
 
 
 def test_the_remedies_preset_is_one_cell_per_remedy_labelled_by_what_it_sets() -> None:
