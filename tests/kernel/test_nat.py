@@ -113,7 +113,12 @@ def test_client_closed_churn_through_a_100_port_nat_pool_keeps_going(tmp_path: P
     # read at most a tenth of the time (engine/sampler.py): on a busy machine a dump of
     # over 30 ms thins the readings (4 of 15 records seen), never to none
     assert len(routers) >= 2
-    assert sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"]) == 0
+    # at most the conntrack race: two SYNs mapped to one free port at once on two CPUs, the
+    # second dropped at __nf_conntrack_confirm() and sent again (1 of 2,000 in a full suite
+    # on a loaded machine, every connection still made); a pool the takeover did not keep
+    # free would fail hundreds
+    failed = sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"])
+    assert failed <= 5, failed
     assert max(r["conntrack_entries"] for r in routers) <= 110
     assert routers[-1]["conntrack_by_state"].get("time_wait", 0) >= 90, routers[-1]
 
