@@ -229,6 +229,9 @@ def _value(key: str, v: float | None) -> str:
     return f"{v:,.1f}"
 
 
+SUBJECT_MAX = 40  # columns the subject keeps at least, for its label
+
+
 def print_compare(doc: Comparison, console: Console | None = None, title: str = "") -> None:
     """Subjects as rows, metrics as columns; each value with its change against the first."""
     if console is None:
@@ -238,7 +241,10 @@ def print_compare(doc: Comparison, console: Console | None = None, title: str = 
             console = Console(highlight=False, width=180)
     heading = title or f"compare (baseline: {doc.baseline})"
     t = PlainLinesTable(title=plain(heading), title_justify="left")
-    t.add_column("subject")
+    # the label says what the row is: the numbers' columns give way first (in 180 columns
+    # rich cut "tcp_fin_timeout=5" to "tcp_fin_timeou…" and left the numbers room to spare)
+    widest = max((len(line) for r in doc.rows for line in one_line(r.label).split("\n")), default=0)
+    t.add_column("subject", min_width=min(SUBJECT_MAX, widest + len(" (n=10)")))
     for m in doc.metrics:
         t.add_column(f"{m.label}\n({m.unit})", justify="right")
     t.add_column("failures")

@@ -218,3 +218,17 @@ def test_compare_reads_a_saved_comparison_back_and_refuses_a_damaged_one(
         "subjects[1].changes.p50_us.delta: a list; allowed: a number from -10^30 to 10^30 "
         "or null"
     )
+
+
+def test_the_terminal_table_keeps_each_subject_label_whole() -> None:
+    from rich.console import Console
+
+    from portstorm.cli.console import print_compare
+
+    labels = ("tcp_fin_timeout=5", "tcp_fin_timeout=30", "tcp_fin_timeout=60")
+    doc = comparison([Subject(label, _runs(100, 110)) for label in labels])
+    out = io.StringIO()
+    print_compare(doc, Console(file=out, width=180, highlight=False))
+    text = out.getvalue()
+    for label in labels:  # rich cut them to "tcp_fin_timeou…" to give the numbers room
+        assert f"{label} (n=2)" in text, text
