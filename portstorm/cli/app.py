@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
 from portstorm.cli import gate_options as go
 from portstorm.cli.fleetcmd import fleet_app, merge_cmd
+from portstorm.cli.helptext import tidied
 from portstorm.cli.options import RunOptions, with_run_options
 from portstorm.cli.parsers import click_message, listen_address, number, out_path, typed, whole
 from portstorm.cli.restartcmd import last_ack, restart
@@ -360,33 +361,8 @@ class _ListenError(PortstormError):
     exit_code = EXIT_ENVIRONMENT
 
 
-def _reflowed(command: Any) -> Any:
-    """``command`` and its subcommands with each help paragraph on one line: Typer 0.29's
-    rich help keeps a docstring's single line breaks past its first paragraph, so the text
-    came out broken where the source was, then wrapped again at the terminal's width.
-
-    And no ``<bool>`` beside a flag: Typer 0.29 shows each option's type where a metavar
-    would go, so every flag (--quiet, --help) read ``--quiet  <bool>``; a flag takes no
-    value, so that column stays empty for it (an empty metavar)."""
-    if command.help:
-        command.help = "\n\n".join(" ".join(p.split()) for p in command.help.split("\n\n"))
-    for param in command.params:
-        _no_type_shown(param)
-    made = command.get_help_option  # --help is made on first use (click caches it)
-    command.get_help_option = lambda ctx: _no_type_shown(made(ctx))
-    for sub in getattr(command, "commands", {}).values():
-        _reflowed(sub)
-    return command
-
-
-def _no_type_shown(param: Any) -> Any:
-    if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
-        param.metavar = ""
-    return param
-
-
 def main(argv: list[str] | None = None) -> NoReturn:
-    command = _reflowed(typer.main.get_command(app))
+    command = tidied(typer.main.get_command(app))
     try:
         rv = command.main(args=argv, prog_name="portstorm", standalone_mode=False)
     except typer.TyperException as e:

@@ -137,7 +137,7 @@ def test_help_lists_the_commands() -> None:
 
 def test_a_commands_help_is_wrapped_at_the_terminal_not_where_the_source_broke() -> None:
     # Typer keeps a docstring's line breaks after its first paragraph: each paragraph is
-    # joined first (app._reflowed), so a wide terminal shows it on one line
+    # joined first (cli/helptext.py), so a wide terminal shows it on one line
     env = dict(os.environ, COLUMNS="250")
     proc = subprocess.run([sys.executable, "-m", "portstorm", "restart", "--help"],
                           capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
