@@ -153,6 +153,13 @@ def plan_sweep(
                     host_mode=scenario.sandbox is SandboxKind.HOST, drain_targets=targets,
                 )
             )  # fmt: skip
+    # Repeat by repeat: every cell's first run, then every cell's second, ... A machine's
+    # load drifts (a neighbour, a cron job); run cell by cell, a drift lands on one cell's
+    # repeats together, shifting its median while its spread stays narrow, and reads as
+    # the factor's effect. Interleaved, it widens spreads instead (google/benchmark's
+    # --benchmark_enable_random_interleaving, for the same reason). A stable sort: cells
+    # keep their order within a round.
+    runs.sort(key=lambda r: r.repeat)
     if parallel is None:
         parallel = default_parallel(scenarios, cpus)
     return SweepPlan(

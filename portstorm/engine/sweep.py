@@ -5,6 +5,8 @@ that makes a sweep resumable. What a cell is comes from core/sweep.py; what its 
 line means from cli/options.py. Each run is a separate process: a run moves its process into
 its own network namespaces, so parallel cells cannot share one.
 
+- Runs go in the plan's order, repeat by repeat (every cell's r1, then every cell's r2:
+  cli/sweepplan.py says why).
 - Sandboxed runs (pair, loopback) go first, ``parallel`` at a time: their namespaces are
   their own, so they neither see nor leave each other's TIME_WAIT.
 - Host-mode runs go one at a time, after the others, each behind a drain gate: wait until

@@ -88,8 +88,12 @@ def test_a_plan_takes_preset_defaults_user_options_win_and_factors_set_each_cell
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
     assert "net.ipv4.tcp_tw_reuse=0" in sets or "tcp_tw_reuse=0" in sets
     assert "net.ipv4.tcp_fin_timeout=5" in sets
-    assert plan.runs[0].rel_dir == "cells/01-tcp_fin_timeout=5/r1"
-    assert plan.runs[1].rel_dir == "cells/01-tcp_fin_timeout=5/r2"
+    # repeat by repeat, so a drift in the machine's load spreads over every cell
+    assert [r.rel_dir for r in plan.runs] == [
+        "cells/01-tcp_fin_timeout=5/r1", "cells/02-tcp_fin_timeout=30/r1",
+        "cells/03-tcp_fin_timeout=60/r1", "cells/01-tcp_fin_timeout=5/r2",
+        "cells/02-tcp_fin_timeout=30/r2", "cells/03-tcp_fin_timeout=60/r2",
+    ]  # fmt: skip
     assert plan.parallel == 2  # 2 cores x 1,000/s each at 1,000/s per cell
 
 
