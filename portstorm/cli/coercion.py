@@ -16,8 +16,10 @@ What is done here, for a value Typer hands over (never None, which Typer handles
   adapter gives it; a ValueError or AssertionError from the parser goes to Typer's own
   coercion instead, which turns it into its message as before;
 - a plain ``str`` option given a str, and an Enum option given a member or a member's exact
-  value: that value or member, as the adapter gives it.
-Anything else (a Path with checks, files, tuples, a case-insensitive spelling of a choice)
+  value: that value or member, as the adapter gives it; any other spelling of a choice is
+  refused with Typer's words ("'RST' is not one of 'client', 'server', 'rst'."), without
+  the "Value error, " pydantic put before them.
+Anything else (a Path with checks, files, tuples, a case-insensitive choice)
 goes to Typer's own coercion unchanged, built only then. A Typer without these internals is
 left as it is: the same values, only slower.
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
+
+from typer import BadParameter
 
 _UNSET = object()  # not coerced here: Typer's own coercion decides
 
@@ -92,8 +96,11 @@ def _leaf(annotation: Any, info: Any, value: Any) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         if isinstance(value, annotation):
             return value
-        if type(value) is str:
+        if type(value) is str and getattr(info, "case_sensitive", True):
             for member in annotation:
                 if member.value == value:
                     return member
+            # Typer's message without pydantic's "Value error, " before it
+            allowed = ", ".join(repr(m.value) for m in annotation)
+            raise BadParameter(f"{value!r} is not one of {allowed}.")
     return _UNSET

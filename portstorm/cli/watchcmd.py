@@ -185,15 +185,20 @@ def _watch(
 
 def _schedule(interval: float, duration: float | None) -> Iterator[int]:
     """Ticks at start + k x interval until ``duration`` has passed (None: forever); waits
-    between them, and skips the ticks a slow sample overran."""
+    between them, and skips the ticks a slow sample overran, but not the last: the reading
+    at the end of ``--duration`` is taken late rather than lost (a sample at 0.2 s that
+    overran 0.4 s ended ``--interval 0.2 --duration 0.4`` with two lines, not three)."""
     start = time.monotonic()
+    last = None if duration is None else int(duration / interval + 1e-9)
     k = 0
-    while duration is None or k * interval <= duration + 1e-9:
+    while last is None or k <= last:
         yield k
         now = time.monotonic()
-        k = max(k + 1, int((now - start) / interval) + 1)
-        if duration is not None and k * interval > duration + 1e-9:
-            return
+        taken, k = k, max(k + 1, int((now - start) / interval) + 1)
+        if last is not None and k > last:
+            if taken >= last:
+                return
+            k = last
         time.sleep(max(0.0, start + k * interval - time.monotonic()))
 
 
