@@ -30,6 +30,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import math
 import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -283,7 +284,14 @@ def changes(
 
 
 def _seconds(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A finite number of seconds (a hostile file's 4,000-digit integer is not: float() of
+    it raised OverflowError, a traceback, before any field was checked)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def names_from_json(d: object) -> dict[str, list[str]]:
