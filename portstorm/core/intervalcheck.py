@@ -51,7 +51,10 @@ def _seconds(col: list[Any]) -> bool:
         return True
     if not set(map(type, col)) <= {int, float}:
         return False
-    total = sum(map(float, col))  # NaN or inf make it so; min and max can miss a NaN
+    try:
+        total = sum(map(float, col))  # NaN or inf make it so; min and max can miss a NaN
+    except OverflowError:  # a 4,000-digit integer: no float, and no number of seconds
+        return False
     return total == total and abs(total) != math.inf and min(col) >= 0 and max(col) <= MAX_SECONDS
 
 
