@@ -16,7 +16,6 @@ from typing import Annotated, NoReturn
 import typer
 
 from portstorm.cli import gate_options as go
-from portstorm.cli.coercion import install as install_coercion
 from portstorm.cli.fleetcmd import fleet_app, merge_cmd
 from portstorm.cli.helptext import tidied
 from portstorm.cli.options import RunOptions, with_run_options
@@ -363,7 +362,6 @@ class _ListenError(PortstormError):
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    install_coercion()  # each option's value from its own parser, without pydantic
     command = tidied(typer.main.get_command(app))
     try:
         rv = command.main(args=argv, prog_name="portstorm", standalone_mode=False)

@@ -77,7 +77,9 @@ def click_message(e: typer.TyperException) -> str:
     name = getattr(e, "option_name", None)
     guesses = getattr(e, "possibilities", None)
     if not isinstance(name, str) or not guesses:
-        return e.format_message()
+        # Typer 0.29 coerces through pydantic, whose "Value error, " came before Typer's
+        # own words: "Invalid value for '--close': Value error, 'x' is not one of ..."
+        return e.format_message().replace(": Value error, ", ": ", 1)
     close = difflib.get_close_matches(
         name.lstrip("-"), [g.lstrip("-") for g in guesses], n=3, cutoff=0.75
     )
