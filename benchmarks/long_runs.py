@@ -205,6 +205,7 @@ def main() -> int:
         built = build(load_result(source), n, spike=n == DAY)
         print(" ".join(f"{s:.3f}" for s in run_end(built, folder)))
         return 0
+    loads = os.getloadavg()  # the machine's, said with the figures: compare them as ratios
     work = args.keep or Path(tempfile.mkdtemp(prefix="portstorm-long-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -235,14 +236,18 @@ def main() -> int:
                 rows.append((name, n, size, write_s, end_s, rep, cmp_))
                 print(f"{name:>9} {n:>6,} intervals: result.json {size / 1e6:6.1f} MB"
                       f" ({size / n:,.0f} B/interval)\n"
-                      f"{'':>27}run end: written {write_s:6.2f} s + report {end_s:6.2f} s\n"
+                      f"{'':>27}run end: written {write_s:6.2f} s + report {end_s:6.2f} s"
+                      f" = {write_s + end_s:6.2f} s\n"
                       f"{'':>27}portstorm report {rep[0]:6.2f} s {rep[1]:6.0f} MB (exit {rep[2]});"
                       f" compare {cmp_[0]:6.2f} s {cmp_[1]:5.0f} MB (exit {cmp_[2]})",
                       flush=True)  # fmt: skip
         sweep = sweep_of(100, work / "sweep100")
         wall, rss, rc = timed(portstorm("report", str(sweep)), work / "sweep100/report.log")
         print(f"sweep of 100 cells: report {wall:.2f} s, {rss:.0f} MB peak RSS (exit {rc})")
-        print(f"\n(beside the 75-interval example's report: {base:.2f} s)")
+        print(
+            f"\n(beside the 75-interval example's report: {base:.2f} s; load average"
+            f" {loads[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end)"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -46,6 +46,25 @@ def well_formed(text: str) -> bool:
     return bool(cookie & ~0xF0 == _COMPRESSION_COOKIE_BASE and length == len(raw) - _HEADER.size)
 
 
+def checked_payload(text: str | bytes) -> bytes | None:
+    """The V2 payload of a standard encoding, its base64 decoded once for both the check
+    (``well_formed``) and the payload; None when it is not one, or its zlib stream is
+    damaged."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) < _HEADER.size:
+        return None
+    cookie, length = _HEADER.unpack_from(raw)
+    if cookie & ~0xF0 != _COMPRESSION_COOKIE_BASE or length != len(raw) - _HEADER.size:
+        return None
+    try:
+        return zlib.decompress(raw[_HEADER.size :])
+    except zlib.error:
+        return None
+
+
 def payload(text: str) -> bytes:
     """The V2 payload (uncompressed) of a standard encoding."""
     raw = base64.b64decode(text)
@@ -123,10 +142,10 @@ class HdrBlock:
         joined = "\n".join(t or "" for t in texts).encode("ascii")
         return cls(len(texts), base64.b64encode(zlib.compress(joined)).decode("ascii"))
 
-    def texts(self) -> list[str | None]:
-        """Each interval's histogram in the standard compressed encoding (None: none); a
-        FieldError naming the block's part when it is damaged. Each is checked for its
-        shape (well_formed); its zlib stream is read by whoever decodes it."""
+    def lines(self) -> list[bytes]:
+        """Each interval's histogram as the ASCII of its standard encoding (b"": none),
+        checked for their number only: whoever reads them checks each (the hlog export
+        does, as it decodes each once); a FieldError naming the block's part."""
         try:
             lines = zlib.decompress(base64.b64decode(self.data, validate=True)).split(b"\n")
         except (binascii.Error, ValueError, zlib.error):
@@ -135,6 +154,13 @@ class HdrBlock:
             raise fields.FieldError(
                 "data", f"holds {len(lines):,} lines for {self.intervals:,} intervals"
             )
+        return lines
+
+    def texts(self) -> list[str | None]:
+        """Each interval's histogram in the standard compressed encoding (None: none); a
+        FieldError naming the block's part when it is damaged. Each is checked for its
+        shape (well_formed); its zlib stream is read by whoever decodes it."""
+        lines = self.lines()
         out: list[str | None] = []
         for k, line in enumerate(lines):  # decoded one by one: a day's are 34 MB
             text = line.decode("ascii", "replace") if line else None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from portstorm.core import formats, intervallog
+from portstorm.core import formats, intervallog, runcolumns
 from portstorm.core.compare import Subject, distinguishing_labels
 from portstorm.core.comparison import Comparison
 from portstorm.core.errors import UsageError
@@ -59,7 +59,8 @@ def load(path: Path) -> Loaded:
     path = resolve(path)
     if path.name.endswith(".jsonl"):
         return Loaded(path, "run", [Subject(str(path), (intervallog.read(path),), (str(path),))])
-    doc = read_json_object(path, _EXPECTED)
+    with runcolumns.gc_paused():  # a day's file parses into millions of objects
+        doc = read_json_object(path, _EXPECTED)
     fmt = doc.get("format")
     if isinstance(fmt, str) and fmt.startswith("portstorm.sweep/"):
         check_sweep_doc(doc, str(path))

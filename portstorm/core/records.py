@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from portstorm.core import fields, hdrblock
@@ -352,10 +353,9 @@ def worst_tuple(tuples: Sequence[TupleStats]) -> TupleStats | None:
 
 
 def summed_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    total: Counter[str] = Counter()  # name -> count over them all, most frequent first
-    for c in counts:
-        total.update(c)
-    return dict(total.most_common())
+    maps = [c for c in counts if c]  # name -> count over them all, each summed in C
+    total = {n: sum(map(methodcaller("get", n, 0), maps)) for n in {k: 0 for m in maps for k in m}}
+    return dict(sorted(total.items(), key=itemgetter(1), reverse=True))  # Counter's order
 
 
 def _round6(v: float | None) -> float | None:

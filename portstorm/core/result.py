@@ -48,10 +48,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from portstorm.core import fields, formats, runform, turnover
+from portstorm.core import fields, formats, runcolumns, runform, turnover
 from portstorm.core.capacity import Capacity
 from portstorm.core.errors import UsageError
 from portstorm.core.formats import check_format
@@ -123,9 +125,9 @@ class RunResult:
     def __post_init__(self) -> None:
         ivs = self.intervals
         sums = (
-            sum(i.attempts for i in ivs),
-            sum(i.succeeded for i in ivs),
-            summed_counts(i.failed for i in ivs),
+            sum(map(attrgetter("attempts"), ivs)),
+            sum(map(attrgetter("succeeded"), ivs)),
+            summed_counts(map(attrgetter("failed"), ivs)),
         )
         object.__setattr__(self, "_sums", sums)
         # named as in result.json: these checks are what a damaged file is told
@@ -138,8 +140,9 @@ class RunResult:
         fields.texts(self.tunings, "tunings")
         fields.texts(self.server_tunings, "server_tunings", null=True)
         fields.texts(self.router_tunings, "router_tunings", null=True)
-        for i, iv in enumerate(self.intervals):
-            fields.instance(iv, Interval, f"intervals[{i}]")
+        if not all(map(isinstance, ivs, repeat(Interval))):  # which one, named
+            for i, iv in enumerate(self.intervals):
+                fields.instance(iv, Interval, f"intervals[{i}]")
         fields.instance(self.histogram, LatencyHistogram, "latency_us.hdr")
         fields.number(self.first_failure_s, "events.first_failure_s", null=True)
         if self.first_failure_outcome is not None and self.first_failure_outcome not in (
@@ -362,7 +365,9 @@ class RunResult:
 
 def load_result(path: Path, lazy: bool = False) -> RunResult:
     """Read a result.json (``lazy``: RunResult.from_json); each fault, one UsageError line."""
-    return result_from_doc(path, read_json_object(path, "a portstorm result.json"), lazy)
+    with runcolumns.gc_paused():  # a day's file parses into millions of objects
+        doc = read_json_object(path, "a portstorm result.json")
+    return result_from_doc(path, doc, lazy)
 
 
 def result_from_doc(path: Path, doc: Mapping[str, Any], lazy: bool = False) -> RunResult:
@@ -371,7 +376,8 @@ def result_from_doc(path: Path, doc: Mapping[str, Any], lazy: bool = False) -> R
     except UsageError as e:
         raise UsageError(f"{path}: {e}") from None
     try:
-        return RunResult.from_json(doc, lazy)
+        with runcolumns.gc_paused():  # no cycles among what a load makes
+            return RunResult.from_json(doc, lazy)
     except fields.FieldError as e:
         raise UsageError(f"{path}: damaged portstorm result: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -380,7 +386,8 @@ def result_from_doc(path: Path, doc: Mapping[str, Any], lazy: bool = False) -> R
 
 def result_text(r: RunResult) -> str:
     """result.json's text, as a run writes it (runform.file_text)."""
-    return runform.file_text(r.to_json())
+    with runcolumns.gc_paused():  # a day's 86,400 objects, none in a cycle
+        return runform.file_text(r.to_json())
 
 
 def _hist_json(hist: LatencyHistogram) -> dict[str, Any]:

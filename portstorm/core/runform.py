@@ -32,24 +32,16 @@ import dataclasses
 import json
 import math
 import zlib
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from portstorm.core import counters, fields
+from portstorm.core import counters, fields, runcolumns
 from portstorm.core.counters import Counters
 from portstorm.core.hdrblock import HdrBlock
 from portstorm.core.intervalcheck import quick_all
 from portstorm.core.records import Interval
+from portstorm.core.runcolumns import KERNEL_NAMED as KERNEL_NAMED  # written in each object
 
-# DESIGN.md's names: written in every interval's kernel map that read them, zero or not
-KERNEL_NAMED = (
-    "TcpExtTW",
-    "TcpExtTWRecycled",
-    "TcpExtTCPTimeWaitOverflow",
-    "TcpExtListenDrops",
-    "TcpOutRsts",
-)
 SIDES = ("kernel", "server_kernel")
 BY_DEST = "ports_by_destination"
 T = TypeVar("T")
@@ -58,52 +50,19 @@ DIGITS = 3  # t and dt in ms: an interval's bounds to the microsecond were 3 byt
 COLUMNS_ENCODING = "json-deflate-base64"
 
 
-def counter_names(intervals: Sequence[Interval]) -> dict[str, list[str]]:
-    """Per side, the counter names most intervals read (in the order first seen)."""
-    out: dict[str, list[str]] = {}
-    for side in SIDES:
-        seen: Counter[tuple[str, ...]] = Counter(
-            tuple(m) for i in intervals if (m := getattr(i, side)) is not None
-        )
-        if seen:
-            out[side] = list(seen.most_common(1)[0][0])
-    return out
-
-
-def columns_of(intervals: Sequence[Interval]) -> dict[str, Any]:
-    """``interval_columns``: what the objects leave out, one value an interval."""
-    cols: dict[str, Any] = {}
-    for side in SIDES:
-        maps = [getattr(i, side) for i in intervals]
-        names = dict.fromkeys(k for m in maps if m is not None for k in m)
-        kept = {}
-        for name in names:
-            if side == "kernel" and name in KERNEL_NAMED:
-                continue
-            col = [None if m is None else m.get(name) for m in maps]
-            if any(col):  # all zero (or unread): interval_counters says 0 where read
-                kept[name] = col
-        if kept:
-            cols[side] = kept
-    dests = [i.ports_by_destination for i in intervals]
-    if any(m is not None for m in dests):
-        keys = dict.fromkeys(k for m in dests if m is not None for k in m)
-        cols[BY_DEST] = {k: [None if m is None else m.get(k) for m in dests] for k in keys}
-    if any(i.fds is not None for i in intervals):
-        cols["fds"] = [i.fds for i in intervals]
-    return cols
-
-
 def interval_json(
     i: Interval,
     names: Mapping[str, Sequence[str]],
     cols: Mapping[str, Any],
     next_t: float | None,
     read: frozenset[str] = frozenset(),
+    made: tuple[Any, Mapping[str, list[str] | None]] | None = None,
 ) -> dict[str, Any]:
     """One interval's object; ``next_t``: where the next one starts (None for the last);
     ``read``: of ``established`` and ``router``, those some interval of the run holds
-    (written as null where this one has none, so a reader finds the name in each)."""
+    (written as null where this one has none, so a reader finds the name in each);
+    ``made``: its kernel object and the counters of each side it read where those are
+    not the listed ones (runcolumns.written_counters), else worked out here."""
     t = round(i.t, DIGITS)
     d: dict[str, Any] = {"t": t}
     dt = round(i.dt, DIGITS)
@@ -120,15 +79,15 @@ def interval_json(
     d["ports_in_use"] = i.ports_in_use
     if i.established is not None or "established" in read:
         d["established"] = i.established
-    d["kernel"] = None if i.kernel is None else {k: i.kernel[k] for k in KERNEL_NAMED
-                                                 if k in i.kernel}  # fmt: skip
+    if made is None:
+        made = runcolumns.written_counters((i,), names)[0]
+    d["kernel"], other = made
     for side in SIDES:
-        m: Mapping[str, int] | None = getattr(i, side)
-        if m is None:
+        if getattr(i, side) is None:
             if side == "server_kernel" and side in names:
                 d[side] = None  # the others have one
-        elif list(m) != list(names.get(side, ())):
-            d[f"{side}_read"] = list(m)
+        elif other[side] is not None:
+            d[f"{side}_read"] = other[side]
     if i.ports_by_destination is None and BY_DEST in cols:
         d[BY_DEST] = None
     if i.not_started:
@@ -149,7 +108,8 @@ def intervals_doc(
 ) -> dict[str, Any]:
     """result.json's ``interval_counters``, ``interval_columns``, ``intervals`` and the
     histogram blocks."""
-    names, cols = counter_names(intervals), columns_of(intervals)
+    names, cols = runcolumns.counter_names(intervals), runcolumns.columns_of(intervals)
+    made = runcolumns.written_counters(intervals, names)
     n = len(intervals)
     read = frozenset(
         name
@@ -164,8 +124,8 @@ def intervals_doc(
             "data": base64.b64encode(packed).decode("ascii"),
         },
         "intervals": [
-            interval_json(i, names, cols, intervals[k + 1].t if k + 1 < n else None, read)
-            for k, i in enumerate(intervals)
+            interval_json(i, names, cols, intervals[k + 1].t if k + 1 < n else None, read, m)
+            for k, (i, m) in enumerate(zip(intervals, made, strict=True))
         ],
     }
     for key, texts in zip(BLOCKS, (hdrs, transaction_hdrs), strict=True):
@@ -330,8 +290,13 @@ def read_intervals(
                     raise e.under(f"intervals[{k}]") from None
             return out
 
-    # the objects as they are, and what each reads back as beside them: no copy of each
-    got = quick_all(items, expand(changes) if expand is not None else None)
+    # the objects as they are, and what they read back as beside them: no copy of each
+    if expand is None:
+        got = quick_all(items)
+    else:
+        # not in the shape a run writes (None): read back interval by interval
+        bulk = runcolumns.read_back(items, index, cols, DIGITS)
+        got = quick_all(items, *(bulk or runcolumns.as_columns(items, expand(changes))))
     if got is None:  # something is wrong: read each the long way, which names it
         got = []
         for k, item in enumerate(expand(expanded) if expand is not None else items):
@@ -388,5 +353,6 @@ def file_text(doc: Mapping[str, Any]) -> str:
     not indented (a day's intervals, indented, were half the file)."""
     top = {k: v for k, v in doc.items() if k != "intervals"}
     head = json.dumps(top, indent=1)
-    lines = ",\n".join(json.dumps(i, separators=(",", ":")) for i in doc.get("intervals", ()))
+    one = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for 86,400 lines
+    lines = ",\n".join(map(one, doc.get("intervals", ())))
     return head[:-2] + f',\n "intervals": [\n{lines}\n ]\n}}\n'

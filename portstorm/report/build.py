@@ -164,9 +164,9 @@ def write_run_report(
             generated=_now(),
         )
         written = {k: p for k, (p, _t) in exports.items()}
-        for key in list(exports):  # each text once, as bytes: a day's exports are ~50 MB
+        for key in list(exports):  # made as bytes (a day's exports are ~45 MB)
             path, body = exports.pop(key)
-            files[path.name] = body.encode("utf-8")
+            files[path.name] = body
             del body
         files[html.name] = text.encode("utf-8")
         _commit(folder, files)

@@ -12,26 +12,32 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import zlib
+import struct
+from operator import attrgetter, methodcaller
 from pathlib import Path
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogWriter
 
+from portstorm.core import counters as counter_rows
+from portstorm.core import fields
 from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
-from portstorm.core.hdrblock import max_us, payload
+from portstorm.core.hdrblock import checked_payload, max_us
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import RunResult
 from portstorm.report.runcharts import KERNEL_COUNTERS
 
 MAX_VALUE_UNIT_RATIO = 1000.0  # microseconds -> the Interval_Max column in milliseconds
+CHUNK = 8192  # CSV rows made at once
+SAMPLED = ("ports_in_use", "established", "time_wait", "server_time_wait", "fds")
 
 
 def intervals_csv(r: RunResult) -> str:
     """One row per interval: counts, each outcome, latency, the sampled port space and the
     kernel counter deltas (client, then ``server_`` for the pair sandbox's sink)."""
-    outcomes = [str(o) for o in FAILURES if any(str(o) in i.failed for i in r.intervals)]
+    outcomes = [str(o) for o in FAILURES if str(o) in r.failed]  # each name an interval has
     counters = [name for name, _ in KERNEL_COUNTERS]
     extra = sorted({k for i in r.intervals for k in (i.kernel or {})} - set(counters))
     counters += extra
@@ -44,27 +50,40 @@ def intervals_csv(r: RunResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
-    none: dict[str, int] = {}
-    # a row per interval, built in one expression each: a day is 86,400 rows of ~40 cells
-    w.writerows(
-        [
-            f"{i.t:.6f}", f"{i.dt:.6f}", i.attempts, i.succeeded,
-            *[i.failed.get(o, 0) for o in outcomes], i.not_started,
-            *["" if v is None else v for v in (i.latency_us.get("p50"), i.latency_us.get("p99"),
-              i.ports_in_use, i.established, i.time_wait, i.server_time_wait, i.fds)],
-            *(["" if (v := k.get(c)) is None else v for c in counters]
-              if (k := i.kernel) is not None else [""] * len(counters)),
-            *((["" if (v := k.get(c)) is None else v for c in counters]
-               if (k := i.server_kernel or none) is not none else [""] * len(counters))
-              if has_server else ()),
+    # column by column, then the rows zipped from them in C: a day is 86,400 rows of ~40
+    # cells, and a row at a time (a Mapping.get for each counter) took 4 s; CHUNK rows at
+    # a time, so the columns held at once stay small
+    sides = ("kernel", *(("server_kernel",) if has_server else ()))
+    # blank where the interval read no counters, or not this one (each read once, kept)
+    kernel = [counter_rows.table(r.intervals, s).column(c, absent=None)
+              for s in sides for c in counters]  # fmt: skip
+    for start in range(0, len(r.intervals), CHUNK):
+        ivs = r.intervals[start : start + CHUNK]
+        fails = list(map(attrgetter("failed"), ivs))
+        lat = list(map(attrgetter("latency_us"), ivs))
+        columns: list[list[object]] = [
+            list(map("{:.6f}".format, map(attrgetter("t"), ivs))),
+            list(map("{:.6f}".format, map(attrgetter("dt"), ivs))),
+            list(map(attrgetter("attempts"), ivs)),
+            list(map(attrgetter("succeeded"), ivs)),
+            *[list(map(methodcaller("get", o, 0), fails)) for o in outcomes],
+            list(map(attrgetter("not_started"), ivs)),
+            _blanks(list(map(methodcaller("get", "p50"), lat))),
+            _blanks(list(map(methodcaller("get", "p99"), lat))),
+            *[_blanks(list(map(attrgetter(name), ivs))) for name in SAMPLED],
+            *[_blanks(list(col[start : start + CHUNK])) for col in kernel],
         ]
-        for i in r.intervals
-    )  # fmt: skip
+        w.writerows(zip(*columns, strict=True))
     return buf.getvalue()
 
 
 def _blank(v: object) -> object:
     return "" if v is None else v
+
+
+def _blanks(col: list[Any]) -> list[Any]:
+    """A column's cells: "" for None (not read)."""
+    return col if None not in col else ["" if v is None else v for v in col]
 
 
 def _epoch(started_at: str) -> float:
@@ -75,9 +94,16 @@ def _epoch(started_at: str) -> float:
 
 
 def hlog(r: RunResult) -> str:
+    """The run's latency as an HdrHistogram interval log (``hlog_bytes``), as text."""
+    return hlog_bytes(r).decode("utf-8")
+
+
+def hlog_bytes(r: RunResult) -> bytes:
     """The run's latency as an HdrHistogram interval log, written as hdrh's
     HistogramLogWriter.output_interval_histogram() writes a line. Files saved before
-    per-interval histograms were kept give one interval: the whole run."""
+    per-interval histograms were kept give one interval: the whole run. Made as bytes,
+    each interval's line from its stored one (a day's log is ~35 MB: as text, then a
+    StringIO's copy, then its encoding, it was four times that at once)."""
     start = _epoch(r.started_at)
     buf = io.StringIO()
     w = HistogramLogWriter(buf)
@@ -88,28 +114,39 @@ def hlog(r: RunResult) -> str:
     w.output_comment(f"[StartTime: {start:.3f} (seconds since epoch), {when}]")
     w.output_base_time(int(start * 1000))
     w.output_legend()
-    texts = _interval_histograms(r)
-    if any(texts) or not r.histogram.count:
+    lines = _interval_lines(r)
+    if any(lines) or not r.histogram.count:
+        out = [buf.getvalue().encode("utf-8")]
         # each interval's own encoding as it was stored, and its maximum read without
         # building the histogram (hdrblock.max_us): decoding 86,400 of them took 22 s
-        for k, (i, text) in enumerate(zip(r.intervals, texts, strict=True)):
-            if text is None:
+        for k, (i, line) in enumerate(zip(r.intervals, lines, strict=True)):
+            if not line:
                 continue
+            raw = checked_payload(line)
             try:
-                top = max_us(payload(text))
-            except (ValueError, TypeError, zlib.error):
+                top = max_us(raw) if raw is not None else None
+            except (ValueError, TypeError, struct.error):
+                top = None
+            if top is None:
                 raise UsageError(f"intervals[{k}].hdr: not an HdrHistogram") from None
             length = (i.t + i.dt) - i.t  # as hdrh computes it from start and end
-            buf.write(f"{i.t:f},{length:f},{top // MAX_VALUE_UNIT_RATIO:f},{text}\n")
-    else:
-        h = HdrHistogram.decode(r.histogram.encode().encode("ascii"))
-        w.output_interval_histogram(h, 0.0, r.duration_s or 1e-6, MAX_VALUE_UNIT_RATIO)
-    return buf.getvalue()
+            out.append(b"%f,%f,%f,%s\n" % (i.t, length, top // MAX_VALUE_UNIT_RATIO, line))
+            lines[k] = b""  # each stored line let go once written out
+        return b"".join(out)
+    h = HdrHistogram.decode(r.histogram.encode().encode("ascii"))
+    w.output_interval_histogram(h, 0.0, r.duration_s or 1e-6, MAX_VALUE_UNIT_RATIO)
+    return buf.getvalue().encode("utf-8")
 
 
-def _interval_histograms(r: RunResult) -> list[str | None]:
+def _interval_lines(r: RunResult) -> list[bytes]:
+    """Each interval's histogram as stored (b"": none): a lazily read file's block, else
+    the intervals' own (a run's result in memory, a version 1 file)."""
+    block = r.interval_hdrs
+    if block is None:
+        return [b"" if i.hdr is None else i.hdr.encode("ascii", "replace") for i in r.intervals]
     try:
-        return r.interval_histograms()
+        with fields.within("interval_hdr"):
+            return block.lines()
     except FieldError as e:
         raise UsageError(f"damaged per-interval histograms: {e}") from None
 
@@ -120,13 +157,14 @@ def export_paths(folder: Path, stem: str = "") -> dict[str, Path]:
 
 def exports(
     r: RunResult, folder: Path, stem: str, source: Path | None = None
-) -> dict[str, tuple[Path, str]]:
+) -> dict[str, tuple[Path, bytes]]:
     """``<stem>intervals.csv`` and ``<stem>latency.hlog`` for ``folder``: where each goes
     and its text (the report writes them with its other files). ``source``: the file ``r``
     was read from, named in the error when its per-interval histograms, decoded only here
     (a lazy load), are damaged."""
     out = export_paths(folder, stem)
     try:
-        return {"csv": (out["csv"], intervals_csv(r)), "hlog": (out["hlog"], hlog(r))}
+        csv_text = intervals_csv(r).encode("utf-8")
+        return {"csv": (out["csv"], csv_text), "hlog": (out["hlog"], hlog_bytes(r))}
     except UsageError as e:
         raise UsageError(f"{source}: {e}" if source is not None else str(e)) from None

@@ -8,11 +8,14 @@ per-interval counts are drawn as bars over [t, t + dt).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
+from operator import attrgetter, methodcaller
 from typing import TYPE_CHECKING
 
+from portstorm.core import counters
 from portstorm.core.binding import binding
-from portstorm.core.bins import Bin, binned, bins
+from portstorm.core.bins import Bin, binned, bins, spans, totals
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.signals import ceiling, counter_total, knee, samples, syn_tail
@@ -178,20 +181,29 @@ def connection_rate(r: RunResult) -> Figure:
     the ceiling that binds first: a NAT run's pool, where that is lower)."""
     fig = new_figure(4.2)
     ax = fig.subplots()
-    steps = run_bins([i for i in r.intervals if i.dt > 0])
-    outcomes = ["succeeded"] + [str(o) for o in FAILURES
-                                if any(str(o) in i.failed for i in r.intervals)]  # fmt: skip
+    timed = [i for i in r.intervals if i.dt > 0]
+    steps = run_bins(timed)
+    # an outcome any interval counted (the run's totals hold each name an interval did)
+    outcomes = ["succeeded"] + [str(o) for o in FAILURES if str(o) in r.failed]
+    # each bin's counts over its time, from columns (one value an interval) summed in C
+    dts = list(map(attrgetter("dt"), timed))
+    spent = totals(steps, dts)
+    fails = list(map(attrgetter("failed"), timed))
     layers = []
     for name in outcomes:
-        ys = [b.rate(_count(name)) for b in steps]
+        col = (list(map(attrgetter("succeeded"), timed)) if name == "succeeded"
+               else list(map(methodcaller("get", name, 0), fails)))  # fmt: skip
+        ys = [n / s if s > 0 else 0.0 for n, s in zip(totals(steps, col), spent, strict=True)]
         if any(ys) or name == "succeeded":
             layers.append((name.replace("_", " "), ys, OUTCOME_COLOURS[name]))
     stacked_steps(ax, steps, layers)
-    if binned(r.intervals) and any(b.n_failed for b in steps):
+    n_failed = list(map(sum, map(methodcaller("values"), fails)))
+    if binned(r.intervals) and any(n_failed):
         # a bin's rates are its mean: one interval's burst of failures among 90 would
         # hardly show, so the worst interval of each bin is drawn over them
         edges = [steps[0].t, *(b.end for b in steps)]
-        peaks = [b.peak_rate(lambda i: i.n_failed) for b in steps]
+        per_s = list(map(operator.truediv, n_failed, dts))
+        peaks = [max(per_s[a:b], default=0.0) for a, b in spans(steps)]
         ax.stairs(peaks, edges, baseline=None, color=VERMILLION, lw=1.2, zorder=3,
                   label="failed, the worst interval of each bin")  # fmt: skip
     # the ceiling that binds first: a NAT run's may be its pool (core/binding.py)
@@ -216,12 +228,6 @@ def connection_rate(r: RunResult) -> Figure:
                  + _binned_note(steps, "each bin's rates over its time"))  # fmt: skip
     fig.legend(loc="outside lower center", ncols=4, frameon=False)
     return fig
-
-
-def _count(name: str) -> Callable[[Interval], int]:
-    if name == "succeeded":
-        return lambda i: i.succeeded
-    return lambda i: i.failed.get(name, 0)
 
 
 def latency(r: RunResult) -> Figure:
@@ -299,19 +305,25 @@ def kernel_counters(r: RunResult) -> Figure:
     axes = fig.subplots(len(KERNEL_COUNTERS), 1, sharex=True)
     steps = run_bins(r.intervals)
     has_server = any(i.server_kernel is not None for i in r.intervals)
+    dts = list(map(attrgetter("dt"), r.intervals))
     for ax, (name, what) in zip(axes, KERNEL_COUNTERS, strict=True):
-        totals = []
+        said = []
         for side, colour, dash in (("client", BLUE, "-"), ("server", ORANGE, "--")):
             server = side == "server"
             total = counter_total(r.intervals, name, server=server)
             if total is None:
                 continue
-            totals.append(f"{side} +{total:,}")
-            envelope(ax, steps, _per_second(name, server), colour, dash, side,
-                     middle=rate_of, markers=False)  # fmt: skip
-        ax.set_title(f"{what}: {', '.join(totals) or 'not sampled'}", loc="left", fontsize=11)
+            said.append(f"{side} +{total:,}")
+            # per second, a column of the run's counter rows read in C (core/counters.py)
+            counts = counters.table(r.intervals, "server_kernel" if server else "kernel").column(
+                name
+            )
+            per_s = [None if c is None or dt <= 0 else c / dt
+                     for c, dt in zip(counts, dts, strict=True)]  # fmt: skip
+            envelope(ax, steps, per_s, colour, dash, side, middle=rate_of, markers=False)
+        ax.set_title(f"{what}: {', '.join(said) or 'not sampled'}", loc="left", fontsize=11)
         ax.set_ylabel("per s")
-        if totals and all(t.endswith(" +0") for t in totals):
+        if said and all(t.endswith(" +0") for t in said):
             ax.set_ylim(0, 1)
             ax.set_yticks([0, 1])
             _no_data(ax, "0 throughout")
@@ -329,14 +341,6 @@ def kernel_counters(r: RunResult) -> Figure:
     fig.suptitle("Kernel counters per second (/proc/net/netstat, /proc/net/snmp)"
                  + _binned_note(steps, "line, its rate; band, lowest to highest"))  # fmt: skip
     return fig
-
-
-def _per_second(name: str, server: bool) -> Callable[[Interval], float | None]:
-    def value(i: Interval) -> float | None:
-        counters = i.server_kernel if server else i.kernel
-        return None if counters is None or i.dt <= 0 else counters.get(name, 0) / i.dt
-
-    return value
 
 
 # file stem, what it shows (the alt text), the drawing function

@@ -11,10 +11,12 @@ a one-interval spike reaches as high as it did.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from operator import attrgetter
+from typing import TYPE_CHECKING, cast
 
-from portstorm.core.bins import Bin, binned, bins, failing_spans, widened
+from portstorm.core.bins import Bin, binned, bins, failing_spans, spans, widened
 from portstorm.core.records import Interval
 from portstorm.core.result import RunResult
 from portstorm.report.style import VERMILLION, line
@@ -35,14 +37,25 @@ def failure_spans(
     intervals: Sequence[Interval], first_failure_s: float | None = None
 ) -> list[tuple[float, float]]:
     """[start, end) stretches of consecutive intervals (bins, in a long run) in which some
-    attempt failed; none starts before the first failure."""
+    attempt failed; none starts before the first failure. Worked out once a run: a run
+    report shades them in seven panels."""
+    if _SPANS and _SPANS[0][0] is intervals and _SPANS[0][1] == first_failure_s:
+        return list(_SPANS[0][2])
     items = run_bins(intervals) if binned(intervals) else intervals
-    return failing_spans(items, first_failure_s)
+    got = failing_spans(items, first_failure_s)
+    _SPANS[:] = [(intervals, first_failure_s, tuple(got))]
+    return got
+
+
+# the last run's failure spans: (its intervals, its first failure, the spans)
+_SPANS: list[tuple[Sequence[Interval], float | None, tuple[tuple[float, float], ...]]] = []
 
 
 def shade_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
     """The stretches with failures, shaded; each at least a few pixels wide."""
-    axis = max(r.duration_s, max((i.t + i.dt for i in r.intervals), default=0.0))
+    ivs = r.intervals  # each interval's end, t + dt, added in C (seven panels a report)
+    ends = map(operator.add, map(attrgetter("t"), ivs), map(attrgetter("dt"), ivs))
+    axis = max(r.duration_s, max(ends, default=0.0))
     spans = widened(failure_spans(r.intervals, r.first_failure_s), axis)
     for k, (a, b) in enumerate(spans):
         ax.axvspan(a, b, color=VERMILLION, alpha=0.10, lw=0,
@@ -86,7 +99,7 @@ def stacked_steps(
 def envelope(
     ax: Axes,
     items: Sequence[Bin],
-    value: Reading,
+    value: Reading | Sequence[float | None],
     colour: str,
     dash: str,
     label: str,
@@ -96,17 +109,20 @@ def envelope(
     """A reading at each item's end: as a line when each item is one interval (dots on
     the samples, ``markers``), else the bins' ``middle`` (their median reading by default)
     as a line over a band from each bin's lowest to its highest interval. NaN where an
-    item has no reading, so the line breaks there. Every value drawn (for the axis)."""
+    item has no reading, so the line breaks there. Every value drawn (for the axis).
+    ``value``: a reading of an interval, or the readings as a column (one value an
+    interval of the bins, in order: a chart's series read in C)."""
     xs = [b.end for b in items]
+    col = [value(i) for b in items for i in b.intervals] if callable(value) else value
     if not any(len(b.intervals) > 1 for b in items):
-        ys = [_nan(value(b.intervals[0])) for b in items]
+        ys = [_nan(v) for v in col]
         line(ax, list(zip(xs, ys, strict=True)), colour, dash, label, markers=markers)
         return [y for y in ys if not math.isnan(y)]
     mid = middle or median_of
     lows, highs, mids = [], [], []
-    for b in items:  # one pass over each bin's intervals: a day is 86,400 readings a series
-        values = [value(i) for i in b.intervals]
-        seen = [v for v in values if v is not None]
+    for b, (start, end) in zip(items, spans(items), strict=True):
+        values = col[start:end]  # a bin's readings: min and max in C
+        seen = _known(values)
         lows.append(min(seen) if seen else math.nan)
         highs.append(max(seen) if seen else math.nan)
         mids.append(_nan(mid(b, values)) if seen else math.nan)
@@ -120,7 +136,7 @@ def envelope(
 
 def median_of(b: Bin, values: Sequence[float | None]) -> float | None:
     """The median of a bin's readings (``values``, one an interval, None: not read)."""
-    seen = sorted(v for v in values if v is not None)
+    seen = sorted(_known(values))
     if not seen:
         return None
     mid = len(seen) // 2
@@ -129,9 +145,21 @@ def median_of(b: Bin, values: Sequence[float | None]) -> float | None:
 
 def rate_of(b: Bin, values: Sequence[float | None]) -> float | None:
     """A bin's middle for a per-interval rate: its total over its time (exact)."""
+    if None not in values:  # the same sums, in C
+        dts = list(map(attrgetter("dt"), b.intervals))
+        span = sum(dts)
+        return sum(map(operator.mul, dts, _known(values))) / span if span > 0 else None
     pairs = [(i.dt, v) for i, v in zip(b.intervals, values, strict=True) if v is not None]
     span = sum(dt for dt, _ in pairs)
     return sum(dt * v for dt, v in pairs) / span if span > 0 else None
+
+
+def _known(values: Sequence[float | None]) -> Sequence[float]:
+    """The readings of ``values`` that were read: ``values`` itself when all were (C's
+    ``in``; a day's bins are 86,400 readings a series)."""
+    if None not in values:
+        return cast("Sequence[float]", values)
+    return [v for v in values if v is not None]
 
 
 def _nan(v: float | None) -> float:
