@@ -20,7 +20,6 @@ from portstorm.core.records import Interval
 from portstorm.core.signals import syn_tail
 from portstorm.core.words import fmt_rate, fmt_s
 from portstorm.report.latencyaxes import draw_spectrum, mark_syn_tails, style_spectrum
-from portstorm.report.runcharts import TIME_LABEL
 from portstorm.report.style import (
     BLUE,
     GREY,
@@ -31,6 +30,7 @@ from portstorm.report.style import (
     new_figure,
     styles,
 )
+from portstorm.report.timeaxis import time_axis
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -240,7 +240,7 @@ def time_wait(subjects: Sequence[Subject]) -> Figure:
         ax.text(0.5, 0.5, "not sampled", transform=ax.transAxes, ha="center", color=GREY)
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
-    ax.set_xlabel(TIME_LABEL)
+    time_axis(ax)
     ax.set_ylabel("client sockets in TIME_WAIT")
     many = any(len(s.runs) > 1 for s in subjects)
     ax.set_title("TIME_WAIT on the client" + (" (first repeat of each)" if many else ""))

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from portstorm.core.bins import binned, bins
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.signals import samples
-from portstorm.report.runcharts import TIME_LABEL
 from portstorm.report.style import (
     BLACK,
     BLUE,
@@ -32,6 +31,7 @@ from portstorm.report.style import (
     new_figure,
     stacked,
 )
+from portstorm.report.timeaxis import time_axis
 from portstorm.report.timeseries import shade_failures
 
 if TYPE_CHECKING:
@@ -127,8 +127,8 @@ def nat_ports(r: RunResult) -> Figure:
     ax.set_ylabel("entries (NAT ports)")
     ax.set_title("NAT: ports in use and conntrack entries by state, against the pool")
     _drops(drops, r)
-    drops.set_xlabel(TIME_LABEL)
     drops.set_xlim(0, max(r.duration_s, xs[-1] if xs else 0.0))
+    time_axis(drops)
     # one legend below both panels, never over the data
     handles, labels = ax.get_legend_handles_labels()
     more_h, more_l = drops.get_legend_handles_labels()

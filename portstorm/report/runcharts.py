@@ -19,7 +19,6 @@ from portstorm.core.bins import Bin, binned, bins, spans, totals
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.signals import ceiling, counter_total, knee, samples, syn_tail
-from portstorm.core.words import fmt_s
 from portstorm.report.latencyaxes import (
     draw_spectrum,
     latency_axis,
@@ -40,6 +39,7 @@ from portstorm.report.style import (
     new_figure,
     stacked,
 )
+from portstorm.report.timeaxis import TIME_LABEL, time_axis, when
 from portstorm.report.timeseries import (
     envelope,
     failure_spans,
@@ -62,7 +62,6 @@ KERNEL_COUNTERS = (
     ("TcpExtListenDrops", "SYNs dropped by a listener (ListenDrops)"),
     ("TcpOutRsts", "RSTs sent (OutRsts)"),
 )
-TIME_LABEL = "time since the load started (s)"
 
 
 def _mark_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
@@ -70,7 +69,7 @@ def _mark_failures(ax: Axes, r: RunResult, label: bool = True) -> None:
     _mark_first_failure(
         ax,
         r,
-        f"first failure {fmt_s(r.first_failure_s or 0)} ({r.first_failure_outcome})"
+        f"first failure {when(r.first_failure_s or 0)} ({r.first_failure_outcome})"
         if label
         else None,
     )
@@ -129,7 +128,7 @@ def port_space(r: RunResult) -> Figure:
         _no_data(ax, "not sampled in this run")
     ax.set_xlim(0, max(r.duration_s, x[-1] if x else 0.0))
     ax.set_ylim(bottom=0)
-    ax.set_xlabel(TIME_LABEL)
+    time_axis(ax)
     ax.set_ylabel("sockets (ports)")
     ax.set_title("Port space: ports held toward the target, against the ceiling"
                  + _binned_note(bins(samples(r)), "each bin's fullest reading"))  # fmt: skip
@@ -218,11 +217,11 @@ def connection_rate(r: RunResult) -> Figure:
             lw=1.8,
             label=f"model{which}: sustainable {float(model):,.2f} conn/s",
         )
-    _mark_first_failure(ax, r, f"first failure {fmt_s(r.first_failure_s or 0)}")
+    _mark_first_failure(ax, r, f"first failure {when(r.first_failure_s or 0)}")
     if not steps:
         _no_data(ax, "no intervals recorded")
     ax.set_xlim(0, max([r.duration_s] + [b.end for b in steps]))
-    ax.set_xlabel(TIME_LABEL)
+    time_axis(ax)
     ax.set_ylabel("connections per second")
     ax.set_title("Connection rate: outcomes per second, stacked"
                  + _binned_note(steps, "each bin's rates over its time"))  # fmt: skip
@@ -279,7 +278,7 @@ def latency(r: RunResult) -> Figure:
     else:
         _no_data(over_time, "no successful connect")
     over_time.set_xlim(0, max(r.duration_s, steps[-1].end if steps else 0.0))
-    over_time.set_xlabel(TIME_LABEL)
+    time_axis(over_time)
     over_time.set_ylabel("connect latency (log scale)")
     over_time.set_title("p50 and p99 per interval (failures shaded)" + _binned_note(steps))
     return fig
@@ -336,8 +335,8 @@ def kernel_counters(r: RunResult) -> Figure:
         # panel's peak (the counters spike at the start, often at the right)
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
-    axes[-1].set_xlabel(TIME_LABEL)
     axes[-1].set_xlim(0, max(r.duration_s, steps[-1].end if steps else 0.0))
+    time_axis(axes[-1])
     fig.suptitle("Kernel counters per second (/proc/net/netstat, /proc/net/snmp)"
                  + _binned_note(steps, "line, its rate; band, lowest to highest"))  # fmt: skip
     return fig
