@@ -36,20 +36,24 @@ _ENCODING = "hdrh-lines-deflate-base64"
 def well_formed(text: str) -> bool:
     """The shape of a standard compressed encoding: base64, the compression cookie, the
     length it says. The zlib stream itself is only read when the histogram is used."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    if len(raw) < _HEADER.size:
-        return False
-    cookie, length = _HEADER.unpack_from(raw)
-    return bool(cookie & ~0xF0 == _COMPRESSION_COOKIE_BASE and length == len(raw) - _HEADER.size)
+    return _standard_raw(text) is not None
 
 
 def checked_payload(text: str | bytes) -> bytes | None:
     """The V2 payload of a standard encoding, its base64 decoded once for both the check
     (``well_formed``) and the payload; None when it is not one, or its zlib stream is
     damaged."""
+    raw = _standard_raw(text)
+    if raw is None:
+        return None
+    try:
+        return zlib.decompress(raw[_HEADER.size :])
+    except zlib.error:
+        return None
+
+
+def _standard_raw(text: str | bytes) -> bytes | None:
+    """The decoded bytes of a standard encoding (base64, the cookie, the length it says)."""
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -59,10 +63,7 @@ def checked_payload(text: str | bytes) -> bytes | None:
     cookie, length = _HEADER.unpack_from(raw)
     if cookie & ~0xF0 != _COMPRESSION_COOKIE_BASE or length != len(raw) - _HEADER.size:
         return None
-    try:
-        return zlib.decompress(raw[_HEADER.size :])
-    except zlib.error:
-        return None
+    return raw
 
 
 def payload(text: str) -> bytes:

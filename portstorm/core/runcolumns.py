@@ -107,9 +107,9 @@ def as_columns(
     }, frozenset()  # fmt: skip
 
 
-def _seconds(v: object) -> bool:
-    """A finite number of seconds, as runform._seconds (a hostile file's 4,000-digit
-    integer is not one: float() of it raises OverflowError)."""
+def finite_seconds(v: object) -> bool:
+    """A finite number of seconds (a hostile file's 4,000-digit integer is not: float() of
+    it raised OverflowError, a traceback, before any field was checked)."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return False
     try:
@@ -136,7 +136,9 @@ def _dts(items: Sequence[dict[str, Any]], digits: int) -> list[Any]:
     return [
         d
         if d is not _MISSING
-        else (round(float(b) - float(a), digits) if _seconds(a) and _seconds(b) else None)
+        else (
+            round(float(b) - float(a), digits) if finite_seconds(a) and finite_seconds(b) else None
+        )
         for d, a, b in zip(dts, ts, [*ts[1:], None][: len(ts)], strict=True)
     ]
 

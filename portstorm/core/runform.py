@@ -30,7 +30,6 @@ import base64
 import binascii
 import dataclasses
 import json
-import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -41,6 +40,7 @@ from portstorm.core.hdrblock import HdrBlock
 from portstorm.core.intervalcheck import quick_all
 from portstorm.core.records import Interval
 from portstorm.core.runcolumns import KERNEL_NAMED as KERNEL_NAMED  # written in each object
+from portstorm.core.runcolumns import finite_seconds
 
 SIDES = ("kernel", "server_kernel")
 BY_DEST = "ports_by_destination"
@@ -205,7 +205,7 @@ def changes(
     d = m if type(m) is dict else fields.mapping(m, "")
     out: dict[str, Any] = {}
     t = d.get("t")
-    if "dt" not in d and _seconds(t) and _seconds(next_t):
+    if "dt" not in d and finite_seconds(t) and finite_seconds(next_t):
         out["dt"] = round(float(next_t) - float(t), DIGITS)  # type: ignore[arg-type]
     for side in SIDES:
         read = d.get(f"{side}_read")
@@ -241,17 +241,6 @@ def changes(
     if cols.fds is not None:
         out["fds"] = cols.fds[k]
     return out
-
-
-def _seconds(v: object) -> bool:
-    """A finite number of seconds (a hostile file's 4,000-digit integer is not: float() of
-    it raised OverflowError, a traceback, before any field was checked)."""
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return False
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:
-        return False
 
 
 def names_from_json(d: object) -> dict[str, list[str]]:
