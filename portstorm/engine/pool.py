@@ -348,8 +348,13 @@ class DriverPool:
         # Each worker ends its part at its own wake-up for tick k, a few ms apart, so the
         # merged spans overlapped (the end the latest part's, the next start the earliest
         # part's): the intervals tile instead, each starting where the one before ended.
+        # A worker that woke late for tick k can end its part after another's part for
+        # tick k + 1 began, even after all of it had ended (a loaded machine: record 5
+        # starting at 0.502 s after record 4 at 0.521 s, a ramp refused as out of order
+        # when the run was saved, and the run lost): so never start before the last end.
         end = merged.t + merged.dt
-        if k > 0 and merged.t < self._emitted_end < end:
+        if k > 0 and merged.t < self._emitted_end:
+            end = max(end, self._emitted_end)
             merged = dataclasses.replace(merged, t=self._emitted_end, dt=end - self._emitted_end)
         self._emitted_end = max(self._emitted_end, end)
         interval = with_sample(merged, sample)

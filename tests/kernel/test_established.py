@@ -129,10 +129,11 @@ wait $pid
         for i in load_intervals(tmp_path / "result.json")
         if i.t + i.dt >= 2.5 and i.t < 4.5
     ]
-    # 200 +- 10 % at steady state (the median); a sample taken while a loaded machine's
-    # driver caught up on late closes read 224 in a full parallel suite: +- 15 % each
+    # 200 +- 10 % at steady state (the median). A loaded machine's driver closes late
+    # (a connection then stays open past its hold), never early: 224 and 236 were read
+    # in full parallel suites, so each sample -15 % to +20 % (test_hold.py's bounds)
     assert steady and abs(statistics.median(steady) - 200) <= 20, steady
-    assert all(abs(e - 200) <= 30 for e in steady), steady
+    assert all(170 <= e <= 240 for e in steady), steady
     assert abs(ss - 200) <= 20, ss
     # the model holds each port 2 s open, then 60 s in TIME_WAIT
     assert doc["capacity"]["hold_s"] == pytest.approx(62.0)
