@@ -243,7 +243,7 @@ def print_compare(doc: Comparison, console: Console | None = None, title: str = 
     t = PlainLinesTable(title=plain(heading), title_justify="left")
     # the label says what the row is: the numbers' columns give way first (in 180 columns
     # rich cut "tcp_fin_timeout=5" to "tcp_fin_timeou…" and left the numbers room to spare)
-    widest = max((len(line) for r in doc.rows for line in one_line(r.label).split("\n")), default=0)
+    widest = max((len(one_line(r.label)) for r in doc.rows), default=0)  # one line each
     t.add_column("subject", min_width=min(SUBJECT_MAX, widest + len(" (n=10)")))
     for m in doc.metrics:
         t.add_column(f"{m.label}\n({m.unit})", justify="right")
