@@ -84,8 +84,20 @@ def test_tw_reuse_preset_pair_0_and_2_alike_loopback_2_far_higher(tmp_path: Path
     pair0, pair2 = cells["sandbox=pair tcp_tw_reuse=0"], cells["sandbox=pair tcp_tw_reuse=2"]
     loop2 = cells["sandbox=loopback tcp_tw_reuse=2"]
     for s in (pair0, pair2):
-        assert median(s, "rate") == pytest.approx(100 / 3, rel=0.05)  # 100 ports, then nothing
         assert median(s, "model_rate") == pytest.approx(100 / 60)
+    # 100 ports, then nothing: the count is exact; the rate is it over the run's own wall
+    # time, which a loaded machine stretches (3.17 s of a 3 s run in CI: 31.5/s, not 33.3)
+    from portstorm.core.result import load_result
+
+    sweep_doc = load(tmp_path / "sweep.json")
+    pair_runs = [r for c in sweep_doc["cells"] if c["label"] in {pair0["label"], pair2["label"]}
+                 for r in c["runs"]]  # fmt: skip
+    assert len(pair_runs) >= 2
+    for run in pair_runs:
+        result = load_result(tmp_path / run["path"])
+        assert result.succeeded == 100, run["path"]
+        assert 3.0 <= result.duration_s <= 3.0 * 1.25, (run["path"], result.duration_s)
+        assert result.rate == pytest.approx(100 / result.duration_s)
     rate2 = median(loop2, "rate")
     assert rate2 is not None and rate2 > 2.5 * (median(pair2, "rate") or 0)  # reuse after 1 s
     assert median(loop2, "model_rate") == pytest.approx(100.0)
