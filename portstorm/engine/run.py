@@ -296,30 +296,38 @@ def _run(
             f"sampling failed {len(report.sample_errors)} time(s); those intervals have no "
             f"port-space readings (first: {report.sample_errors[0]})"
         )
-    result = RunResult(
-        tool_version=__version__,
-        host=host_info(),
-        started_at=utc_iso(started),
-        duration_s=report.elapsed_s,
-        complete=not report.interrupted,
-        setup=with_start(setup, scenario.start_at_s, began),
-        tunings=sandbox.tunings,
-        server_tunings=sandbox.server_tunings,
-        router_tunings=sandbox.router_tunings,
-        intervals=tuple(report.intervals),
-        histogram=report.histogram,
-        first_failure_s=report.first_failure_s,
-        first_failure_outcome=report.first_failure_outcome,
-        model=capacity,
-        notes=tuple(notes),
-        tuples=tuple_stats(flows, report),
-        sink_stats=sandbox.sink.stats if sandbox.sink is not None else None,
-        ramp=tuple(report.ramp),  # the first interval's 100 ms parts (core/ramp.py)
-        transactions=report.transactions if transacts(scenario) else None,
-    )
-    if scenario.thresholds:  # judged on the run as saved, so a reader can recompute them
-        result = replace(result, thresholds=evaluate(scenario.thresholds, result))
-    path = folder.write_text("result.json", result_text(result))  # compact: core/runform.py
+    try:  # a result that fails its own checks is a bug here: say so, keep what was measured
+        result = RunResult(
+            tool_version=__version__,
+            host=host_info(),
+            started_at=utc_iso(started),
+            duration_s=report.elapsed_s,
+            complete=not report.interrupted,
+            setup=with_start(setup, scenario.start_at_s, began),
+            tunings=sandbox.tunings,
+            server_tunings=sandbox.server_tunings,
+            router_tunings=sandbox.router_tunings,
+            intervals=tuple(report.intervals),
+            histogram=report.histogram,
+            first_failure_s=report.first_failure_s,
+            first_failure_outcome=report.first_failure_outcome,
+            model=capacity,
+            notes=tuple(notes),
+            tuples=tuple_stats(flows, report),
+            sink_stats=sandbox.sink.stats if sandbox.sink is not None else None,
+            ramp=tuple(report.ramp),  # the first interval's 100 ms parts (core/ramp.py)
+            transactions=report.transactions if transacts(scenario) else None,
+        )
+        if scenario.thresholds:  # judged on the run as saved, so a reader can recompute them
+            result = replace(result, thresholds=evaluate(scenario.thresholds, result))
+        text = result_text(result)  # compact: core/runform.py
+    except (ValueError, TypeError, OverflowError) as e:
+        raise EnvironmentProblem(
+            f"the run's result failed its own check ({e}): a bug in portstorm, please report "
+            f"it; what the run measured is kept in {folder.path / INTERVAL_LOG}, which "
+            f"`portstorm report {folder.path}` reads"
+        ) from e
+    path = folder.write_text("result.json", text)
     stopped = gate.reason if gate is not None else None
     return RunOutput(result, path, (*report_error, *report.worker_errors), stopped)
 
