@@ -35,8 +35,10 @@ class _Sink:
 
 
 @contextmanager
-def _sink(close: CloseMode, idle_timeout: float = 60.0) -> Iterator[_Sink]:
-    job = job_line([("127.0.0.1", 0)], close, idle_timeout, 1, SinkAnswer(), False)
+def _sink(
+    close: CloseMode, idle_timeout: float = 60.0, answer: SinkAnswer | None = None
+) -> Iterator[_Sink]:
+    job = job_line([("127.0.0.1", 0)], close, idle_timeout, 1, answer or SinkAnswer(), False)
     proc = subprocess.Popen(
         [sys.executable, "-m", SINK_MODULE],
         stdin=subprocess.PIPE,
@@ -92,3 +94,36 @@ def test_a_client_that_never_ends_its_connection_is_closed_at_the_idle_timeout()
         stats = sink.stop()
     assert stats["accepted"] == stats["closed"] == 2, stats
     assert stats["idle_timeouts"] == 1 and stats["resets"] == 0, stats
+
+
+def _answered(port: int) -> socket.socket:
+    """A client that sends its 3-byte request and reads the whole 5-byte answer."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    c.sendall(b"abc")
+    got = b""
+    while len(got) < 5:
+        chunk = c.recv(5 - len(got))
+        assert chunk, got
+        got += chunk
+    return c
+
+
+def test_answered_connections_end_as_their_clients_end_them_once_answered() -> None:
+    # once answered, all a connection waits for is the client's end: read (bytes sent
+    # after the answer counted), a reset counted, a silent one closed at the idle timeout
+    with _sink(CloseMode.CLIENT, 0.5, SinkAnswer(request_size=3, response_size=5)) as sink:
+        with _answered(sink.port) as c:  # more bytes, then a FIN: the sink closes too
+            c.sendall(b"extra")
+            c.shutdown(socket.SHUT_WR)
+            assert c.recv(1) == b""
+        c = _answered(sink.port)  # a RST after the answer
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        with _answered(sink.port) as c:  # silent after the answer: the idle timeout
+            assert c.recv(1) == b""
+        _ended_by_the_sink(sink.port)  # unanswered: EOF before its request
+        stats = sink.stop()
+    assert stats["accepted"] == stats["closed"] == 4, stats
+    assert stats["responses"] == 3 and stats["resets"] == 1, stats
+    assert stats["idle_timeouts"] == 1, stats
+    assert stats["bytes_received"] == 3 * 3 + len(b"extra"), stats
