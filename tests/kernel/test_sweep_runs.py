@@ -120,20 +120,45 @@ def _results(out: Path, *labels: str) -> list[Any]:
     return results
 
 
-def _wall(out: Path, *args: str) -> float:
-    t = time.monotonic()
-    check(sweep(out, *args))
-    return time.monotonic() - t
+def _logged_intervals(log: Path) -> int:
+    try:
+        return max(0, len(log.read_text().splitlines()) - 1)  # the header, then one per interval
+    except OSError:
+        return 0
 
 
-@pytest.mark.xdist_group("alone")  # wall-clock time compared: nothing else may share the cores
-def test_four_cells_in_parallel_take_at_most_1_5_times_one_cell(tmp_path: Path) -> None:
-    common = ["--duration", "4", "--rate", "50", *NARROW]
-    one = _wall(tmp_path / "one", "--vary", "close=client", *common)
-    four = _wall(tmp_path / "four", "--vary", "close=client,rst", "--vary",
-                 "sandbox=pair,loopback", "--parallel", "4", *common)  # fmt: skip
-    print(f"one cell {one:.2f} s, four cells in parallel {four:.2f} s")
-    assert four <= 1.5 * one, (one, four)
+def test_four_cells_in_parallel_run_their_loads_at_the_same_time(tmp_path: Path) -> None:
+    # The loads overlap: a moment when every cell has logged an interval and none has saved
+    # its result. Watched on the files, not timed: a wall-clock ratio against one cell
+    # alone failed whenever something else loaded the cores (13.0 s against 8.5 s alone,
+    # with stress-ng beside the suite), though the cells ran together.
+    require_netns()
+    proc = subprocess.Popen(
+        [*PS, "sweep", "--vary", "close=client,rst", "--vary", "sandbox=pair,loopback",
+         "--parallel", "4", "--duration", "4", "--rate", "50", *NARROW, "--out", str(tmp_path),
+         "--quiet", "--no-report"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    overlapped = False
+    try:
+        deadline = time.monotonic() + 120
+        while not overlapped and proc.poll() is None and time.monotonic() < deadline:
+            runs = sorted(tmp_path.glob("cells/*/r1"))
+            overlapped = (
+                len(runs) == 4
+                and all(_logged_intervals(r / "intervals.jsonl") >= 1 for r in runs)
+                and not any((r / "result.json").exists() for r in runs)
+            )
+            time.sleep(0.02)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert overlapped, sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json*"))
+    doc = load(tmp_path / "sweep.json")
+    assert [r["status"] for c in doc["cells"] for r in c["runs"]] == ["done"] * 4
 
 
 def _done_runs(path: Path) -> int:
