@@ -17,6 +17,11 @@ write a 24-hour result.json from memory (what a run does when it ends, before it
 and a sweep of 100 cells (the example sweep's runs, copied) reported.
 
     python benchmarks/long_runs.py [--successes RESULT.json] [--keep DIR] [--skip-24h]
+    python benchmarks/long_runs.py --compare-again DIR [--before TREE] [--rounds 3]
+
+``--compare-again`` times only ``compare`` of the kept days in DIR (a run with --keep made
+them), round after round; with ``--before`` (a folder holding another tree's portstorm/)
+each round runs that tree too, right after, so a load that moves hits both alike.
 
 Goals (issue 22): for 86,400 intervals, result.json under 25 MB, ``report`` under 20 s and
 400 MB of RSS, ``compare`` of two under 5 s; a sweep of 100 cells reports in under 30 s.
@@ -29,6 +34,7 @@ import dataclasses
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -193,13 +199,55 @@ def sweep_of(cells: int, work: Path) -> Path:
     return work / "sweep.json"
 
 
+def compare_again(work: Path, before: Path | None, rounds: int) -> None:
+    """Compare of each kept pair of days, ``rounds`` times (this tree, then ``before``'s):
+    each run's wall and CPU time and peak RSS, then the medians and after/before."""
+    trees = {"after": ENV} | ({"before": dict(ENV, PYTHONPATH=str(before))} if before else {})
+    got: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for k in range(rounds):
+        for name in ("example", "successes"):
+            pair = [str(work / f"{name}-{DAY}{b}/result.json") for b in ("", "-b")]
+            for tree, env in trees.items():
+                log = work / f"{name}-{DAY}/compare-{tree}.log"
+                with log.open("wb") as err:
+                    t0 = time.perf_counter()
+                    proc = subprocess.Popen(portstorm("compare", *pair, "--json"), stdout=err,
+                                            stderr=err, env=env, cwd=log.parent)  # fmt: skip
+                    _pid, status, usage = os.wait4(proc.pid, 0)
+                    wall = time.perf_counter() - t0
+                code = os.waitstatus_to_exitcode(status)
+                cpu = usage.ru_utime + usage.ru_stime  # less moved by others' load than wall
+                got.setdefault((name, tree), []).append((wall, cpu, usage.ru_maxrss / 1024))
+                print(f"round {k + 1} {name:>9} {tree:>6}: compare {wall:6.2f} s "
+                      f"(CPU {cpu:5.2f} s) {usage.ru_maxrss / 1024:5.0f} MB (exit {code})",
+                      flush=True)  # fmt: skip
+    for name in ("example", "successes"):
+        med = {t: statistics.median(w for w, _c, _r in got[(name, t)]) for t in trees}
+        cpu = {t: statistics.median(c for _w, c, _r in got[(name, t)]) for t in trees}
+        rss = {t: max(r for _w, _c, r in got[(name, t)]) for t in trees}
+        line = "  ".join(f"{t} {med[t]:5.2f} s (CPU {cpu[t]:5.2f} s) {rss[t]:3.0f} MB"
+                         for t in trees)  # fmt: skip
+        ratio = (f"  after/before {med['after'] / med['before']:.2f}"
+                 f" (CPU {cpu['after'] / cpu['before']:.2f})") if before else ""  # fmt: skip
+        print(f"median of {rounds}, {name:>9} days: {line}{ratio}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--successes", type=Path, help="a short run's result.json (else made here)")
     ap.add_argument("--keep", type=Path, help="keep the results and reports in this folder")
     ap.add_argument("--skip-24h", action="store_true", help="1 hour only (quick)")
     ap.add_argument("--build", nargs=3, metavar=("SOURCE", "N", "DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--compare-again", type=Path, metavar="DIR",
+                    help="time compare of the days kept in DIR only")  # fmt: skip
+    ap.add_argument("--before", type=Path, help="with --compare-again: a tree to time beside")
+    ap.add_argument("--rounds", type=int, default=3, help="with --compare-again (3)")
     args = ap.parse_args()
+    if args.compare_again:
+        loads = os.getloadavg()
+        compare_again(args.compare_again, args.before, args.rounds)
+        print(f"(load average {loads[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end)")
+        return 0
     if args.build:  # a child: build one result, then end it as a run ends (below)
         source, n, folder = Path(args.build[0]), int(args.build[1]), Path(args.build[2])
         built = build(load_result(source), n, spike=n == DAY)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from portstorm.core.errors import (
     PortstormError,
     UsageError,
 )
-from portstorm.core.inputs import load_subjects, subjects_of
+from portstorm.core.inputs import compared_subjects_of, load_subjects, subjects_of
 from portstorm.core.outdir import default_out_dir
 from portstorm.core.reading import read_json_object
+from portstorm.core.readings import Compared
 from portstorm.core.subjectgates import CaseVerdict
 from portstorm.core.sweep import (
     PRESETS,
@@ -259,7 +261,7 @@ def run_compare(
     from portstorm.cli.console import print_compare
     from portstorm.core.subjectgates import compare_verdicts
 
-    doc, subjects = compare_paths(paths)
+    doc, subjects, whole = compare_paths(paths, report=html is not None)
     verdicts = compare_verdicts(gates, doc, subjects)
     if json_out:
         gated = {"thresholds": [{"case": v.case, **v.to_json()} for v in verdicts]}
@@ -272,17 +274,22 @@ def run_compare(
     if html is not None:
         from portstorm.report import write_many_report
 
-        files = write_many_report(subjects, html, "Comparison", inputs=paths, verdicts=verdicts)
+        files = write_many_report(whole, html, "Comparison", inputs=paths, verdicts=verdicts)
         print(f"report: {one_line(files.html)}", file=sys.stderr if json_out else sys.stdout)
     return gates_exit(verdicts)
 
 
-def compare_paths(paths: list[Path]) -> tuple[Comparison, list[Subject]]:
-    """The comparison, and the subjects it was made from (for a report)."""
-    subjects = subjects_of(paths)
+def compare_paths(
+    paths: list[Path], *, report: bool
+) -> tuple[Comparison, Sequence[Subject[Compared]], list[Subject]]:
+    """The comparison, the subjects it was made from, and, for a ``report``, those subjects
+    as whole runs (else none: without a report, a result.json's intervals are read only
+    as the readings compare needs, core/readings.py)."""
+    whole = subjects_of(paths) if report else []
+    subjects: Sequence[Subject[Compared]] = whole if report else compared_subjects_of(paths)
     if len(subjects) < 2:
         raise UsageError(
             f"compare needs at least two things to compare; {', '.join(map(str, paths))} "
             f"gave {len(subjects)}"
         )
-    return comparison(subjects), subjects
+    return comparison(subjects), subjects, whole

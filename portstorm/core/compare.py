@@ -1,6 +1,7 @@
 """Key metrics of runs, their medians and spread over repeats, and changes against a baseline.
 
-Containing no files and no printing: callers load RunResults and give them here, grouped
+Containing no files and no printing: callers load runs (RunResults, or what compare alone
+reads of them: core/readings.py) and give them here, grouped
 into *subjects* (one run, or a sweep cell's repeats); ``comparison(subjects)`` gives the typed
 Comparison of core/comparison.py (``compare()`` its JSON), which cli/console.py prints.
 
@@ -15,13 +16,20 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
 
 from portstorm.core.binding import binding
 from portstorm.core.comparison import Change as Change
 from portstorm.core.comparison import Comparison, Metric, Row
 from portstorm.core.comparison import Spread as Spread
+from portstorm.core.readings import Compared
 from portstorm.core.result import RunResult
+
+# a Subject's runs: whole RunResults (what a report draws), by default; compare alone
+# reads core/readings.py's RunReadings, which have what Compared names
+R = TypeVar("R", bound=Compared, default=RunResult, covariant=True)
 
 # key, label, unit
 METRICS: tuple[Metric, ...] = (
@@ -38,7 +46,7 @@ METRICS: tuple[Metric, ...] = (
 MIN_RELATIVE_CHANGE = 0.02
 
 
-def run_metrics(r: RunResult) -> dict[str, float | None]:
+def run_metrics(r: Compared) -> dict[str, float | None]:
     lat = r.histogram.summary()
     tws = [i.time_wait for i in r.intervals if i.time_wait is not None]
     # the ceiling the run meets first: a NAT pool in the path, or the client's own ports
@@ -56,7 +64,7 @@ def run_metrics(r: RunResult) -> dict[str, float | None]:
     }
 
 
-def steady_state_seen(r: RunResult) -> bool:
+def steady_state_seen(r: Compared) -> bool:
     """Did this run, having run out of ports, last a whole hold period longer?"""
     return r.turnover() is not None
 
@@ -74,11 +82,11 @@ def spread(values: Sequence[float | None]) -> Spread:
 
 
 @dataclass(frozen=True)
-class Subject:
+class Subject(Generic[R]):
     """What is compared: one run, or the repeats of a sweep cell."""
 
     label: str
-    runs: tuple[RunResult, ...]
+    runs: tuple[R, ...]
     paths: tuple[str, ...] = ()
     factors: Mapping[str, str] = field(default_factory=dict)
 
@@ -116,7 +124,7 @@ def change(base: Spread, other: Spread) -> Change:
     return Change(delta, relative, beyond_spread and beyond_floor)
 
 
-def comparison(subjects: Sequence[Subject]) -> Comparison:
+def comparison(subjects: Sequence[Subject[Compared]]) -> Comparison:
     """Every subject's metrics and, from the second on, each metric's change against the
     first: the typed value whose ``to_json()`` is ``portstorm compare --json``."""
     if not subjects:
@@ -143,12 +151,12 @@ def comparison(subjects: Sequence[Subject]) -> Comparison:
     return Comparison(subjects[0].label, tuple(rows), METRICS)
 
 
-def compare(subjects: Sequence[Subject]) -> dict[str, Any]:
+def compare(subjects: Sequence[Subject[Compared]]) -> dict[str, Any]:
     """The JSON form of ``portstorm compare --json`` (``comparison(subjects).to_json()``)."""
     return comparison(subjects).to_json()
 
 
-def _facts(r: RunResult) -> dict[str, str]:
+def _facts(r: Compared) -> dict[str, str]:
     s = r.setup
     out = {"sandbox": str(s.sandbox), "close": str(s.close), "bind": str(s.bind)}
     out |= {"rate": str(s.rate), "concurrency": str(s.concurrency)}
@@ -160,7 +168,7 @@ def _facts(r: RunResult) -> dict[str, str]:
     return out
 
 
-def distinguishing_labels(runs: Sequence[RunResult]) -> list[str] | None:
+def distinguishing_labels(runs: Sequence[Compared]) -> list[str] | None:
     """Name each run by what differs between them (tunings, load, host), e.g.
     ``tcp_tw_reuse=1 sandbox=loopback``; None when nothing does."""
     facts = [_facts(r) for r in runs]

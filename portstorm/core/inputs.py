@@ -6,23 +6,27 @@ cell with a finished run), the JSON of ``portstorm compare --json`` (``portstorm
 its subjects are re-read from the result files it names), or a folder holding a sweep.json
 or result.json. Every way a file can be wrong is one UsageError line naming it. Results
 are read lazily: per-interval histograms stay encoded until an export asks for them
-(RunResult.interval_histograms), so a compare of two days decodes none of 172,800.
+(RunResult.interval_histograms), so a compare of two days decodes none of 172,800; and
+``compared_subjects_of`` (compare without a report) reads a result.json's intervals as
+readings (core/readings.py), checked but not made into Intervals.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from portstorm.core import formats, intervallog, runcolumns
-from portstorm.core.compare import Subject, distinguishing_labels
+from portstorm.core import formats, intervallog, readings, runcolumns
+from portstorm.core.compare import R, Subject, distinguishing_labels
 from portstorm.core.comparison import Comparison
 from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
 from portstorm.core.formats import check_format
 from portstorm.core.reading import inside, read_json_object
+from portstorm.core.readings import Compared
 from portstorm.core.result import load_result, result_from_doc
 from portstorm.core.sweep import check_sweep_doc
 
@@ -59,8 +63,21 @@ def load(path: Path) -> Loaded:
     path = resolve(path)
     if path.name.endswith(".jsonl"):
         return Loaded(path, "run", [Subject(str(path), (intervallog.read(path),), (str(path),))])
+    return _from_doc(path, _read(path))
+
+
+def _read(path: Path) -> dict[str, Any]:
     with runcolumns.gc_paused():  # a day's file parses into millions of objects
-        doc = read_json_object(path, _EXPECTED)
+        return read_json_object(path, _EXPECTED)
+
+
+def _is_run(doc: dict[str, Any]) -> bool:
+    fmt = doc.get("format")
+    kinds = ("portstorm.sweep/", "portstorm.fleet/", "portstorm.compare/")
+    return not (isinstance(fmt, str) and fmt.startswith(kinds))
+
+
+def _from_doc(path: Path, doc: dict[str, Any]) -> Loaded:
     fmt = doc.get("format")
     if isinstance(fmt, str) and fmt.startswith("portstorm.sweep/"):
         check_sweep_doc(doc, str(path))
@@ -135,18 +152,54 @@ def load_subjects(path: Path) -> list[Subject]:
     return load(path).subjects
 
 
+def compared_run(path: Path, doc: dict[str, Any]) -> Compared:
+    """A parsed result.json as compare reads it (core/readings.py); read the whole way
+    (RunResult) where a check fails, which names the field (or reads a file the quick
+    checks are stricter about)."""
+    try:
+        with runcolumns.gc_paused():
+            got = readings.from_doc(doc)
+    except (UsageError, FieldError, KeyError, TypeError, ValueError, AttributeError):
+        got = None
+    return got if got is not None else result_from_doc(path, doc, lazy=True)
+
+
+def load_compared(path: Path) -> list[Subject[Compared]]:
+    """``load_subjects``, a result.json's run as compare reads it (compared_run); a sweep,
+    fleet or comparison as ``load`` reads it."""
+    path = resolve(path)
+    if path.name.endswith(".jsonl"):
+        return [*load(path).subjects]
+    doc = _read(path)
+    if not _is_run(doc):
+        return [*_from_doc(path, doc).subjects]
+    return [Subject(str(path), (compared_run(path, doc),), (str(path),))]
+
+
+def compared_subjects_of(paths: Sequence[Path]) -> list[Subject[Compared]]:
+    """``subjects_of`` for compare without a report: each result.json's run read as
+    compare reads it (load_compared); the same labels."""
+    subjects: list[Subject[Compared]] = []
+    for p in paths:
+        subjects += load_compared(p)
+    return _labelled(subjects)
+
+
 def subjects_of(paths: Sequence[Path]) -> list[Subject]:
     """Every input's subjects in order; single runs are labelled by what differs between
     them (tunings, load, host) rather than by their paths, when that tells them apart."""
     subjects: list[Subject] = []
     for p in paths:
         subjects += load(p).subjects
+    return _labelled(subjects)
+
+
+def _labelled(subjects: list[Subject[R]]) -> list[Subject[R]]:
     singles = [s for s in subjects if len(s.runs) == 1 and not s.factors]
     if len(subjects) > 1 and len(singles) == len(subjects):
         labels = distinguishing_labels([s.runs[0] for s in subjects])
         if labels is not None and len(set(labels)) == len(labels):
-            subjects = [
-                Subject(lab, s.runs, s.paths, s.factors)
-                for lab, s in zip(labels, subjects, strict=True)
+            return [
+                dataclasses.replace(s, label=lab) for lab, s in zip(labels, subjects, strict=True)
             ]
     return subjects

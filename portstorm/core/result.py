@@ -62,6 +62,7 @@ from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.outcome import CONNECTED
 from portstorm.core.ramp import check_ramp
 from portstorm.core.reading import read_json_object
+from portstorm.core.readings import load_span
 from portstorm.core.records import (
     FAILURE_NAMES,
     HostInfo,
@@ -222,10 +223,7 @@ class RunResult:
         """What the rate is over: the run's wall time, except a complete held open loop's,
         whose starts end at its planned end (the driver's time bound) while the run goes
         on holding the last of them (--hold, then the timeouts at most): its schedule."""
-        s = self.setup
-        if s.hold_s and s.open_loop and s.duration_s is not None and self.complete:
-            return min(float(s.duration_s), self.duration_s)
-        return self.duration_s
+        return load_span(self.setup, self.complete, self.duration_s)
 
     @property
     def rate(self) -> float:

@@ -25,6 +25,7 @@ from typing import Any
 from portstorm.core import fields
 from portstorm.core.compare import Subject, spread
 from portstorm.core.comparison import Change, Comparison
+from portstorm.core.readings import Compared
 from portstorm.core.thresholds import CHANGED, CHANGES, Threshold, Verdict, judge, measure
 
 MEDIAN = "median"
@@ -94,7 +95,9 @@ def change_verdict(t: Threshold, c: Change) -> Verdict:
 
 
 def compare_verdicts(
-    thresholds: Sequence[Threshold], comparison: Comparison, subjects: Sequence[Subject]
+    thresholds: Sequence[Threshold],
+    comparison: Comparison,
+    subjects: Sequence[Subject[Compared]],
 ) -> list[CaseVerdict]:
     """Each threshold on every compared row after the baseline: a run metric on the row's
     median (its one run when not repeated), a change on its change against the baseline."""
