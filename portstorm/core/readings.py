@@ -24,7 +24,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, Protocol
 
 from portstorm.core import fields, runcolumns, runform, turnover
 from portstorm.core.capacity import Capacity
@@ -145,19 +145,13 @@ class RunReadings:
         span = load_span(self.setup, self.complete, self.duration_s)
         return self.succeeded / span if span > 0 else 0.0
 
-    def _parts(self) -> tuple[Any, ...]:
-        # turnover.py's functions are annotated with Interval but read only t, dt and
-        # succeeded of each: IntervalReading has those (widen turnover's annotation to a
-        # protocol of them to drop this cast)
-        ivs = cast("Sequence[Interval]", self.intervals)
-        return (ivs, self.setup, self.model, self.complete, self.first_failure_s,
-                self.first_failure_outcome)  # fmt: skip
-
     def turnover(self) -> tuple[int, float] | None:
-        return turnover.turnover(*self._parts())
+        return turnover.turnover(self.intervals, self.setup, self.model, self.complete,
+                                 self.first_failure_s, self.first_failure_outcome)  # fmt: skip
 
     def sustained_after_exhaustion(self) -> float | None:
-        return turnover.sustained(*self._parts())
+        return turnover.sustained(self.intervals, self.setup, self.model, self.complete,
+                                  self.first_failure_s, self.first_failure_outcome)  # fmt: skip
 
 
 def _counts(col: Sequence[Any], low: int = 0) -> bool:

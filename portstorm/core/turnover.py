@@ -11,17 +11,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 from portstorm.core.binding import binding
 from portstorm.core.capacity import TIME_WAIT_S, Capacity
-from portstorm.core.records import Interval
 from portstorm.core.setup import RunSetup
 
 TW_EXPIRY_SLACK_S = 5.0  # TIME_WAIT ends 60 to 65 s after it began (timer wheel, KERNEL.md)
 
 
+class Span(Protocol):
+    """What the arithmetic reads of an interval (records.Interval, readings.IntervalReading)."""
+
+    @property
+    def t(self) -> float: ...
+    @property
+    def dt(self) -> float: ...
+    @property
+    def succeeded(self) -> int: ...
+
+
 def turnover(
-    intervals: Sequence[Interval],
+    intervals: Sequence[Span],
     setup: RunSetup,
     model: Capacity | None,
     complete: bool,
@@ -74,7 +85,7 @@ def turnover(
 
 
 def sustained(
-    intervals: Sequence[Interval],
+    intervals: Sequence[Span],
     setup: RunSetup,
     model: Capacity | None,
     complete: bool,
@@ -122,11 +133,11 @@ def held_starts(
 
 
 def _after(
-    intervals: Sequence[Interval],
+    intervals: Sequence[Span],
     setup: RunSetup,
     starts: tuple[float, float] | None,
     first_failure_s: float,
-) -> list[Interval]:
+) -> list[Span]:
     """The intervals that began at or after the first failure; a held run's from a hold
     after the start that failed (those before count attempts started before it)."""
     start = first_failure_s
@@ -136,7 +147,7 @@ def _after(
 
 
 def _held(
-    intervals: Sequence[Interval],
+    intervals: Sequence[Span],
     setup: RunSetup,
     starts: tuple[float, float],
     hold: float,
