@@ -175,7 +175,7 @@ def compare(
 
     A change is marked significant when it is beyond the spread of repeats. With
     --fail-if: exit 1 when a row fails a threshold."""
-    from portstorm.cli.sweepcmd import run_compare
+    from portstorm.cli.comparecmd import run_compare
 
     gates = parse_thresholds(fail_if or (), changes=True)  # refused before anything is read
     return run_compare(paths, gates, json_out=json_out, html=html, junit=junit)

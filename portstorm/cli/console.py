@@ -9,7 +9,7 @@ arguments is plain.py.
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -20,7 +20,9 @@ from portstorm.core.result import Interval
 from portstorm.core.scenario import Scenario
 from portstorm.core.text import one_line
 from portstorm.core.words import fmt_s
-from portstorm.engine.flows import Endpoint
+
+if TYPE_CHECKING:  # a type only: compare and report print here without loading the engine
+    from portstorm.engine.flows import Endpoint
 
 
 class LiveLine:

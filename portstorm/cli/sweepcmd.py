@@ -1,34 +1,25 @@
-"""``portstorm sweep`` and ``portstorm compare`` end to end: options in, files and tables out.
+"""``portstorm sweep`` end to end: options in, files and tables out.
 
 Containing the order of operations only: planning is sweepplan.py, running engine/sweep.py,
-metrics core/compare.py, printing console.py, the --fail-if verdicts over cells and rows
-core/subjectgates.py (exit 1 when one failed, once every file is written).
+metrics core/compare.py, printing console.py, the --fail-if verdicts over cells
+core/subjectgates.py, shown and written as compare's are (comparecmd.py: exit 1 when one
+failed, once every file is written). Only the sweep command imports this module: it loads
+trio and the engine, which ``compare`` has no use for.
 """
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from portstorm.cli.comparecmd import gates_exit, show_verdicts, write_verdicts
 from portstorm.cli.sweepplan import plan_sweep
-from portstorm.core.compare import Subject, comparison
-from portstorm.core.comparison import Comparison
-from portstorm.core.errors import (
-    EXIT_ENVIRONMENT,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_THRESHOLD,
-    PortstormError,
-    UsageError,
-)
-from portstorm.core.inputs import compared_subjects_of, load_subjects, subjects_of
+from portstorm.core.compare import comparison
+from portstorm.core.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, PortstormError, UsageError
+from portstorm.core.inputs import load_subjects
 from portstorm.core.outdir import default_out_dir
 from portstorm.core.reading import read_json_object
-from portstorm.core.readings import Compared
-from portstorm.core.subjectgates import CaseVerdict
 from portstorm.core.sweep import (
     PRESETS,
     check_sweep_doc,
@@ -37,7 +28,6 @@ from portstorm.core.sweep import (
     preset,
 )
 from portstorm.core.text import one_line
-from portstorm.core.thresholds import Threshold
 from portstorm.engine.sweep import SweepPlan, SweepRunner, cpu_count
 
 
@@ -218,78 +208,3 @@ def run_sweep(
             f"run 'portstorm sweep --resume --out {out_dir}'"
         )
     return gates_exit(verdicts)
-
-
-def gates_exit(verdicts: list[CaseVerdict]) -> int:
-    """1 when a threshold failed (every file is written by now), else 0."""
-    return EXIT_THRESHOLD if any(not v.verdict.passed for v in verdicts) else EXIT_OK
-
-
-def show_verdicts(verdicts: list[CaseVerdict]) -> None:
-    from rich.console import Console
-
-    from portstorm.cli.summary import print_case_verdicts
-
-    print_case_verdicts(verdicts, Console(highlight=False))
-
-
-def write_verdicts(
-    kind: str,
-    verdicts: list[CaseVerdict],
-    junit: Path,
-    times: dict[tuple[str, str], float],
-    to_stderr: bool = False,
-) -> None:
-    from portstorm.report import write_cases_junit
-
-    path = write_cases_junit(kind, verdicts, junit, times)
-    print(f"junit: {one_line(path)}", file=sys.stderr if to_stderr else sys.stdout)
-
-
-def run_compare(
-    paths: list[Path],
-    gates: tuple[Threshold, ...],
-    *,
-    json_out: bool,
-    html: Path | None,
-    junit: Path | None,
-) -> int:
-    """``portstorm compare``: the table (or its JSON), the --fail-if verdicts on every row
-    after the baseline, the JUnit file and the report; 1 when a threshold failed."""
-    import json
-
-    from portstorm.cli.console import print_compare
-    from portstorm.core.subjectgates import compare_verdicts
-
-    doc, subjects, whole = compare_paths(paths, report=html is not None)
-    verdicts = compare_verdicts(gates, doc, subjects)
-    if json_out:
-        gated = {"thresholds": [{"case": v.case, **v.to_json()} for v in verdicts]}
-        print(json.dumps(doc.to_json() | (gated if gates else {}), indent=1))
-    else:
-        print_compare(doc)
-        show_verdicts(verdicts)
-    if junit is not None:  # with --json, what is not JSON goes to stderr
-        write_verdicts("compare", verdicts, junit, {}, to_stderr=json_out)
-    if html is not None:
-        from portstorm.report import write_many_report
-
-        files = write_many_report(whole, html, "Comparison", inputs=paths, verdicts=verdicts)
-        print(f"report: {one_line(files.html)}", file=sys.stderr if json_out else sys.stdout)
-    return gates_exit(verdicts)
-
-
-def compare_paths(
-    paths: list[Path], *, report: bool
-) -> tuple[Comparison, Sequence[Subject[Compared]], list[Subject]]:
-    """The comparison, the subjects it was made from, and, for a ``report``, those subjects
-    as whole runs (else none: without a report, a result.json's intervals are read only
-    as the readings compare needs, core/readings.py)."""
-    whole = subjects_of(paths) if report else []
-    subjects: Sequence[Subject[Compared]] = whole if report else compared_subjects_of(paths)
-    if len(subjects) < 2:
-        raise UsageError(
-            f"compare needs at least two things to compare; {', '.join(map(str, paths))} "
-            f"gave {len(subjects)}"
-        )
-    return comparison(subjects), subjects, whole

@@ -79,7 +79,7 @@ def test_any_fail_if_reaches_the_run_or_exits_2_listing_the_metrics(
 @pytest.fixture
 def nothing_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("portstorm.cli.sweepcmd.SweepRunner", reached)
-    monkeypatch.setattr("portstorm.cli.sweepcmd.compare_paths", reached)
+    monkeypatch.setattr("portstorm.cli.comparecmd.compare_paths", reached)
 
 
 @pytest.mark.usefixtures("nothing_sweeps")
@@ -126,7 +126,7 @@ def test_good_gates_reach_the_sweep_and_the_comparison() -> None:
 def test_any_compare_gate_reaches_the_comparison_or_exits_2_listing_the_metrics(
     monkeypatch: pytest.MonkeyPatch, expr: str
 ) -> None:
-    monkeypatch.setattr("portstorm.cli.sweepcmd.compare_paths", reached)
+    monkeypatch.setattr("portstorm.cli.comparecmd.compare_paths", reached)
     code, err = invoke(["compare", "a", "b", "--fail-if", expr])
     assert "Traceback" not in err
     if code is not None:

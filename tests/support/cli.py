@@ -60,7 +60,7 @@ def invoke(argv: list[str]) -> tuple[int | None, str]:
 ACTIONS = (
     "portstorm.cli.runcmd.run_command",
     "portstorm.cli.sweepcmd.SweepRunner",
-    "portstorm.cli.sweepcmd.compare_paths",
+    "portstorm.cli.comparecmd.compare_paths",
     "portstorm.engine.watchread.WatchReader",
 )
 
