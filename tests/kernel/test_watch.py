@@ -62,7 +62,11 @@ def test_ports_in_use_agree_with_ss_taken_at_the_same_sample(churn: dict[str, An
         # ports only grow during the load: the dump's count lies between the ss taken
         # just before the sample and the one just after its line, to within 2 %
         low, high = min(s["ss_bracket"]), max(s["ss_bracket"])
-        assert 0.98 * low <= _in_use(s) <= 1.02 * high, (_in_use(s), s["ss_bracket"])
+        assert 0.98 * low <= _in_use(s) <= 1.02 * high, (
+            _in_use(s),
+            s["ss_bracket"],
+            churn["ss_errors"],  # why ss was not read around a sample, if it failed
+        )
 
 
 def test_the_forecast_at_3_s_points_at_the_first_failure(churn: dict[str, Any]) -> None:

@@ -37,11 +37,12 @@ def sysctls() -> dict[str, str]:
 
 def ss_in_range() -> int:
     """Sockets with a local port in the range, as ss shows them (every state)."""
-    text = subprocess.run(["ss", "-Htan"], capture_output=True, text=True, timeout=10).stdout
+    text = subprocess.run(["ss", "-Htan"], capture_output=True, text=True, timeout=30).stdout
     n = 0
     for line in text.splitlines():
         cols = line.split()
-        if len(cols) >= 4 and LOW <= int(cols[3].rsplit(":", 1)[1]) <= HIGH:
+        port = cols[3].rsplit(":", 1)[-1] if len(cols) >= 4 else ""
+        if port.isdigit() and LOW <= int(port) <= HIGH:  # "*": no port, not in the range
             n += 1
     return n
 
@@ -69,6 +70,7 @@ def main(folder: Path, run_s: float, rate: float) -> None:
     run: subprocess.Popen[bytes] | None = None
 
     readings: list[tuple[float, float, int]] = []  # ss: (started, ended, sockets)
+    ss_errors: list[str] = []
     stop = threading.Event()
 
     def read() -> None:
@@ -81,8 +83,14 @@ def main(folder: Path, run_s: float, rate: float) -> None:
         # sample's dump whenever its JSON line is printed (it can lag a busy machine)
         while not stop.is_set():
             started = time.time()
-            n = ss_in_range()
-            readings.append((started, time.time(), n))
+            try:
+                n = ss_in_range()
+            except (OSError, ValueError, subprocess.SubprocessError) as e:
+                # kept, and the polling goes on: a thread that died here left every later
+                # sample without an ss reading after it, silently (a loaded full run)
+                ss_errors.append(f"{type(e).__name__}: {e}")
+            else:
+                readings.append((started, time.time(), n))
             stop.wait(0.02)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -168,6 +176,7 @@ def main(folder: Path, run_s: float, rate: float) -> None:
                 "run_end": run_end,
                 "run_rc": run_rc,
                 "calmed": calmed,
+                "ss_errors": ss_errors,
                 "watch_rc": watch.returncode,
                 "sysctls_changed": sorted(k for k, v in sysctls().items() if before.get(k) != v),
             }
