@@ -9,10 +9,13 @@ at most MAX_TICKS of them.
 
 from __future__ import annotations
 
-from matplotlib.axes import Axes
-from matplotlib.ticker import FuncFormatter, MultipleLocator
+from typing import TYPE_CHECKING
 
 from portstorm.core.words import fmt_s
+
+if TYPE_CHECKING:  # matplotlib is loaded when a chart is drawn, as in every report module:
+    # a run that writes no report (or is refused) names a report's files without it
+    from matplotlib.axes import Axes
 
 TIME_LABEL = "time since the load started (s)"
 LONG_TIME_LABEL = "time since the load started (h:mm)"
@@ -24,6 +27,8 @@ STEPS_H = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0, 48.0, 72.0, 168.0)
 def time_axis(ax: Axes) -> None:
     """Label ``ax``'s x axis (seconds since the load started), ticks in h:mm when long.
     Call it once the x limits are set."""
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
     span = ax.get_xlim()[1]
     if span <= LONG_S:
         ax.set_xlabel(TIME_LABEL)
