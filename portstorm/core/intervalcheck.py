@@ -2,7 +2,8 @@
 interval object made column by column, then the Intervals built without checking each
 a second time.
 
-Containing the quick check and nothing else. ``Interval.from_json`` checks each field by
+Containing the quick check and its column checks (``ints_ok``, ``seconds_ok``,
+``maps_ok``, ``texts_ok``: core/readings.py makes the same ones) and nothing else. ``Interval.from_json`` checks each field by
 name through core/fields.py, which is what makes a damaged file's error say
 ``intervals[3].latency_us.p50``; at ~50 us an interval, a day of them (86,400) took 4.5 s
 to read, twice that for ``compare`` of two. ``quick_all`` makes the same checks (types,
@@ -44,7 +45,7 @@ ENABLED = frozenset(_FIELDS) == _KNOWN
 _SLOTS = {name: vars(Interval)[name] for name in _FIELDS}  # each field's slot descriptor
 
 
-def _ints(col: list[Any], low: int = 0, nulls: bool = False) -> bool:
+def ints_ok(col: list[Any], low: int = 0, nulls: bool = False) -> bool:
     """Every value an int in [low, MAX_COUNT] (or None, with ``nulls``)."""
     values = [v for v in col if v is not None] if nulls else col
     return not values or (
@@ -52,7 +53,8 @@ def _ints(col: list[Any], low: int = 0, nulls: bool = False) -> bool:
     )
 
 
-def _seconds(col: list[Any]) -> bool:
+def seconds_ok(col: list[Any]) -> bool:
+    """Every value a finite number of seconds in [0, MAX_SECONDS], their sum finite too."""
     if not col:
         return True
     if not set(map(type, col)) <= {int, float}:
@@ -64,7 +66,7 @@ def _seconds(col: list[Any]) -> bool:
     return total == total and abs(total) != math.inf and min(col) >= 0 and max(col) <= MAX_SECONDS
 
 
-def _maps(col: list[Any], low: int = 0, nulls: bool = False, maybe: bool = False) -> bool:
+def maps_ok(col: list[Any], low: int = 0, nulls: bool = False, maybe: bool = False) -> bool:
     """Every value a dict of str -> int in [low, MAX_COUNT] (None too, with ``maybe``), or
     a Counters row (runform.py's: its names checked where they were read) in range."""
     maps = [m for m in col if m is not None] if maybe else col
@@ -76,12 +78,13 @@ def _maps(col: list[Any], low: int = 0, nulls: bool = False, maybe: bool = False
     if not set(map(type, maps)) <= {dict}:
         return False
     keys = set().union(*maps)  # in C: a day's maps are 86,400 a column
-    return set(map(type, keys)) <= {str} and _ints(
+    return set(map(type, keys)) <= {str} and ints_ok(
         list(itertools.chain.from_iterable(map(dict.values, maps))), low, nulls
     )
 
 
-def _texts(col: list[Any]) -> bool:
+def texts_ok(col: list[Any]) -> bool:
+    """Every value None or a standard HdrHistogram encoding (its shape: core/hdrblock.py)."""
     return all(v is None or (type(v) is str and well_formed(v)) for v in col)
 
 
@@ -108,21 +111,21 @@ def quick_all(
     cols["not_started"] = [m.get("not_started", 0) for m in items]
     failed = cols["failed"]
     ok = (
-        _seconds(cols["t"])
-        and _seconds(cols["dt"])
-        and all(_ints(cols[n]) for n in ("attempts", "succeeded", "not_started"))
-        and all(_ints(cols[n], nulls=True) for n in _COUNTS)
-        and _maps(failed)
+        seconds_ok(cols["t"])
+        and seconds_ok(cols["dt"])
+        and all(ints_ok(cols[n]) for n in ("attempts", "succeeded", "not_started"))
+        and all(ints_ok(cols[n], nulls=True) for n in _COUNTS)
+        and maps_ok(failed)
         and set().union(*failed) <= FAILURE_NAMES
-        and _maps(cols["other_errnos"])
-        and _maps(cols["latency_us"], nulls=True)
-        and ("kernel" in checked or _maps(cols["kernel"], -MAX_COUNT, maybe=True))
-        and ("server_kernel" in checked or _maps(cols["server_kernel"], -MAX_COUNT, maybe=True))
-        and (BY_DEST in checked or _maps(cols[BY_DEST], maybe=True))
-        and _maps(cols["transaction_us"], nulls=True, maybe=True)
-        and _maps(cols["http_status"], maybe=True)
-        and _texts(cols["hdr"])
-        and _texts(cols["transaction_hdr"])
+        and maps_ok(cols["other_errnos"])
+        and maps_ok(cols["latency_us"], nulls=True)
+        and ("kernel" in checked or maps_ok(cols["kernel"], -MAX_COUNT, maybe=True))
+        and ("server_kernel" in checked or maps_ok(cols["server_kernel"], -MAX_COUNT, maybe=True))
+        and (BY_DEST in checked or maps_ok(cols[BY_DEST], maybe=True))
+        and maps_ok(cols["transaction_us"], nulls=True, maybe=True)
+        and maps_ok(cols["http_status"], maybe=True)
+        and texts_ok(cols["hdr"])
+        and texts_ok(cols["transaction_hdr"])
         and cols["attempts"]  # = succeeded + failed, each interval's, added in C
         == list(map(operator.add, cols["succeeded"], map(sum, map(dict.values, failed))))
     )

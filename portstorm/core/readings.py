@@ -31,7 +31,7 @@ from portstorm.core.capacity import Capacity
 from portstorm.core.formats import check_format
 from portstorm.core.hdrblock import HdrBlock
 from portstorm.core.histogram import LatencyHistogram
-from portstorm.core.intervalcheck import _ints, _maps, _seconds, _texts
+from portstorm.core.intervalcheck import ints_ok, maps_ok, seconds_ok, texts_ok
 from portstorm.core.outcome import CONNECTED
 from portstorm.core.records import (
     FAILURE_NAMES,
@@ -160,7 +160,7 @@ def _counts(col: Sequence[Any], low: int = 0) -> bool:
     kinds = set(map(type, col))
     if kinds == {int}:
         return bool(low <= min(col) and max(col) <= fields.MAX_COUNT)
-    return kinds <= {int, type(None)} and _ints([v for v in col if v is not None], low)
+    return kinds <= {int, type(None)} and ints_ok([v for v in col if v is not None], low)
 
 
 class _Objects:
@@ -193,7 +193,7 @@ def _intervals_ok(m: Mapping[str, Any], col: _Objects, version: int) -> list[Any
     dts = col("dt")
     if version >= 2:
         runform.names_from_json(m.get("interval_counters"))
-        cols = runform._Columns(m.get("interval_columns"), len(items))
+        cols = runform.Columns(m.get("interval_columns"), len(items))
         for side, group in cols.sides.items():
             low = 0 if side == runform.BY_DEST else -fields.MAX_COUNT
             if not all(_counts(c, low) for c in group.values()):
@@ -206,22 +206,22 @@ def _intervals_ok(m: Mapping[str, Any], col: _Objects, version: int) -> list[Any
                     block = HdrBlock.from_json(m[key])
                 if block.intervals != len(items):
                     return None
-        dts = runcolumns._dts(items, runform.DIGITS)
+        dts = runcolumns.interval_dts(items, runform.DIGITS)
     failed = col("failed")
     ok = (
-        _seconds(col("t"))
-        and _seconds(dts)
-        and all(_ints(col(n, 0)) for n in ("attempts", "succeeded", "not_started"))
+        seconds_ok(col("t"))
+        and seconds_ok(dts)
+        and all(ints_ok(col(n, 0)) for n in ("attempts", "succeeded", "not_started"))
         and all(col.absent(n) or _counts(col(n)) for n in _COUNTS)
-        and _maps(failed)
+        and maps_ok(failed)
         and set().union(*failed) <= FAILURE_NAMES
-        and (col.absent("other_errnos") or _maps(col("other_errnos", {})))
-        and _maps(col("latency_us"), nulls=True)
+        and (col.absent("other_errnos") or maps_ok(col("other_errnos", {})))
+        and maps_ok(col("latency_us"), nulls=True)
         and all(
-            col.absent(n) or _maps(col(n), -fields.MAX_COUNT, maybe=True) for n in runform.SIDES
+            col.absent(n) or maps_ok(col(n), -fields.MAX_COUNT, maybe=True) for n in runform.SIDES
         )
-        and all(col.absent(n) or _maps(col(n), maybe=True) for n in _MAPS)
-        and all(col.absent(n) or _texts(col(n)) for n in ("hdr", "transaction_hdr"))
+        and all(col.absent(n) or maps_ok(col(n), maybe=True) for n in _MAPS)
+        and all(col.absent(n) or texts_ok(col(n)) for n in ("hdr", "transaction_hdr"))
         and col("attempts")
         == list(map(operator.add, col("succeeded"), map(sum, map(dict.values, failed))))
     )

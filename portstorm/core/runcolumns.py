@@ -44,7 +44,7 @@ READ_BACK = ("dt", *SIDES, BY_DEST, "fds")  # what an object leaves out and read
 
 
 class Columns(Protocol):
-    """runform._Columns: ``interval_columns`` as read, shapes checked."""
+    """runform.Columns: ``interval_columns`` as read, shapes checked."""
 
     sides: dict[str, dict[str, Sequence[Any]]]
     fds: Sequence[Any] | None
@@ -77,7 +77,7 @@ def read_back(
     again); None when the file is not in the shape a run writes."""
     if not set(map(type, items)) <= {dict}:
         return None
-    out: dict[str, list[Any]] = {"dt": _dts(items, digits)}
+    out: dict[str, list[Any]] = {"dt": interval_dts(items, digits)}
     checked = set()
     for side in SIDES:
         col = _counters(items, side, index.get(side), cols)
@@ -118,7 +118,7 @@ def finite_seconds(v: object) -> bool:
         return False
 
 
-def _dts(items: Sequence[dict[str, Any]], digits: int) -> list[Any]:
+def interval_dts(items: Sequence[dict[str, Any]], digits: int) -> list[Any]:
     """Each ``dt``: its own, else from the next start (None where neither: refused later),
     as runform.changes() derives it."""
     ts: list[Any] = list(map(dict.get, items, repeat("t")))

@@ -135,7 +135,7 @@ def intervals_doc(
     return doc
 
 
-class _Columns:
+class Columns:
     """``interval_columns`` as read: checked for shape (each a list, one value an interval);
     the values are checked with the interval they go into."""
 
@@ -184,7 +184,7 @@ class _Columns:
 
 
 def expanded(
-    m: object, k: int, index: Mapping[str, Mapping[str, int]], cols: _Columns, next_t: object
+    m: object, k: int, index: Mapping[str, Mapping[str, int]], cols: Columns, next_t: object
 ) -> dict[str, Any]:
     """Interval ``k``'s version 2 object in version 1's shape (Interval.from_json checks
     it): the object with its ``changes``."""
@@ -196,7 +196,7 @@ def expanded(
 
 
 def changes(
-    m: object, k: int, index: Mapping[str, Mapping[str, int]], cols: _Columns, next_t: object
+    m: object, k: int, index: Mapping[str, Mapping[str, int]], cols: Columns, next_t: object
 ) -> dict[str, Any]:
     """What interval ``k``'s version 2 object reads back as, beside what it holds: ``dt``
     from the next start, each counter with its zeros and columns (``index``: side -> the
@@ -265,7 +265,7 @@ def read_intervals(
     if version >= 2:
         names = names_from_json(m.get("interval_counters"))
         index = {side: counters.index(names[side]) for side in names}
-        cols = _Columns(m.get("interval_columns"), len(items))
+        cols = Columns(m.get("interval_columns"), len(items))
         cols.place(index)
 
         def expand(how: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:

@@ -70,11 +70,11 @@ def test_a_run_read_column_by_column_is_the_run_read_interval_by_interval(
 
 
 def _index(doc: dict[str, Any]) -> tuple[Any, ...]:
-    from portstorm.core.runform import _Columns, names_from_json
+    from portstorm.core.runform import Columns, names_from_json
 
     names = names_from_json(doc["interval_counters"])
     index = {side: counters.index(names[side]) for side in names}
-    cols = _Columns(doc["interval_columns"], len(doc["intervals"]))
+    cols = Columns(doc["interval_columns"], len(doc["intervals"]))
     cols.place(index)
     return index, cols, 3
 
