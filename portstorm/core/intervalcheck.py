@@ -3,8 +3,9 @@ interval object made column by column, then the Intervals built without checking
 a second time.
 
 Containing the quick check and its column checks (``ints_ok``, ``seconds_ok``,
-``maps_ok``, ``texts_ok``: core/readings.py makes the same ones) and nothing else. ``Interval.from_json`` checks each field by
-name through core/fields.py, which is what makes a damaged file's error say
+``maps_ok``, ``texts_ok``: core/readings.py makes the same ones) and nothing else.
+``Interval.from_json`` checks each field by name through core/fields.py, which is what
+makes a damaged file's error say
 ``intervals[3].latency_us.p50``; at ~50 us an interval, a day of them (86,400) took 4.5 s
 to read, twice that for ``compare`` of two. ``quick_all`` makes the same checks (types,
 ranges, outcome names, attempts = succeeded + failed) over whole columns with set(), min()
