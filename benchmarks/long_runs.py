@@ -135,16 +135,20 @@ def text_of(r: RunResult) -> str:
     return json.dumps(r.to_json(), indent=1) + "\n"  # core/files.py's write_json
 
 
-def run_end(r: RunResult, folder: Path) -> tuple[float, float]:
-    """What a run does once its load ends, timed: result.json written (seconds), then its
-    report drawn from the result in memory (engine/run.py, cli/runcmd.py), in run-end/."""
+def run_end(r: RunResult, folder: Path) -> tuple[float, float, float]:
+    """What a run does once its load ends, timed (seconds): its RunResult made from the
+    intervals in memory (engine/run.py: the constructor checks every interval against the
+    totals), result.json written, then its report drawn from the result in memory
+    (cli/runcmd.py), in run-end/."""
     from portstorm.report.build import write_run_report
 
     t0 = time.perf_counter()
+    r = dataclasses.replace(r, notes=(*r.notes,))  # a new RunResult: __post_init__ again
+    made = time.perf_counter()
     (folder / "result.json").write_text(text_of(r))
     written = time.perf_counter()
     write_run_report(r, folder / "run-end" / "report.html")
-    return written - t0, time.perf_counter() - written
+    return made - t0, written - made, time.perf_counter() - written
 
 
 def timed(argv: list[str], log: Path) -> tuple[float, float, int]:
@@ -273,7 +277,7 @@ def main() -> int:
                     [sys.executable, __file__, "--build", str(path), str(n), str(folder)],
                     env=ENV, cwd=folder, check=True, capture_output=True, text=True,
                 )  # fmt: skip
-                write_s, end_s = (float(v) for v in made.stdout.split()[-2:])
+                made_s, write_s, end_s = (float(v) for v in made.stdout.split()[-3:])
                 size = (folder / "result.json").stat().st_size
                 twin = work / f"{name}-{n}-b"
                 twin.mkdir(exist_ok=True)
@@ -281,11 +285,11 @@ def main() -> int:
                 rep = timed(portstorm("report", str(folder / "result.json")), folder / "report.log")
                 pair = (str(folder / "result.json"), str(twin / "result.json"))
                 cmp_ = timed(portstorm("compare", *pair), folder / "compare.log")
-                rows.append((name, n, size, write_s, end_s, rep, cmp_))
+                rows.append((name, n, size, made_s + write_s, end_s, rep, cmp_))
                 print(f"{name:>9} {n:>6,} intervals: result.json {size / 1e6:6.1f} MB"
                       f" ({size / n:,.0f} B/interval)\n"
-                      f"{'':>27}run end: written {write_s:6.2f} s + report {end_s:6.2f} s"
-                      f" = {write_s + end_s:6.2f} s\n"
+                      f"{'':>27}run end: made {made_s:5.2f} s + written {write_s:5.2f} s"
+                      f" + report {end_s:6.2f} s = {made_s + write_s + end_s:6.2f} s\n"
                       f"{'':>27}portstorm report {rep[0]:6.2f} s {rep[1]:6.0f} MB (exit {rep[2]});"
                       f" compare {cmp_[0]:6.2f} s {cmp_[1]:5.0f} MB (exit {cmp_[2]})",
                       flush=True)  # fmt: skip
