@@ -2,7 +2,8 @@
 
 Containing the dumps ``portstorm watch`` takes each sample and their columnar parse; no
 /proc, no judgement (engine/watchread.py assembles the sample). The wire format and the
-uniform-run check are sockdiag.py's.
+uniform-run check are sockdiag.py's. tally_runs() here is the tally's definition and
+fallback; watchread.py tallies with watchtally.py's numpy copy of it (2.4x faster).
 
 One dump per sample, filtered in the kernel (inet_diag_bc_run()) on a local port inside
 ip_local_port_range and outside ip_local_reserved_ports, of both families and every state
@@ -70,12 +71,13 @@ INET_DIAG_SOCKOPT = 22  # attribute: struct inet_diag_sockopt; bind_address_no_p
 MAX_RESERVED_BLOCKS = 1000  # bytecode is one netlink attribute (u16 length)
 
 _HDR = sockdiag._NLMSGHDR
-_MIN = sockdiag._MIN_MSG
+MIN_REPLY = sockdiag._MIN_MSG
 # Offsets in one reply (nlmsghdr 16 + inet_diag_msg): state 17, sport's low byte 21, the
 # (dport, src, dst) key 22..56, idiag_if 56..60 (overwritten with the tally bytes),
 # cookie 60..68, expires 68..72.
-_FAMILY, _STATE, _SPORT_LO, _KEY, _IF, _COOKIE, _EXPIRES, _INODE = 16, 17, 21, 22, 56, 60, 68, 84
-_TALLY_LEN = _COOKIE + 1 - _KEY  # key + [second or state, new, bind parity, no-port, family]
+FAMILY_AT, STATE_AT, SPORT_LO_AT, KEY_AT = 16, 17, 21, 22
+IF_AT, COOKIE_AT, EXPIRES_AT, INODE_AT = 56, 60, 68, 84
+TALLY_LEN = COOKIE_AT + 1 - KEY_AT  # key + [second or state, new, bind parity, no-port, family]
 # idiag_expires ms -> TW_SECOND + its one-second bin (a TCP state is below TW_SECOND)
 TW_SECOND = 64
 _PARITY = (bytes(b & 1 for b in range(256)), bytes((b & 1) ^ 1 for b in range(256)))
@@ -128,11 +130,10 @@ def slice_fields(s: bytes) -> tuple[int, bytes, int, bool, bool, bool]:
 
 
 class WatchDiag:
-    """The netlink socket of one namespace (create it there) and the previous cookies."""
+    """The netlink socket of one namespace (create it there)."""
 
     def __init__(self, bound_inactive: bool = False) -> None:
         self._diag = SockDiag()
-        self._seen: set[int] = set()
         self._states = DUMP_STATES | (1 << TCP_BOUND_INACTIVE if bound_inactive else 0)
         self._keys: dict[tuple[int, bytes], tuple[str, str, int]] = {}
 
@@ -149,8 +150,12 @@ class WatchDiag:
             got = self._keys[(family, key)] = sockdiag._decode_key(family, key)
         return got
 
-    def read(self, port_range: tuple[int, int], reserved: Iterable[int]) -> Tally:
-        """One dump of both families and every state that holds a port, tallied.
+    def dump(
+        self, port_range: tuple[int, int], reserved: Iterable[int]
+    ) -> tuple[dict[int, bytearray], frozenset[int]]:
+        """One dump of both families and every state that holds a port, as runs of
+        equal-size replies (to tally: watchtally.py, or tally_runs()), and the listeners'
+        ports inside the range.
 
         Ports with a listener inside the range are left out like reserved ones: the
         sockets accepted there hold the listener's port (__inet_inherit_port()), not an
@@ -165,9 +170,7 @@ class WatchDiag:
         except OSError:
             d._reopen()  # a dump left half-read would make the next one fail (EBUSY)
             raise
-        t, self._seen = tally_runs(runs, self._seen, low)
-        t.listening = listening
-        return t
+        return runs, listening
 
     def listening(self, port_range: tuple[int, int]) -> frozenset[int]:
         """Local ports of the listeners inside the range: a LISTEN-only dump walks only
@@ -181,7 +184,8 @@ class WatchDiag:
             raise
         ports: set[int] = set()
         for m, run in runs.items():
-            ports.update(hi << 8 | lo for hi, lo in zip(run[20::m], run[_SPORT_LO::m], strict=True))
+            his, los = run[20::m], run[SPORT_LO_AT::m]
+            ports.update(hi << 8 | lo for hi, lo in zip(his, los, strict=True))
         return frozenset(ports)
 
     def _request(self, bc: bytes, states: int) -> None:
@@ -224,7 +228,7 @@ def split_datagram(buf: bytearray, size: int, seq: int, runs: dict[int, bytearra
             (err,) = struct.unpack_from("=i", buf, pos + _HDR.size)
             if err:
                 raise OSError(-err, f"sock_diag: {os.strerror(-err)}")
-        if mseq != seq or kind != TCPDIAG_GETSOCK or length < _MIN or length % 4:
+        if mseq != seq or kind != TCPDIAG_GETSOCK or length < MIN_REPLY or length % 4:
             pos += (length + 3) & ~3
             continue
         n = _stretch(buf, pos, length, min((size - pos) // length, window))
@@ -265,10 +269,10 @@ def _cookies(run: bytearray, m: int) -> list[int]:
     k = len(run) // m
     view = memoryview(run)
     if m % 8 == 0:
-        return view[4 : 4 + k * m - 8].cast("Q")[(_COOKIE - 4) // 8 :: m // 8].tolist()
+        return view[4 : 4 + k * m - 8].cast("Q")[(COOKIE_AT - 4) // 8 :: m // 8].tolist()
     words = view.cast("I")
-    lo = words[_COOKIE // 4 :: m // 4].tolist()
-    hi = words[_COOKIE // 4 + 1 :: m // 4].tolist()
+    lo = words[COOKIE_AT // 4 :: m // 4].tolist()
+    hi = words[COOKIE_AT // 4 + 1 :: m // 4].tolist()
     return [a | b << 32 for a, b in zip(lo, hi, strict=True)]
 
 
@@ -278,24 +282,24 @@ def _tally(run: bytearray, m: int, cookies: list[int], fresh: set[int], low: int
     (a memoryview's strided copy costs ten times as much)."""
     k = len(run) // m
     view = memoryview(run)
-    no_port = _no_port_flags(view, m, k)
-    states = run[_STATE::m]
+    no_port = no_port_flags(view, m, k)
+    states = run[STATE_AT::m]
     if no_port is None:  # no options: TIME_WAIT (and SYN_RECV, FIN_WAIT2 mini-sockets)
         what = _seconds(run, m, k)
         if states.count(TCP_TIME_WAIT) != k:
             for hit in _NOT_TIME_WAIT.finditer(states):  # C-speed search: the few others
                 what[hit.start()] = states[hit.start()]
-        run[_IF + 3 :: m] = bytes(k)
+        run[IF_AT + 3 :: m] = bytes(k)
     else:
         what = states
-        run[_IF + 3 :: m] = no_port
-        t.inodes += view.cast("I")[_INODE // 4 :: m // 4].tolist()
+        run[IF_AT + 3 :: m] = no_port
+        t.inodes += view.cast("I")[INODE_AT // 4 :: m // 4].tolist()
     del view
-    run[_IF::m] = what
-    run[_IF + 1 :: m] = bytes(map(fresh.__contains__, cookies)) if fresh else bytes(k)
-    run[_IF + 2 :: m] = run[_SPORT_LO::m].translate(_PARITY[low & 1])
-    run[_COOKIE::m] = run[_FAMILY::m]
-    fmt = f"=22x{_TALLY_LEN}s{m - _KEY - _TALLY_LEN}x"
+    run[IF_AT::m] = what
+    run[IF_AT + 1 :: m] = bytes(map(fresh.__contains__, cookies)) if fresh else bytes(k)
+    run[IF_AT + 2 :: m] = run[SPORT_LO_AT::m].translate(_PARITY[low & 1])
+    run[COOKIE_AT::m] = run[FAMILY_AT::m]
+    fmt = f"=22x{TALLY_LEN}s{m - KEY_AT - TALLY_LEN}x"
     t.slices.update(map(_FIRST, struct.iter_unpack(fmt, run)))  # bytes: no tuple hashed
 
 
@@ -316,10 +320,10 @@ _NOT_TIME_WAIT = re.compile(rb"[^\x06]")
 
 
 def _seconds(run: bytearray, m: int, k: int) -> bytearray:
-    if run[_EXPIRES + 2 :: m].count(0) != k or run[_EXPIRES + 3 :: m].count(0) != k:
-        expires = memoryview(run).cast("I")[_EXPIRES // 4 :: m // 4].tolist()  # >= 65.536 s
+    if run[EXPIRES_AT + 2 :: m].count(0) != k or run[EXPIRES_AT + 3 :: m].count(0) != k:
+        expires = memoryview(run).cast("I")[EXPIRES_AT // 4 :: m // 4].tolist()  # >= 65.536 s
         return bytearray(TW_SECOND + min(e // 1000, 60) for e in expires)
-    lo, hi = run[_EXPIRES::m], run[_EXPIRES + 1 :: m]
+    lo, hi = run[EXPIRES_AT::m], run[EXPIRES_AT + 1 :: m]
     a, b = bytearray(2 * k), bytearray(2 * k)
     a[0::2], b[0::2] = lo, hi.translate(_LIFT)
     carry = (int.from_bytes(a, "little") + int.from_bytes(b, "little")).to_bytes(2 * k, "little")
@@ -328,10 +332,10 @@ def _seconds(run: bytearray, m: int, k: int) -> bytearray:
     return bytearray(total.to_bytes(2 * k, "little")[0::2])
 
 
-def _no_port_flags(view: memoryview, m: int, k: int) -> bytes | None:
+def no_port_flags(view: memoryview, m: int, k: int) -> bytes | None:
     """IP_BIND_ADDRESS_NO_PORT per reply, from INET_DIAG_SOCKOPT where every reply of the
     run carries it where the first does (full sockets); zeros elsewhere."""
-    off = _MIN
+    off = MIN_REPLY
     while off + 4 <= m:
         alen, atype = struct.unpack_from("=HH", view, off)
         if alen < 4:

@@ -1,8 +1,9 @@
 """``WatchReader``: one ``WatchSample`` of the namespace it was made in, read only.
 
-Containing the sample's assembly: the port range, the sock_diag tallies (watchdiag.py)
-folded into groups, the bind trap, and the host-wide readings. It never writes a sysctl
-and never touches a socket it did not make (its own: one netlink socket).
+Containing the sample's assembly: the port range, the sock_diag dump (watchdiag.py) and
+its tally (watchtally.py) folded into groups, the bind trap, and the host-wide readings.
+It never writes a sysctl and never touches a socket it did not make (its own: one netlink
+socket).
 
 Each sample reads:
 - ip_local_port_range and ip_local_reserved_ports (they may change between samples);
@@ -50,6 +51,7 @@ from portstorm.engine.fdowners import scan
 from portstorm.engine.sampler import COUNTERS, read_counters, read_time_wait
 from portstorm.engine.sockdiag import TCP_ESTABLISHED, TCP_SYN_SENT
 from portstorm.engine.watchdiag import TCP_CLOSE, TW_SECOND, WatchDiag, slice_fields
+from portstorm.engine.watchtally import CookieTally
 
 PROCESS_EVERY_S = 10.0  # the fd scan's cadence (a readlink per fd of the namespace)
 PROCESS_TOP = 10
@@ -104,6 +106,7 @@ class WatchReader:
     ) -> None:
         self._net = Path(f"/proc/{os.getpid()}/net")
         self._diag = WatchDiag(bound_inactive)
+        self._tally = CookieTally()  # the previous sample's cookies: what is new
         self._before = read_counters(self._net)
         self._last: float | None = None
         self._process_every = process_every_s
@@ -115,7 +118,9 @@ class WatchReader:
     def read(self) -> WatchSample:
         t = time.time()
         port_range, reserved = read_port_range()
-        tally = self._diag.read(port_range, reserved)
+        runs, listening = self._diag.dump(port_range, reserved)
+        tally = self._tally.tally(runs, port_range[0])
+        tally.listening = listening
         groups: dict[tuple[str, str, int], _Group] = defaultdict(_Group)
         trap: dict[str, int] = defaultdict(int)
         for s, n in tally.slices.items():
