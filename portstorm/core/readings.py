@@ -28,7 +28,6 @@ from typing import Any, NamedTuple, Protocol
 
 from portstorm.core import fields, runcolumns, runform, turnover
 from portstorm.core.capacity import Capacity
-from portstorm.core.formats import check_format
 from portstorm.core.hdrblock import HdrBlock
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.intervalcheck import ints_ok, maps_ok, seconds_ok, texts_ok
@@ -38,13 +37,12 @@ from portstorm.core.records import (
     HostInfo,
     Interval,
     TupleStats,
-    decode_histogram,
-    read_header,
     summed_counts,
 )
 from portstorm.core.routerrecord import RouterReading
 from portstorm.core.setup import RunSetup
 from portstorm.core.thresholds import Verdict
+from portstorm.core.toplevel import read_top_level
 
 _COUNTS = ("time_wait", "server_time_wait", "ports_in_use", "established", "fds")
 _MAPS = ("ports_by_destination", "transaction_us", "http_status")
@@ -239,25 +237,12 @@ def from_doc(d: Mapping[str, Any]) -> RunReadings | None:
     """A parsed result.json as compare reads it; None when a check fails (the caller reads
     it the whole way, which names the field). FieldError, KeyError, TypeError and
     ValueError can come out of the top level's readers too: the caller does the same."""
-    check_format(d.get("format"))
-    m = fields.mapping(d, "")
-    version = int(str(m["format"]).partition("/")[2])
-    _tool, host = read_header(m)
+    top = read_top_level(d)  # as RunResult.from_json reads it
+    m, version, events = top.m, top.version, top.events
+    histogram, transactions = top.histogram, top.transactions
     fields.text(fields.member(m, "started_at"), "started_at")
-    scenario = fields.member(m, "scenario")
-    setup = RunSetup.from_json(scenario)
-    fields.mapping(scenario.get("sink_stats"), "scenario.sink_stats", null=True)
+    fields.mapping(top.scenario.get("sink_stats"), "scenario.sink_stats", null=True)
     cap = m.get("capacity")
-    events = fields.mapping(m.get("events"), "events", null=True)
-    latency = fields.mapping(fields.member(m, "latency_us"), "latency_us")
-    with fields.within("latency_us"):
-        histogram = decode_histogram(fields.member(latency, "hdr"), "hdr")
-    transactions = None
-    tx = m.get("transaction_us")
-    if tx is not None:
-        with fields.within("transaction_us"):
-            tx_hdr = fields.member(fields.mapping(tx, "transaction_us"), "hdr")
-            transactions = decode_histogram(tx_hdr, "hdr")
     runform.listed(m, "ramp", Interval.from_json)
     runform.listed(m, "tuples", TupleStats.from_json)
     runform.listed(m, "thresholds", Verdict.from_json)
@@ -295,8 +280,8 @@ def from_doc(d: Mapping[str, Any]) -> RunReadings | None:
             col("time_wait"), col("ports_in_use"))
     )  # fmt: skip
     return RunReadings(
-        host=host,
-        setup=setup,
+        host=top.host,
+        setup=top.setup,
         tunings=tunings,
         duration_s=duration,
         complete=complete,

@@ -71,13 +71,13 @@ from portstorm.core.records import (
     decode_histogram,
     file_header,
     merge_intervals,
-    read_header,
     summed_counts,
     utc_iso,
     worst_tuple,
 )
 from portstorm.core.setup import MEASURED, RunSetup
 from portstorm.core.thresholds import Verdict
+from portstorm.core.toplevel import read_top_level
 
 # the parts, importable from here as the format's names (engine/ and cli/ do)
 __all__ = [
@@ -312,38 +312,24 @@ class RunResult:
         """Every wrong shape is a FieldError naming the field (``intervals[3].t``). The
         totals, the latency percentiles and ``sustained_after_exhaustion`` are derived, and
         recomputed. ``lazy``: run/2's per-interval histograms stay in their blocks."""
-        check_format(d.get("format"))
-        m = fields.mapping(d, "")
-        version = int(str(m["format"]).partition("/")[2])
-        tool_version, host = read_header(m)
-        scenario = fields.member(m, "scenario")
-        setup = RunSetup.from_json(scenario)
+        top = read_top_level(d)  # format, header, setup, events, the run's histograms
+        m, scenario, events = top.m, top.scenario, top.events
         cap = m.get("capacity")
-        events = fields.mapping(m.get("events"), "events", null=True)
-        latency = fields.mapping(fields.member(m, "latency_us"), "latency_us")
-        intervals, hdrs, tx_hdrs = runform.read_intervals(m, version)
+        intervals, hdrs, tx_hdrs = runform.read_intervals(m, top.version)
         # each absent (or null) in files older than it
         ramp = runform.listed(m, "ramp", Interval.from_json)
         tuples = runform.listed(m, "tuples", TupleStats.from_json)
-        with fields.within("latency_us"):
-            histogram = decode_histogram(fields.member(latency, "hdr"), "hdr")
         verdicts = runform.listed(m, "thresholds", Verdict.from_json)
-        transactions = None
-        tx = m.get("transaction_us")  # absent in files older than request/response
-        if tx is not None:
-            with fields.within("transaction_us"):
-                tx_hdr = fields.member(fields.mapping(tx, "transaction_us"), "hdr")
-                transactions = decode_histogram(tx_hdr, "hdr")
         loaded = cls(
-            tool_version=tool_version,
-            host=host,
+            tool_version=top.tool_version,
+            host=top.host,
             started_at=fields.member(m, "started_at"),
             duration_s=fields.as_float(fields.member(m, "duration_s")),
             complete=fields.member(m, "complete"),
-            setup=setup,
+            setup=top.setup,
             tunings=fields.copied(fields.member(m, "tunings")),
             intervals=intervals,
-            histogram=histogram,
+            histogram=top.histogram,
             first_failure_s=fields.as_float(events.get("first_failure_s")),
             first_failure_outcome=events.get("first_failure_outcome"),
             model=Capacity.from_json(cap) if cap is not None else None,
@@ -353,7 +339,7 @@ class RunResult:
             tuples=tuples,
             sink_stats=fields.copied(scenario.get(MEASURED)),
             ramp=ramp,
-            transactions=transactions,
+            transactions=top.transactions,
             thresholds=verdicts,
             interval_hdrs=hdrs,
             interval_transaction_hdrs=tx_hdrs,
