@@ -117,10 +117,10 @@ def port_space(r: RunResult) -> Figure:
     ceil = ceiling(r)
     if ceil is not None and r.model is not None:
         tuples = r.model.tuples or 1
-        what = f"{r.model.usable_ports:,} usable ports" + (
-            f" x {tuples} tuples" if tuples > 1 else ""
-        )
-        ax.axhline(ceil, color=GREY, lw=5, alpha=0.5, zorder=1, label=f"ceiling: {what} = {ceil:,}")
+        what = f"{r.model.usable_ports:,} usable ports"
+        if tuples > 1 or ceil != r.model.usable_ports:  # one tuple: no sum to show
+            what += f"{f' x {tuples} tuples' if tuples > 1 else ''} = {ceil:,}"
+        ax.axhline(ceil, color=GREY, lw=5, alpha=0.5, zorder=1, label=f"ceiling: {what}")
         if top and ceil > 20 * top:
             ax.set_yscale("symlog", linthresh=max(10.0, top / 10))
     _mark_failures(ax, r)

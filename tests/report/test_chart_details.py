@@ -221,3 +221,18 @@ def test_eight_cells_with_long_settings_have_tick_labels_that_do_not_touch() -> 
     assert len(boxes) == 8
     gaps = [b.x0 - a.x1 for a, b in itertools.pairwise(boxes)]
     assert all(g >= 6 for g in gaps), gaps  # pixels between neighbours: they read apart
+
+
+def test_the_ceiling_is_named_by_its_ports_and_by_its_sum_only_over_several_tuples() -> None:
+    from portstorm.report.runcharts import port_space
+
+    r = _exhausted()
+    assert r.model is not None and r.model.tuples == 1
+    many = dataclasses.replace(r, model=dataclasses.replace(r.model, tuples=3))
+    with charting():
+        labels = {
+            n: [ln.get_label() for ax in port_space(run).get_axes() for ln in ax.get_lines()]
+            for n, run in (("one", r), ("three", many))
+        }
+    assert "ceiling: 100 usable ports" in labels["one"], labels["one"]  # not "= 100" again
+    assert "ceiling: 100 usable ports x 3 tuples = 300" in labels["three"], labels["three"]
