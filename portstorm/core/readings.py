@@ -48,15 +48,10 @@ _COUNTS = ("time_wait", "server_time_wait", "ports_in_use", "established", "fds"
 _MAPS = ("ports_by_destination", "transaction_us", "http_status")
 
 
-class Reading(Protocol):
-    """What compare reads of an interval (an Interval has it)."""
+class Reading(turnover.Span, Protocol):
+    """What compare reads of an interval (an Interval has it): turnover's t, dt and
+    succeeded, and the two port-space readings."""
 
-    @property
-    def t(self) -> float: ...
-    @property
-    def dt(self) -> float: ...
-    @property
-    def succeeded(self) -> int: ...
     @property
     def time_wait(self) -> int | None: ...
     @property
