@@ -263,7 +263,6 @@ def main() -> int:
     try:
         sources = {"example": EXAMPLE,
                    "successes": args.successes or successes_run(work)}  # fmt: skip
-        rows = []
         (work / "ex").mkdir(exist_ok=True)
         base, rss, rc = timed(portstorm("report", str(EXAMPLE), "-o", str(work / "ex/report.html")),
                               work / "ex/report.log")  # fmt: skip
@@ -285,7 +284,6 @@ def main() -> int:
                 rep = timed(portstorm("report", str(folder / "result.json")), folder / "report.log")
                 pair = (str(folder / "result.json"), str(twin / "result.json"))
                 cmp_ = timed(portstorm("compare", *pair), folder / "compare.log")
-                rows.append((name, n, size, made_s + write_s, end_s, rep, cmp_))
                 print(f"{name:>9} {n:>6,} intervals: result.json {size / 1e6:6.1f} MB"
                       f" ({size / n:,.0f} B/interval)\n"
                       f"{'':>27}run end: made {made_s:5.2f} s + written {write_s:5.2f} s"
