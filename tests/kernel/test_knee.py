@@ -2,9 +2,11 @@
 
 A closed loop over the pair sandbox's veth fills the first parity half of a 10,000-port
 range (5,000 ports) within its first second, so the first 1 s interval already ends past
-the 40 % an early reading must be under: only the ramp's 100 ms readings (core/ramp.py)
-show the early p50 the knee is measured against. One driver, and a pool of two whose
-parent samples at each tick.
+40 %, and on a fast host so does the first 100 ms reading (measured: 5,123 ports in use
+at its end, 9 us p50). A reading's p50 is early when its median connect came
+under 40 %; the ramp's 100 ms readings (core/ramp.py) place the knee inside the first
+second, the 1 s intervals only by the end of the second. One driver, and a pool of two
+whose parent samples at each tick.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ def test_the_knee_inside_the_first_second_is_found_with_one_second_intervals(
     assert r.model is not None and r.model.port_space == top
     # the shape that hid the knee: the first 1 s interval already past 40 % of the range
     assert first.ports_in_use is not None and first.ports_in_use >= 0.4 * top, first
-    assert knee(dataclasses.replace(r, ramp=())) is None
+    # the intervals alone find it too (the first one's median connect came before the
+    # search slowed), but only by the end of the first slow interval, after the first second
+    coarse = knee(dataclasses.replace(r, ramp=()))
+    assert coarse is not None and coarse.t > 1.0, coarse
 
     # the ramp: 100 ms parts of the first interval, adding up to it exactly. Their ends are
     # the ticks as they fired: past the knee a connect() holds the loop for milliseconds,

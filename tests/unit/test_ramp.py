@@ -3,8 +3,9 @@ interval, so the port-search knee is found whatever ``--interval`` is.
 
 The literal run (tests/support/ramprun.py) is the shape a user measured with the README's
 main job (closed loop, pair sandbox, 1 s intervals): the first interval already ended at
-14,157 of 28,232 ports in use, past the 40 % an early reading must be under, so no knee
-was found.
+14,157 of 28,232 ports in use, past the 40 % an early reading had to end under, so no
+knee was found. Now a reading's p50 is early when its median connect came under 40 %, and
+the ramp places the knee inside the first second.
 """
 
 from __future__ import annotations
@@ -137,11 +138,34 @@ def test_without_a_ramp_records_pass_as_they_are() -> None:
 # -- the knee, on the user's run ---------------------------------------------------------
 
 
-def test_the_users_run_without_a_ramp_finds_no_knee() -> None:
-    # the bug, as measured: the first reading already past 40 % of the range
+def test_the_users_run_without_a_ramp_finds_the_knee_only_by_the_end_of_its_slow_interval() -> None:
+    # the shape measured: the first reading already past 40 % of the range. Its median
+    # connect came at 7,079 ports at most (14,157 connections from none in use), so its p50
+    # is an early one; but the jump shows only in the second 1 s interval: "by 2.0 s"
     r = users_run(with_ramp=False)
-    assert r.intervals[0].ports_in_use == 14_157 and knee(r) is None
-    assert "knee" not in {f.kind for f in run_findings(r)}
+    assert r.intervals[0].ports_in_use == 14_157
+    k = knee(r)
+    assert k is not None and (k.t, k.before_us, k.after_us) == (2.0, 30, 8003), k
+    assert run_findings(r)[0].text.startswith(
+        f"connect() slowed from p50 30 us to 8.0 ms by {fmt_s(2.0)}, with 14,357 of 28,232 "
+    )
+    # the ramp places it inside the first second
+    with_ramp = knee(users_run(with_ramp=True))
+    assert with_ramp is not None and with_ramp.t < k.t
+
+
+def test_a_first_reading_whose_median_connect_came_past_40_percent_gives_no_early_p50() -> None:
+    # the same run on a host that held `held` ports of the range before it started: the
+    # first interval's median connect came at held + 7,079 ports at most; 40 % is 11,293
+    def shifted(held: int) -> RunResult:
+        r = users_run(with_ramp=False)
+        return dataclasses.replace(r, intervals=tuple(
+            dataclasses.replace(i, ports_in_use=(i.ports_in_use or 0) + held, time_wait=None)
+            for i in r.intervals
+        ))  # fmt: skip
+
+    assert knee(shifted(4_000)) is not None  # 11,079: early
+    assert knee(shifted(5_000)) is None  # 12,079: not early, and no reading is
 
 
 def test_the_users_run_with_its_ramp_finds_the_knee_inside_the_first_second() -> None:
