@@ -101,8 +101,11 @@ def test_close_preset_rst_leaves_no_time_wait_and_never_runs_out(tmp_path: Path)
     rst, client = cells["close=rst"], cells["close=client"]
     assert median(rst, "peak_time_wait") == 0
     assert median(rst, "failed_pct") == 0 and median(rst, "first_failure_s") is None
-    for result in _results(tmp_path, "close=rst"):  # the open loop's 600 starts, each made
-        assert result.attempts == result.succeeded == 600
+    # the open loop's 600 starts: each made and succeeded, or dropped at the time bound by a
+    # driver a busy machine held back (not_started, counted: 599 + 1 seen in a full suite)
+    for result in _results(tmp_path, "close=rst"):
+        assert result.attempts == result.succeeded, (result.attempts, result.failed)
+        assert result.attempts + result.not_started == 600 and result.not_started <= 5
     assert median(client, "first_failure_s") == pytest.approx(0.5, abs=0.1)  # 100 / 200
 
 
