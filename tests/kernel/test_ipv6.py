@@ -66,7 +66,7 @@ def test_ipv6_pair_with_100_ports_gets_exactly_100_then_port_exhausted(tmp_path:
 def test_ipv6_loopback_reuses_time_wait_with_default_tw_reuse_and_the_pair_does_not(
     tmp_path: Path,
 ) -> None:
-    load_ = ["--duration", "3", "--rate", "80", *RANGE, "--set", "tcp_rfc1337=1"]
+    load_ = ["--duration", "2", "--rate", "80", *RANGE, "--set", "tcp_rfc1337=1"]
     loop = _run(tmp_path / "loopback", "--sandbox", "loopback", *load_)
     pair = _run(tmp_path / "pair", "--sandbox", "pair", *load_)
     assert (

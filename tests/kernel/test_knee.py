@@ -34,7 +34,7 @@ def test_the_knee_inside_the_first_second_is_found_with_one_second_intervals(
     tmp_path: Path, workers: int
 ) -> None:
     proc = run_in_netns(
-        f"$PORTSTORM run --duration 3 --workers {workers} {RANGE} --quiet --no-report "
+        f"$PORTSTORM run --duration 2 --workers {workers} {RANGE} --quiet --no-report "
         f'--out "{tmp_path}"'
     )
     check(proc)

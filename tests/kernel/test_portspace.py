@@ -56,7 +56,7 @@ def test_first_failure_matches_the_model_100_ports_at_50_per_second(tmp_path: Pa
 
 @pytest.mark.xdist_group("alone")  # a measured rate (1,000/s +-15 %, 2,000/s offered)
 def test_reuse_after_100_ms_sustains_the_predicted_1000_per_second(tmp_path: Path) -> None:
-    doc = _run(tmp_path, "--duration", "4", "--rate", "2000", *NARROW,
+    doc = _run(tmp_path, "--duration", "3", "--rate", "2000", *NARROW,
                "--set", "tcp_tw_reuse=1", "--set", "tcp_tw_reuse_delay=100")  # fmt: skip
     cap = doc["capacity"]
     assert cap["sustainable_rate"] == pytest.approx(1000.0) and cap["hold_s"] == 0.1
