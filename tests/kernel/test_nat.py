@@ -115,12 +115,19 @@ def test_client_closed_churn_through_a_100_port_nat_pool_keeps_going(tmp_path: P
     # read at most a tenth of the time (engine/sampler.py): on a busy machine a dump of
     # over 30 ms thins the readings (4 of 15 records seen), never to none
     assert len(routers) >= 2
-    # at most the conntrack race: two SYNs mapped to one free port at once on two CPUs, the
-    # second dropped at __nf_conntrack_confirm() and sent again (1 of 2,000 in a full suite
-    # on a loaded machine, every connection still made); a pool the takeover did not keep
-    # free would fail hundreds
+    # only the conntrack race: two SYNs mapped to one free port at once on two CPUs, the
+    # second dropped at __nf_conntrack_confirm() and sent again, every connection still made
+    # (1 of 2,000 in a full suite on the slower host; 69 in CI's full suite on the faster
+    # one, never alone or beside stress-ng). Each such drop costs its connection one SYN
+    # retransmission, so the client's connects in the 1, 3 and 7 s bands account for every
+    # failed insert; a pool the takeover did not keep free would time out hundreds (above)
     failed = sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"])
-    assert failed <= 5, failed
+    from portstorm.core.result import load_result
+    from portstorm.core.signals import SYN_BANDS_US
+
+    bands = load_result(tmp_path / "result.json").histogram.counts_in(SYN_BANDS_US)
+    retransmitted = bands[0] + 2 * bands[1] + 3 * bands[2]  # SYNs sent again, per connect
+    assert failed <= retransmitted + 2, (failed, bands)
     assert max(r["conntrack_entries"] for r in routers) <= 110
     assert routers[-1]["conntrack_by_state"].get("time_wait", 0) >= 90, routers[-1]
 
