@@ -123,10 +123,13 @@ def test_client_closed_churn_through_a_100_port_nat_pool_keeps_going(tmp_path: P
     # failed insert; a pool the takeover did not keep free would time out hundreds (above)
     failed = sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"])
     from portstorm.core.result import load_result
-    from portstorm.core.signals import SYN_BANDS_US
 
-    bands = load_result(tmp_path / "result.json").histogram.counts_in(SYN_BANDS_US)
-    retransmitted = bands[0] + 2 * bands[1] + 3 * bands[2]  # SYNs sent again, per connect
+    # connects from 0.95 s (one SYN sent again: 1 s), 2.9 s (two: 1 + 2) and 6.9 s (three)
+    # on, however late a loaded machine made them past each retransmission
+    bands = load_result(tmp_path / "result.json").histogram.counts_in(
+        [(950_000, 2_899_999), (2_900_000, 6_899_999), (6_900_000, 2**62)]
+    )
+    retransmitted = bands[0] + 2 * bands[1] + 3 * bands[2]
     assert failed <= retransmitted + 2, (failed, bands)
     assert max(r["conntrack_entries"] for r in routers) <= 110
     assert routers[-1]["conntrack_by_state"].get("time_wait", 0) >= 90, routers[-1]
