@@ -20,6 +20,10 @@ suite is bound by its CPU time, about 450 s on 2 cores). The lock is a flock(2) 
 session's temporary folder (its workers' folders sit in it): nothing outside this session
 shares it, and a worker that dies releases it with its file descriptors.
 
+A test marked ``background`` takes no lock at all: its load runs at nice 19 (the
+benchmark smoke tests, which assert no figure), so it may run beside the alone tests, in
+the CPU they leave idle, and never keeps them waiting.
+
 Most tests start ``python -m portstorm`` processes (a run, its sink, its workers, a sweep's
 cells). Where PYTHONDONTWRITEBYTECODE is set (it is on the machine this was built on), every
 one of them compiled each of portstorm's modules from source again: 0.2 CPU-s of the 1.5 a short
@@ -61,6 +65,9 @@ def _alone_or_beside_others(
 ) -> Iterator[None]:
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         yield  # one process: every test runs by itself anyway
+        return
+    if request.node.get_closest_marker("background") is not None:
+        yield  # at nice 19 (its commands say so): beside anything, the alone tests too
         return
     session = tmp_path_factory.getbasetemp().parent  # .../pytest-N, holding popen-gwK
     with (session / "alone.lock").open("a+b") as lock:
