@@ -79,7 +79,9 @@ def test_port_range_exhausted_reports_port_exhausted_after_exactly_100(tmp_path:
 def _time_wait_sides(tmp_path: Path, close: str) -> tuple[int, int, int]:
     """(succeeded, TIME_WAIT on the client side, on the server side), counted by ss; the
     50 attempts scheduled were all made, or the ones a driver behind its schedule dropped
-    at the time bound were counted (not_started: 1 of 50 with stress-ng beside the suite)."""
+    at the time bound were counted (not_started: 1 of 50 with stress-ng beside the suite on
+    the slower host; 9 of 50 beside stress-ng and a 10-worker suite). The sides are what
+    is measured, against the connections made: at least half of them, to count."""
     script = f"""
 $PORTSTORM run --sandbox host --duration 1 --rate 50 --close {close} --quiet --no-report --out "{tmp_path}" >/dev/null
 port=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['scenario']['targets'][0].rsplit(':',1)[1])" "{tmp_path}/result.json")
@@ -96,7 +98,7 @@ echo "server $(ss -Htan state time-wait "( sport = :$port )" | wc -l)"
     counts = dict(line.split() for line in proc.stdout.split("\n") if line.strip())
     totals = load(tmp_path / "result.json")["totals"]
     ok = totals["succeeded"]
-    assert ok + totals["not_started"] == 50 and ok >= 45 and not totals["failed"], totals
+    assert ok + totals["not_started"] == 50 and ok >= 25 and not totals["failed"], totals
     return ok, int(counts["client"]), int(counts["server"])
 
 
