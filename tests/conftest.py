@@ -1,4 +1,5 @@
-"""Suite-wide: the tests marked ``xdist_group("alone")`` run with no other test beside them.
+"""Suite-wide: the tests marked ``xdist_group("alone")`` run with no other test beside them
+but the ``background`` ones (nice 19, below).
 
 The suite runs on several pytest-xdist workers (``-n`` in pyproject.toml's addopts): most
 namespace tests wait on a rate, not on the cores. A few must not share the machine:
