@@ -119,17 +119,19 @@ def test_client_closed_churn_through_a_100_port_nat_pool_keeps_going(tmp_path: P
     # second dropped at __nf_conntrack_confirm() and sent again, every connection still made
     # (1 of 2,000 in a full suite on the slower host; 69 in CI's full suite on the faster
     # one, never alone or beside stress-ng). Each such drop costs its connection one SYN
-    # retransmission, so the client's connects in the 1, 3 and 7 s bands account for every
+    # retransmission, so the client's connects from 1, 3 and 7 s on account for every
     # failed insert; a pool the takeover did not keep free would time out hundreds (above)
     failed = sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"])
     from portstorm.core.result import load_result
+    from portstorm.core.signals import SYN_BANDS_US
 
-    # connects from 0.95 s (one SYN sent again: 1 s), 2.9 s (two: 1 + 2) and 6.9 s (three)
-    # on, however late a loaded machine made them past each retransmission
+    # connects from each band's start on (one SYN sent again: 1 s, two: 1 + 2, three), up
+    # to the next band's: however late a loaded machine made them past each retransmission
+    starts = [low for low, _ in SYN_BANDS_US]
     bands = load_result(tmp_path / "result.json").histogram.counts_in(
-        [(950_000, 2_899_999), (2_900_000, 6_899_999), (6_900_000, 2**62)]
+        list(zip(starts, [s - 1 for s in starts[1:]] + [2**62], strict=True))
     )
-    retransmitted = bands[0] + 2 * bands[1] + 3 * bands[2]
+    retransmitted = sum(k * n for k, n in enumerate(bands, 1))
     assert failed <= retransmitted + 2, (failed, bands)
     assert max(r["conntrack_entries"] for r in routers) <= 110
     assert routers[-1]["conntrack_by_state"].get("time_wait", 0) >= 90, routers[-1]
