@@ -5,11 +5,14 @@ A long result is built from the real interval records of short runs, replicated 
 order to 3,600 and 86,400 one-second intervals: the committed example
 (reports/examples/run-port-exhaustion, 75 intervals, port exhaustion, no latency in most
 intervals) and a run with successes in every interval (``--successes``: a result.json of a
-short ``portstorm run``; made here, in the pair sandbox, when not given). Totals are exact
-(the run's histogram is the sum of the intervals' own histograms; the tuples table is
-rebuilt from the intervals) and every histogram is a real one. The 24-hour results carry a
-spike of one interval at 12 h: a burst of timeouts, and connects of 0.8 to 1.6 s in it,
-so the charts can be looked at for it (``--keep DIR`` keeps the files and the reports).
+short ``portstorm run``; made here, in the pair sandbox, when not given), and that run again
+with every histogram after its first pass resampled from its source interval's (``distinct``:
+a real day's histograms are all different, a replicated day's repeat; see ``Resampler``).
+Totals are exact (the run's histogram is the sum of the intervals' own histograms; the
+tuples table is rebuilt from the intervals) and every histogram is a real one. The 24-hour
+results carry a spike of one interval at 12 h: a burst of timeouts, and connects of 0.8 to
+1.6 s in it, so the charts can be looked at for it (``--keep DIR`` keeps the files and the
+reports).
 
 ``report`` and ``compare`` run in child processes (``python -m portstorm``); wall time and
 peak RSS come from os.wait4() of that child. Also: the result.json sizes, the time to
@@ -80,23 +83,64 @@ def _spike(base: Interval, t: float) -> tuple[Interval, LatencyHistogram]:
     return iv, extra
 
 
-def build(src: RunResult, n: int, spike: bool) -> RunResult:
-    """``n`` intervals: ``src``'s, over and over, each at the end of the one before."""
+class Resampler:
+    """Histograms as distinct as a real run's: each a bootstrap sample of a source
+    interval's own (as many connects, drawn from its recorded values with their
+    frequencies; seeded, so a build is repeatable). A replicated day repeats its source's
+    20 or 75 histograms, which the result's block deflates to almost nothing; a real day's
+    86,400 are all different."""
+
+    def __init__(self, decoded: list[LatencyHistogram], seed: int = 22) -> None:
+        import numpy as np
+
+        self._rng = np.random.default_rng(seed)
+        self._src = []
+        for h in decoded:
+            rec = h.recorded()
+            values = np.array([v for v, _ in rec], dtype=np.int64)
+            counts = np.array([c for _, c in rec], dtype=np.float64)
+            self._src.append((values, counts / counts.sum() if rec else counts, h.count))
+        self.run = LatencyHistogram()  # the sum of every histogram made here
+
+    def interval(self, base: Interval, j: int, t: float) -> Interval:
+        values, p, n = self._src[j]
+        if not n:
+            return dataclasses.replace(base, t=t)
+        drawn = self._rng.multinomial(n, p)
+        pairs = [(int(v), int(c)) for v, c in zip(values, drawn, strict=True) if c]
+        h = LatencyHistogram()
+        h.record_counts(pairs)
+        self.run.record_counts(pairs)
+        latency = {"p50": h.percentile(50.0), "p99": h.percentile(99.0)}
+        return dataclasses.replace(base, t=t, latency_us=latency, hdr=h.encode())
+
+
+def build(src: RunResult, n: int, spike: bool, distinct: bool = False) -> RunResult:
+    """``n`` intervals: ``src``'s, over and over, each at the end of the one before;
+    ``distinct``: after the first pass, each histogram resampled (``Resampler``)."""
     ivs = src.intervals
     decoded = [_hist(i.hdr) for i in ivs]
     cycle = LatencyHistogram()
     for h in decoded:
         cycle.add(h)
     hist = LatencyHistogram()
-    for _ in range(n // len(ivs)):  # whole cycles at once: the same sum, interval by interval
-        hist.add(cycle)
-    for h in decoded[: n % len(ivs)]:
-        hist.add(h)
+    resampler = Resampler(decoded) if distinct else None
+    if resampler is not None:  # the first pass as recorded, the rest summed as made
+        for h in decoded[:n]:
+            hist.add(h)
+    else:
+        for _ in range(n // len(ivs)):  # whole cycles at once: the same sum, one by one
+            hist.add(cycle)
+        for h in decoded[: n % len(ivs)]:
+            hist.add(h)
     out: list[Interval] = []
     t = 0.0
     for k in range(n):
         j = k % len(ivs)
-        iv = dataclasses.replace(ivs[j], t=t)
+        if resampler is not None and k >= len(ivs):
+            iv = resampler.interval(ivs[j], j, t)
+        else:
+            iv = dataclasses.replace(ivs[j], t=t)
         if spike and k == n // 2:
             iv, extra = _spike(iv, t)
             hist.add(extra)
@@ -113,6 +157,8 @@ def build(src: RunResult, n: int, spike: bool) -> RunResult:
         one = src.tuples[0]
         tuples = (dataclasses.replace(one, succeeded=sum(i.succeeded for i in out),
                                       failed=dict(failed), first_failure_s=first_t),)  # fmt: skip
+    if resampler is not None:
+        hist.add(resampler.run)
     return dataclasses.replace(
         src,
         duration_s=t,
@@ -208,8 +254,9 @@ def compare_again(work: Path, before: Path | None, rounds: int) -> None:
     each run's wall and CPU time and peak RSS, then the medians and after/before."""
     trees = {"after": ENV} | ({"before": dict(ENV, PYTHONPATH=str(before))} if before else {})
     got: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    names = [n for n in ("example", "successes", "distinct") if (work / f"{n}-{DAY}").is_dir()]
     for k in range(rounds):
-        for name in ("example", "successes"):
+        for name in names:
             pair = [str(work / f"{name}-{DAY}{b}/result.json") for b in ("", "-b")]
             for tree, env in trees.items():
                 log = work / f"{name}-{DAY}/compare-{tree}.log"
@@ -225,7 +272,7 @@ def compare_again(work: Path, before: Path | None, rounds: int) -> None:
                 print(f"round {k + 1} {name:>9} {tree:>6}: compare {wall:6.2f} s "
                       f"(CPU {cpu:5.2f} s) {usage.ru_maxrss / 1024:5.0f} MB (exit {code})",
                       flush=True)  # fmt: skip
-    for name in ("example", "successes"):
+    for name in names:
         med = {t: statistics.median(w for w, _c, _r in got[(name, t)]) for t in trees}
         cpu = {t: statistics.median(c for _w, c, _r in got[(name, t)]) for t in trees}
         rss = {t: max(r for _w, _c, r in got[(name, t)]) for t in trees}
@@ -242,6 +289,7 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="keep the results and reports in this folder")
     ap.add_argument("--skip-24h", action="store_true", help="1 hour only (quick)")
     ap.add_argument("--build", nargs=3, metavar=("SOURCE", "N", "DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--distinct", action="store_true", help=argparse.SUPPRESS)  # with --build
     ap.add_argument("--compare-again", type=Path, metavar="DIR",
                     help="time compare of the days kept in DIR only")  # fmt: skip
     ap.add_argument("--before", type=Path, help="with --compare-again: a tree to time beside")
@@ -254,26 +302,30 @@ def main() -> int:
         return 0
     if args.build:  # a child: build one result, then end it as a run ends (below)
         source, n, folder = Path(args.build[0]), int(args.build[1]), Path(args.build[2])
-        built = build(load_result(source), n, spike=n == DAY)
+        built = build(load_result(source), n, spike=n == DAY, distinct=args.distinct)
         print(" ".join(f"{s:.3f}" for s in run_end(built, folder)))
         return 0
     loads = os.getloadavg()  # the machine's, said with the figures: compare them as ratios
     work = args.keep or Path(tempfile.mkdtemp(prefix="portstorm-long-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        sources = {"example": EXAMPLE,
-                   "successes": args.successes or successes_run(work)}  # fmt: skip
+        successes = args.successes or successes_run(work)
+        # name -> (short run, histograms resampled): "distinct" is the run with successes
+        # with every interval's histogram its own, as in a real day (its size, its block)
+        sources = {"example": (EXAMPLE, False), "successes": (successes, False),
+                   "distinct": (successes, True)}  # fmt: skip
         (work / "ex").mkdir(exist_ok=True)
         base, rss, rc = timed(portstorm("report", str(EXAMPLE), "-o", str(work / "ex/report.html")),
                               work / "ex/report.log")  # fmt: skip
         print(f"\n75-interval example: report {base:.2f} s, {rss:.0f} MB peak RSS (exit {rc})")
         lengths = [HOUR] if args.skip_24h else [HOUR, DAY]
-        for name, path in sources.items():
+        for name, (path, distinct) in sources.items():
             for n in lengths:
                 folder = work / f"{name}-{n}"
                 folder.mkdir(exist_ok=True)
                 made = subprocess.run(
-                    [sys.executable, __file__, "--build", str(path), str(n), str(folder)],
+                    [sys.executable, __file__, "--build", str(path), str(n), str(folder),
+                     *(["--distinct"] if distinct else [])],
                     env=ENV, cwd=folder, check=True, capture_output=True, text=True,
                 )  # fmt: skip
                 made_s, write_s, end_s = (float(v) for v in made.stdout.split()[-3:])

@@ -41,8 +41,12 @@ class LatencyHistogram:
         connect latencies repeat (microseconds), so each distinct value is recorded once
         with its count. The driver buffers an interval's latencies and records them here,
         off its hot path."""
+        self.record_counts(Counter(values_us).items())
+
+    def record_counts(self, counts: Iterable[tuple[int, int]]) -> None:
+        """Record each (value, count): ``count`` times the value, as ``record`` would."""
         h = self._h
-        for value, n in Counter(values_us).items():
+        for value, n in counts:
             if value < LOWEST_US:
                 value = LOWEST_US
             elif value > HIGHEST_US:

@@ -24,7 +24,7 @@ from portstorm.core import counters as counter_rows
 from portstorm.core import fields
 from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
-from portstorm.core.hdrblock import checked_payload, max_us
+from portstorm.core.hdrblock import PAYLOADS, checked_payload, max_us, standard
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import RunResult
 from portstorm.report.runcharts import KERNEL_COUNTERS
@@ -114,15 +114,20 @@ def hlog_bytes(r: RunResult) -> bytes:
     w.output_comment(f"[StartTime: {start:.3f} (seconds since epoch), {when}]")
     w.output_base_time(int(start * 1000))
     w.output_legend()
-    lines = _interval_lines(r)
-    if any(lines) or not r.histogram.count:
+    lines, raws = _interval_histograms(r)
+    if any(lines) or any(raws) or not r.histogram.count:
         out = [buf.getvalue().encode("utf-8")]
         # each interval's own encoding as it was stored, and its maximum read without
         # building the histogram (hdrblock.max_us): decoding 86,400 of them took 22 s
-        for k, (i, line) in enumerate(zip(r.intervals, lines, strict=True)):
+        for k, i in enumerate(r.intervals):
+            if raws:  # a block of payloads: each made the standard encoding here
+                raw = raws[k]
+                line = standard(raw).encode("ascii") if raw else b""
+            else:
+                line = lines[k]
+                raw = checked_payload(line) if line else None
             if not line:
                 continue
-            raw = checked_payload(line)
             try:
                 top = max_us(raw) if raw is not None else None
             except (ValueError, TypeError, struct.error):
@@ -131,22 +136,28 @@ def hlog_bytes(r: RunResult) -> bytes:
                 raise UsageError(f"intervals[{k}].hdr: not an HdrHistogram") from None
             length = (i.t + i.dt) - i.t  # as hdrh computes it from start and end
             out.append(b"%f,%f,%f,%s\n" % (i.t, length, top // MAX_VALUE_UNIT_RATIO, line))
-            lines[k] = b""  # each stored line let go once written out
+            if raws:  # each stored one let go once written out
+                raws[k] = b""
+            else:
+                lines[k] = b""
         return b"".join(out)
     h = HdrHistogram.decode(r.histogram.encode().encode("ascii"))
     w.output_interval_histogram(h, 0.0, r.duration_s or 1e-6, MAX_VALUE_UNIT_RATIO)
     return buf.getvalue().encode("utf-8")
 
 
-def _interval_lines(r: RunResult) -> list[bytes]:
-    """Each interval's histogram as stored (b"": none): a lazily read file's block, else
-    the intervals' own (a run's result in memory, a version 1 file)."""
+def _interval_histograms(r: RunResult) -> tuple[list[bytes], list[bytes | None]]:
+    """Each interval's histogram as stored: (standard encodings, []) from the intervals or
+    a block of lines, ([b""] * n, V2 payloads) from a block of payloads; b"": none."""
     block = r.interval_hdrs
     if block is None:
-        return [b"" if i.hdr is None else i.hdr.encode("ascii", "replace") for i in r.intervals]
+        lines = [b"" if i.hdr is None else i.hdr.encode("ascii", "replace") for i in r.intervals]
+        return lines, []
     try:
         with fields.within("interval_hdr"):
-            return block.lines()
+            if block.encoding == PAYLOADS:
+                return [b""] * block.intervals, block.payloads()
+            return block.lines(), []
     except FieldError as e:
         raise UsageError(f"damaged per-interval histograms: {e}") from None
 

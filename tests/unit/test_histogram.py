@@ -40,3 +40,14 @@ def test_counts_in_bands_and_the_spectrum_agree_with_percentiles() -> None:
 def test_an_empty_histogram_has_no_recorded_values() -> None:
     h = LatencyHistogram()
     assert h.recorded() == [] and h.spectrum() == [] and h.counts_in([(1, 10)]) == [0]
+
+
+def test_values_recorded_with_their_counts_equal_the_same_values_one_by_one() -> None:
+    one_by_one, counted = LatencyHistogram(), LatencyHistogram()
+    values = [(0, 3), (40, 2), (95, 5), (4_000_000_000, 1)]  # 0 and over an hour: clamped
+    for value, n in values:
+        for _ in range(n):
+            one_by_one.record(value)
+    counted.record_counts(values)
+    assert counted.encode() == one_by_one.encode()
+    assert counted.recorded() == [(1, 3), (40, 2), (95, 5), (counted.max or 0, 1)]

@@ -1,0 +1,132 @@
+"""result.json's per-interval histogram block: written as V2 payloads compressed together,
+read back as the standard encodings it was made of; a block written as lines (the first
+version 2 files) still reads the same; a damaged or unknown block names itself.
+
+Pure: histograms are built here; sizes are measured, times never.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import random
+import zlib
+from collections.abc import Callable
+
+import pytest
+
+from portstorm.core.errors import UsageError
+from portstorm.core.fields import FieldError
+from portstorm.core.hdrblock import ENCODINGS, PAYLOADS, HdrBlock
+from portstorm.core.histogram import LatencyHistogram
+from portstorm.core.result import RunResult, result_text
+from portstorm.report.exports import hlog_bytes
+from tests.support.reportdata import simulate
+
+LINES = "hdrh-lines-deflate-base64"  # what version 2 files wrote first
+
+
+def _distinct(n: int, seed: int = 22) -> list[str | None]:
+    """``n`` histograms of ~400 connects drawn from one latency distribution, each its
+    own, as a steady run's intervals are; every seventh interval has none."""
+    rng = random.Random(seed)
+    out: list[str | None] = []
+    for k in range(n):
+        if k % 7 == 3:
+            out.append(None)
+            continue
+        h = LatencyHistogram()
+        h.record_many(int(rng.lognormvariate(4.6, 0.5)) for _ in range(400))
+        out.append(h.encode())
+    return out
+
+
+def _as_lines(texts: list[str | None]) -> HdrBlock:
+    """The block as the first version 2 files held it: the standard encodings, one a line."""
+    joined = "\n".join(t or "" for t in texts).encode("ascii")
+    return HdrBlock(len(texts), base64.b64encode(zlib.compress(joined)).decode(), LINES)
+
+
+def test_a_block_gives_back_the_standard_encodings_it_was_made_of() -> None:
+    texts = _distinct(60)
+    block = HdrBlock.of(texts)
+    assert block is not None and block.encoding == PAYLOADS
+    assert block.texts() == texts
+    again = HdrBlock.from_json(json.loads(json.dumps(block.to_json())))
+    assert again == block and again.texts() == texts
+    assert [p == b"" for p in block.payloads()] == [t is None for t in texts]
+
+
+def test_payloads_compressed_together_take_less_room_than_lines() -> None:
+    texts = _distinct(500)
+    block = HdrBlock.of(texts)
+    assert block is not None
+    lines = _as_lines(texts)
+    assert lines.texts() == block.texts()
+    # measured here: 0.63 of the lines' size
+    assert len(block.data) < 0.8 * len(lines.data)
+
+
+def test_a_file_whose_block_is_lines_reads_and_exports_as_before() -> None:
+    r = simulate(ports=100, rate=50, duration=12, sandbox="pair")
+    doc = json.loads(result_text(r))
+    assert doc["interval_hdr"]["encoding"] == PAYLOADS
+    new = RunResult.from_json(json.loads(json.dumps(doc)), lazy=True)
+    doc["interval_hdr"] = _as_lines(new.interval_histograms()).to_json()
+    old = RunResult.from_json(doc, lazy=True)
+    assert old.interval_hdrs is not None and old.interval_hdrs.encoding == LINES
+    assert old.interval_histograms() == new.interval_histograms() == [i.hdr for i in r.intervals]
+    assert hlog_bytes(old) == hlog_bytes(new) == hlog_bytes(r)
+
+
+def _entries(block: HdrBlock) -> list[bytes]:
+    """The block's stream split into its entries: a 4-byte length, then that many bytes."""
+    flat, at, out = zlib.decompress(base64.b64decode(block.data)), 0, []
+    while at < len(flat):
+        n = 4 + int.from_bytes(flat[at : at + 4], "big")
+        out.append(flat[at : at + n])
+        at += n
+    return out
+
+
+@pytest.mark.parametrize(
+    ("keep", "message"),
+    [
+        (lambda e: [*e[:4], e[4][:2]], "ends inside a histogram's length"),
+        (lambda e: [*e[:4], e[4][:30]], "ends inside histogram 5"),
+        (lambda e: e[:5], "holds 5 histograms for 6 intervals"),
+    ],
+)
+def test_a_truncated_block_names_where_it_ends(
+    keep: Callable[[list[bytes]], list[bytes]], message: str
+) -> None:
+    block = HdrBlock.of(_distinct(6))
+    assert block is not None
+    entries = _entries(block)
+    assert len(entries) == 6 and len(entries[4]) > 30
+    short = base64.b64encode(zlib.compress(b"".join(keep(entries)))).decode()
+    with pytest.raises(FieldError, match=message):
+        dataclasses.replace(block, data=short).texts()
+
+
+def test_an_unknown_block_encoding_is_refused_with_the_allowed_ones() -> None:
+    block = HdrBlock.of(_distinct(3))
+    assert block is not None
+    doc = block.to_json() | {"encoding": "hdrh-lines-gzip"}
+    with pytest.raises(FieldError, match="hdrh-lines-gzip.*allowed: " + repr(ENCODINGS[0])):
+        HdrBlock.from_json(doc)
+
+
+def test_a_histogram_whose_stream_is_damaged_is_kept_as_it_came_and_named_when_read() -> None:
+    r = simulate(ports=100, rate=50, duration=6, sandbox="pair")
+    texts = [i.hdr for i in r.intervals]
+    k = next(k for k, t in enumerate(texts) if t is not None)
+    raw = bytearray(base64.b64decode(texts[k] or ""))
+    raw[12:20] = b"\xff" * 8  # the zlib stream, not its header: well formed, not readable
+    texts[k] = base64.b64encode(bytes(raw)).decode()
+    block = HdrBlock.of(texts)
+    assert block is not None and block.encoding == LINES  # no payload to store for it
+    assert block.texts() == texts
+    with pytest.raises(UsageError, match=rf"intervals\[{k}\]\.hdr: not an HdrHistogram"):
+        hlog_bytes(dataclasses.replace(r, interval_hdrs=block))
