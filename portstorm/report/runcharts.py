@@ -19,6 +19,7 @@ from portstorm.core.bins import Bin, binned, bins, spans, totals
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import Interval, RunResult
 from portstorm.core.signals import ceiling, counter_total, knee, samples, syn_tail
+from portstorm.core.words import fmt_us
 from portstorm.report.latencyaxes import (
     draw_spectrum,
     latency_axis,
@@ -225,7 +226,10 @@ def connection_rate(r: RunResult) -> Figure:
     ax.set_ylabel("connections per second")
     ax.set_title("Connection rate: outcomes per second, stacked"
                  + _binned_note(steps, "each bin's rates over its time"))  # fmt: skip
-    fig.legend(loc="outside lower center", ncols=4, frameon=False)
+    # four columns of long labels (a model, a first failure at 12:00:19 (43,219 s)) ran
+    # past the figure's edge: as many as fit
+    labels = [str(t) for t in ax.get_legend_handles_labels()[1]]
+    fig.legend(loc="outside lower center", ncols=legend_columns(labels, most=4), frameon=False)
     return fig
 
 
@@ -256,6 +260,8 @@ def latency(r: RunResult) -> Figure:
         if seen:
             top = max(top, max(seen))
             bottom = min(bottom, min(seen))
+    if binned(r.intervals):
+        _mark_worst(over_time, r.intervals, "p99", ORANGE)
     k = knee(r)
     if k is not None:
         over_time.axvline(
@@ -282,6 +288,24 @@ def latency(r: RunResult) -> Figure:
     over_time.set_ylabel("connect latency (log scale)")
     over_time.set_title("p50 and p99 per interval (failures shaded)" + _binned_note(steps))
     return fig
+
+
+def _mark_worst(ax: Axes, intervals: Sequence[Interval], key: str, colour: str) -> None:
+    """A marker on the highest reading of ``key`` in a binned chart, with its value and
+    time in the legend: one interval among the ~90 of a bin is a line a pixel wide at
+    the band's top, and a failure marker at the same moment (a burst of timeouts, where
+    the slow connects are) would hide it."""
+    value = _percentile(key)
+    best: tuple[float, Interval] | None = None
+    for i in intervals:
+        v = value(i)
+        if v is not None and (best is None or v > best[0]):
+            best = (v, i)
+    if best is None:
+        return
+    v, i = best
+    ax.plot([i.t + i.dt], [v], ls="none", marker="v", ms=8, color=colour, mec=BLACK, mew=0.8,
+            zorder=5, label=f"highest {key}: {fmt_us(v)} at {when(i.t)}")  # fmt: skip
 
 
 def _percentile(key: str) -> Callable[[Interval], float | None]:

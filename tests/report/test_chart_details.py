@@ -44,6 +44,12 @@ def _ys(line: Line2D) -> list[float]:
     return [float(y) for y in np.asarray(line.get_ydata(), dtype=float)]
 
 
+def _xs(line: Line2D) -> list[float]:
+    import numpy as np
+
+    return [float(x) for x in np.asarray(line.get_xdata(), dtype=float)]
+
+
 def test_p50_and_p99_lines_break_over_intervals_without_successes() -> None:
     r = _exhausted()
     empty = [k for k, i in enumerate(r.intervals) if i.succeeded == 0]
@@ -73,6 +79,50 @@ def test_a_gap_between_successes_is_not_bridged() -> None:
         ys = _ys(_line(latency(r), "p50 per interval"))
     assert not math.isnan(ys[0]) and not math.isnan(ys[-1])
     assert all(math.isnan(y) for y in ys[1:-1])  # so matplotlib draws two pieces, apart
+
+
+def _day_with_a_spike() -> RunResult:
+    """A day in 2,000 intervals of 43.2 s (charts draw bins), with a burst of 400 timeouts
+    and a p99 of 1.6 s in the interval at 12:00, where the first failure comes."""
+    r = simulate(ports=20_000, rate=5, duration=2_000, hold_s=1.0)
+    ivs = [dataclasses.replace(i, t=43.2 * k, dt=43.2) for k, i in enumerate(r.intervals)]
+    spike = ivs[1_000]
+    ivs[1_000] = dataclasses.replace(
+        spike,
+        attempts=spike.attempts + 400,
+        failed={"timeout": 400},
+        latency_us={**spike.latency_us, "p99": 1_600_000},
+    )
+    return dataclasses.replace(
+        r,
+        intervals=tuple(ivs),
+        duration_s=86_400.0,
+        first_failure_s=spike.t,
+        first_failure_outcome="timeout",
+        tuples=(),
+        ramp=(),
+    )
+
+
+def test_a_days_latency_chart_marks_the_one_interval_whose_p99_stands_out() -> None:
+    """A bin of ~90 intervals draws one interval's spike a pixel wide, under the first
+    failure's marker at the same moment: a marker on the highest p99 says it."""
+    r = _day_with_a_spike()
+    spike = r.intervals[1_000]
+    with charting():
+        fig = latency(r)
+        marked = [
+            ln for ax in fig.get_axes() for ln in ax.get_lines()
+            if str(ln.get_label()).startswith("highest p99: ")
+        ]  # fmt: skip
+    assert len(marked) == 1
+    assert _ys(marked[0]) == [1_600_000.0]
+    assert "12:00:00" in str(marked[0].get_label())
+    assert _xs(marked[0]) == [pytest.approx(spike.t + spike.dt)]
+    with charting():  # one interval a bin: every reading is drawn, nothing marked
+        short = latency(simulate(ports=10_000, rate=50, duration=10))
+        labels = [str(ln.get_label()) for ax in short.get_axes() for ln in ax.get_lines()]
+    assert not any(label.startswith("highest") for label in labels)
 
 
 def test_the_overlap_check_sees_a_legend_inside_the_axes() -> None:
@@ -116,6 +166,7 @@ def _run_results() -> Iterator[tuple[str, RunResult]]:
     yield "SYN tail", simulate(ports=10_000, rate=50, duration=10, syn_tail=20)
     yield "loopback", simulate(ports=100, rate=50, duration=10, sandbox="loopback")
     yield "held", held_run()  # established and TIME_WAIT stacked: two more legend entries
+    yield "a day, binned", _day_with_a_spike()  # long labels: 12:00:00 (43,200 s)
 
 
 def _subjects(long_labels: bool = False) -> list[Subject]:
