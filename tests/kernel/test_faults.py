@@ -72,10 +72,13 @@ def test_a_sink_that_stops_accepting_gives_timeouts_and_the_run_completes(
     check(run_in_netns(_with_server(STOPS_ACCEPTING, 7002, run)))
     doc = load(tmp_path / "result.json")
     t = doc["totals"]
-    assert doc["complete"] is True and t["attempts"] == 200
+    # 200 scheduled: made, or dropped at the time bound by a driver behind (not_started:
+    # 1 of 200 in a full suite on a slower host), never lost
+    assert doc["complete"] is True and t["attempts"] + t["not_started"] == 200, t
+    assert t["not_started"] <= 5, t
     # the 50 accepted and the few the full queue still took (a backlog of 4 holds 5)
     assert 50 <= t["succeeded"] <= 60, t
-    assert t["failed"] == {"timeout": 200 - t["succeeded"]}, t
+    assert t["failed"] == {"timeout": t["attempts"] - t["succeeded"]}, t
     assert doc["events"]["first_failure_s"] >= 0.4
     text = _findings(tmp_path)
     assert "timed out after 0.30 s" in text or "timed out after 300 ms" in text, text
