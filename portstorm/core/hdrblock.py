@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portstorm.core import fields
+from portstorm.core.reading import inflate
 
 _HEADER = struct.Struct(">ii")  # the external header: cookie, compressed length
 _PAYLOAD = struct.Struct(">iiiiqqd")  # cookie, length, offset, figures, lowest, highest, ratio
@@ -173,9 +174,11 @@ class HdrBlock:
 
     def _unpacked(self) -> bytes:
         try:
-            return zlib.decompress(base64.b64decode(self.data, validate=True))
-        except (binascii.Error, ValueError, zlib.error):
+            return inflate(base64.b64decode(self.data, validate=True), self.intervals)
+        except (binascii.Error, ValueError):
             raise fields.FieldError("data", "not base64 of a zlib stream") from None
+        except zlib.error as e:
+            raise fields.FieldError("data", f"not a zlib stream it can read: {e}") from None
 
     def _counted(self, n: int) -> None:
         if n != self.intervals:

@@ -11,6 +11,8 @@ runs as root and reads files other users may have put in its way, so:
   UsageError line naming the file, never a traceback.
 - A path a saved file names (a sweep's runs, a report's links) is followed only when it
   stays inside its folder (``inside``).
+- A deflated block inside a file inflates to at most what its intervals can hold
+  (``inflate``): a few KB of crafted deflate expand to gigabytes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from __future__ import annotations
 import json
 import os
 import stat
+import zlib
 from pathlib import Path
 from typing import Any
 
 from portstorm.core.errors import UsageError
 
 READ_CAP = 1 << 30  # 1 GiB: a day of 1 s intervals is about 100 MB
+# a block's bytes an interval, inflated: a histogram's V2 payload at 400 conn/s is ~170, a
+# very wide one a few KB; an interval's columns fewer
+PER_INTERVAL = 64 << 10
 
 
 def _size(n: int) -> str:
@@ -69,6 +75,20 @@ def read_bytes(path: Path, expected: str, cap: int = READ_CAP) -> bytes:
         raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
     finally:
         os.close(fd)
+
+
+def inflate(data: bytes, intervals: int) -> bytes:
+    """A zlib stream inflated, to at most ``PER_INTERVAL`` bytes for each of ``intervals``
+    (1 MiB at least, ``READ_CAP`` at most); zlib.error when it is damaged, cut short or
+    larger than that."""
+    cap = min(READ_CAP, max(1 << 20, intervals * PER_INTERVAL))
+    d = zlib.decompressobj()
+    out = d.decompress(data, cap + 1)
+    if len(out) > cap:
+        raise zlib.error(f"inflates past {_size(cap)} ({PER_INTERVAL >> 10} KiB an interval)")
+    if not d.eof:
+        raise zlib.error("the stream is cut short")
+    return out
 
 
 def read_text(path: Path, expected: str, cap: int = READ_CAP) -> str:

@@ -38,6 +38,7 @@ from portstorm.core import counters, fields, runcolumns
 from portstorm.core.counters import Counters
 from portstorm.core.hdrblock import HdrBlock
 from portstorm.core.intervalcheck import quick_all
+from portstorm.core.reading import inflate
 from portstorm.core.records import Interval
 from portstorm.core.runcolumns import KERNEL_NAMED as KERNEL_NAMED  # written in each object
 from portstorm.core.runcolumns import finite_seconds
@@ -140,7 +141,7 @@ class Columns:
     the values are checked with the interval they go into."""
 
     def __init__(self, raw: object, n: int) -> None:
-        m = self._unpacked(fields.mapping(raw, "interval_columns", null=True))
+        m = self._unpacked(fields.mapping(raw, "interval_columns", null=True), n)
         self.sides: dict[str, dict[str, Sequence[Any]]] = {}
         for key in (*SIDES, BY_DEST):
             if key in m:
@@ -158,7 +159,7 @@ class Columns:
                 self.placed[side] = [(names[n], c) for n, c in group.items()]
 
     @staticmethod
-    def _unpacked(m: Mapping[str, Any]) -> Mapping[str, Any]:
+    def _unpacked(m: Mapping[str, Any], n: int) -> Mapping[str, Any]:
         if not m:
             return m
         encoding = m.get("encoding")
@@ -166,12 +167,14 @@ class Columns:
             allowed = f"{fields.shown(encoding)}; allowed: {COLUMNS_ENCODING!r}"
             raise fields.FieldError("interval_columns.encoding", allowed)
         try:
-            raw = zlib.decompress(base64.b64decode(str(m.get("data")), validate=True))
+            raw = inflate(base64.b64decode(str(m.get("data")), validate=True), n)
             cols = json.loads(raw)
-        except (binascii.Error, ValueError, zlib.error, RecursionError):
+        except (binascii.Error, ValueError, RecursionError):
             raise fields.FieldError(
                 "interval_columns.data", "not base64 of deflated JSON"
             ) from None
+        except zlib.error as e:
+            raise fields.FieldError("interval_columns.data", f"not deflated JSON: {e}") from None
         return fields.mapping(cols, "interval_columns.data")
 
     @staticmethod
