@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portstorm.core import fields
-from portstorm.core.reading import inflate
+from portstorm.core.reading import block_cap, inflate
 
 _HEADER = struct.Struct(">ii")  # the external header: cookie, compressed length
 _PAYLOAD = struct.Struct(">iiiiqqd")  # cookie, length, offset, figures, lowest, highest, ratio
@@ -43,6 +43,8 @@ _LINES = "hdrh-lines-deflate-base64"
 PAYLOADS = "hdrh-v2-payloads-deflate-base64"
 ENCODINGS = (PAYLOADS, _LINES)
 _LENGTH = struct.Struct(">I")
+# a V2 payload of portstorm's layout (45,000 counters, 9 bytes each at most) is under 0.5 MB
+HISTOGRAM_CAP = 1 << 20
 
 
 def well_formed(text: str) -> bool:
@@ -59,7 +61,7 @@ def checked_payload(text: str | bytes) -> bytes | None:
     if raw is None:
         return None
     try:
-        return zlib.decompress(raw[_HEADER.size :])
+        return inflate(raw[_HEADER.size :], HISTOGRAM_CAP)
     except zlib.error:
         return None
 
@@ -81,7 +83,7 @@ def _standard_raw(text: str | bytes) -> bytes | None:
 def payload(text: str) -> bytes:
     """The V2 payload (uncompressed) of a standard encoding."""
     raw = base64.b64decode(text)
-    return zlib.decompress(raw[_HEADER.size :])
+    return inflate(raw[_HEADER.size :], HISTOGRAM_CAP)
 
 
 def standard(raw: bytes) -> str:
@@ -174,7 +176,7 @@ class HdrBlock:
 
     def _unpacked(self) -> bytes:
         try:
-            return inflate(base64.b64decode(self.data, validate=True), self.intervals)
+            return inflate(base64.b64decode(self.data, validate=True), block_cap(self.intervals))
         except (binascii.Error, ValueError):
             raise fields.FieldError("data", "not base64 of a zlib stream") from None
         except zlib.error as e:

@@ -11,8 +11,9 @@ runs as root and reads files other users may have put in its way, so:
   UsageError line naming the file, never a traceback.
 - A path a saved file names (a sweep's runs, a report's links) is followed only when it
   stays inside its folder (``inside``).
-- A deflated block inside a file inflates to at most what its intervals can hold
-  (``inflate``): a few KB of crafted deflate expand to gigabytes.
+- A deflated block inside a file inflates to at most what its intervals can hold, and a
+  histogram's zlib stream to at most what a histogram can hold (``inflate``): a few KB of
+  crafted deflate expand to gigabytes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ PER_INTERVAL = 64 << 10
 
 
 def _size(n: int) -> str:
-    return f"{n / (1 << 30):.0f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.0f} GiB"
+    return f"{n / (1 << 20):.0f} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
 def read_bytes(path: Path, expected: str, cap: int = READ_CAP) -> bytes:
@@ -77,15 +80,19 @@ def read_bytes(path: Path, expected: str, cap: int = READ_CAP) -> bytes:
         os.close(fd)
 
 
-def inflate(data: bytes, intervals: int) -> bytes:
-    """A zlib stream inflated, to at most ``PER_INTERVAL`` bytes for each of ``intervals``
-    (1 MiB at least, ``READ_CAP`` at most); zlib.error when it is damaged, cut short or
-    larger than that."""
-    cap = min(READ_CAP, max(1 << 20, intervals * PER_INTERVAL))
+def block_cap(intervals: int) -> int:
+    """What a block of ``intervals`` may inflate to: ``PER_INTERVAL`` bytes each, 1 MiB
+    at least, ``READ_CAP`` at most."""
+    return min(READ_CAP, max(1 << 20, intervals * PER_INTERVAL))
+
+
+def inflate(data: bytes, cap: int) -> bytes:
+    """A zlib stream inflated, to at most ``cap`` bytes; zlib.error when it is damaged,
+    cut short or larger than that."""
     d = zlib.decompressobj()
     out = d.decompress(data, cap + 1)
     if len(out) > cap:
-        raise zlib.error(f"inflates past {_size(cap)} ({PER_INTERVAL >> 10} KiB an interval)")
+        raise zlib.error(f"inflates past {_size(cap)}")
     if not d.eof:
         raise zlib.error("the stream is cut short")
     return out

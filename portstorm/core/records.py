@@ -220,8 +220,10 @@ def check_encoding(text: object, field: str) -> None:
 
 
 def decode_histogram(text: object, field: str) -> LatencyHistogram:
-    """An HdrHistogram's compressed encoding, or a FieldError naming ``field``."""
-    if isinstance(text, str):
+    """An HdrHistogram's compressed encoding, or a FieldError naming ``field``. Its zlib
+    stream is inflated (to at most hdrblock.HISTOGRAM_CAP) before hdrh decodes it: hdrh
+    inflates whatever it is given."""
+    if isinstance(text, str) and hdrblock.checked_payload(text) is not None:
         try:
             return LatencyHistogram.decode(text)
         except Exception:  # hdrh raises its own classes, binascii's, zlib's, struct's, ...

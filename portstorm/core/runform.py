@@ -38,7 +38,7 @@ from portstorm.core import counters, fields, runcolumns
 from portstorm.core.counters import Counters
 from portstorm.core.hdrblock import HdrBlock
 from portstorm.core.intervalcheck import quick_all
-from portstorm.core.reading import inflate
+from portstorm.core.reading import block_cap, inflate
 from portstorm.core.records import Interval
 from portstorm.core.runcolumns import KERNEL_NAMED as KERNEL_NAMED  # written in each object
 from portstorm.core.runcolumns import finite_seconds
@@ -167,7 +167,7 @@ class Columns:
             allowed = f"{fields.shown(encoding)}; allowed: {COLUMNS_ENCODING!r}"
             raise fields.FieldError("interval_columns.encoding", allowed)
         try:
-            raw = inflate(base64.b64decode(str(m.get("data")), validate=True), n)
+            raw = inflate(base64.b64decode(str(m.get("data")), validate=True), block_cap(n))
             cols = json.loads(raw)
         except (binascii.Error, ValueError, RecursionError):
             raise fields.FieldError(
