@@ -1,7 +1,7 @@
 """Every saved file portstorm reads goes through here; core/files.py writes them.
 
-Containing file-system safety for reading, and JSON parsing, only: no formats. portstorm
-runs as root and reads files other users may have put in its way, so:
+Containing file-system safety for reading, JSON parsing and bounded inflating, only: no
+formats. portstorm runs as root and reads files other users may have put in its way, so:
 
 - Regular files only: a FIFO, /dev/zero or a socket is refused before a byte is read (the
   open does not wait for a FIFO's writer).

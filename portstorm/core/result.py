@@ -42,8 +42,8 @@ Format history (keep old versions loading, as pyperf's _bench.py does):
   (core/hdrblock.py, read only when used); one interval a line (``result_text``). ``ramp``
   keeps version 1's shape. Version 1 files load as before; nothing they held is lost.
   Since 2026-12-02 the blocks hold the histograms' V2 payloads compressed together
-  (``encoding`` says which: core/hdrblock.py), ~0.6 of their room as lines; blocks of
-  lines, as first written, read the same.
+  (``encoding`` says which: core/hdrblock.py), 0.72 of their room as lines on a real
+  run; blocks of lines, as first written, read the same.
 """
 
 from __future__ import annotations
