@@ -37,7 +37,7 @@ class Knee:
     """Where connect() latency jumped as the port space filled (the port search)."""
 
     t: float  # seconds into the load: when half the space filled, else the sample's end
-    before_us: float  # typical p50 of readings whose median connect came under 40 % in use
+    before_us: float  # median connect of readings whose median came under 40 % in use
     after_us: float  # typical p50 from the sample where it jumped on
     ports_in_use: int  # half the space (at_half), else the reading at that sample
     ceiling: int
@@ -70,16 +70,25 @@ def knee(r: RunResult) -> Knee | None:
     the main job was found or not by the luck of the interval. The 100 ms readings of the
     first second give the early p50 whatever ``--interval`` is; and on a fast host, where
     the first 100 ms reading too ends past 40 %, its median connect came before that
-    (_early_p50s()).
+    (_early_p50s()). The ramp refines what the intervals say and never loses it: where its
+    readings find no knee (a busy machine's ramp samples that read no ports, or skewed
+    early readings), the intervals alone are read too.
     """
     top = ceiling(r)
     if not top:
         return None
-    seen = samples(r)
+    found = _knee_in(samples(r), top)
+    if found is None and r.ramp:
+        return _knee_in(list(r.intervals), top)
+    return found
+
+
+def _knee_in(seen: Sequence[Interval], top: int) -> Knee | None:
+    """knee() over these readings, in time order."""
     early = _early_p50s(seen, top)
     if not early:
         return None
-    before = statistics.median(early)
+    before = _median_connect(early)
     for j, i in enumerate(seen):
         p50 = i.latency_us.get("p50")
         if p50 is None or i.ports_in_use is None or i.ports_in_use < KNEE_OCCUPANCY * top:
@@ -96,16 +105,33 @@ def knee(r: RunResult) -> Knee | None:
     return None
 
 
-def _early_p50s(seen: Sequence[Interval], top: int) -> list[float]:
-    """The p50s of the readings whose median connect came while under KNEE_EARLY of the
-    space was in use. A reading's occupancy at its median connect is taken at its highest
-    the counts allow: from its start (the reading before's ports in use; for the first,
-    its own less the connections it made, not below 0) each connection takes a port until
-    its end's count is reached. A closed loop on a fast host fills half of a 10,000-port
-    range inside the first 100 ms reading (measured: 5,123 ports in use at its end, 5,444
-    connections, p50 9 us, then 550 us): that reading ended past 40 %, but its median
-    connect came at ~2,700 ports, before the port search slowed."""
-    out: list[float] = []
+def _median_connect(readings: Sequence[tuple[float, int]]) -> float:
+    """The median of readings' p50s, each counted as many times as it has successes: a
+    reading of 150 connects slowed by a busy machine must not outvote one of 2,600, and
+    with the ramp's 100 ms readings (a lone driver late for its fine ticks makes them
+    uneven) the plain median of the p50s did (a CI run found no knee where its 1 s
+    intervals found one)."""
+    total = sum(n for _, n in readings)
+    if total <= 0:
+        return statistics.median(p for p, _ in readings)
+    seen = 0
+    for p50, n in sorted(readings):
+        seen += n
+        if 2 * seen >= total:
+            return p50
+    return sorted(readings)[-1][0]  # not reached: the counts add up to the total
+
+
+def _early_p50s(seen: Sequence[Interval], top: int) -> list[tuple[float, int]]:
+    """The p50s (with their successes) of the readings whose median connect came while
+    under KNEE_EARLY of the space was in use. A reading's occupancy at its median connect
+    is taken at its highest the counts allow: from its start (the reading before's ports in
+    use; for the first, its own less the connections it made, not below 0) each connection
+    takes a port until its end's count is reached. A closed loop on a fast host fills half
+    of a 10,000-port range inside the first 100 ms reading (measured: 5,123 ports in use at
+    its end, 5,444 connections, p50 9 us, then 550 us): that reading ended past 40 %, but
+    its median connect came at ~2,700 ports, before the port search slowed."""
+    out: list[tuple[float, int]] = []
     start: int | None = None
     for j, i in enumerate(seen):
         end, p50 = i.ports_in_use, i.latency_us.get("p50")
@@ -114,7 +140,7 @@ def _early_p50s(seen: Sequence[Interval], top: int) -> list[float]:
         if end is not None and p50 is not None:
             at_median = end if start is None else start + min(i.succeeded / 2, max(0, end - start))
             if at_median < KNEE_EARLY * top:
-                out.append(float(p50))
+                out.append((float(p50), i.succeeded))
         start = end
     return out
 

@@ -196,6 +196,42 @@ def test_the_users_run_with_its_ramp_finds_the_knee_inside_the_first_second() ->
     assert findings[1].text.startswith("All 15,957 connections succeeded")
 
 
+def test_a_ramp_whose_samples_read_no_ports_loses_no_knee_the_intervals_find() -> None:
+    # a busy machine: every 100 ms sample but the last failed (ports_in_use null), so no
+    # ramp reading is early; the 1 s intervals still find the knee, and so does knee()
+    r = users_run(with_ramp=True)
+    blind = tuple(dataclasses.replace(p, ports_in_use=None, time_wait=None) for p in r.ramp[:-1])
+    r = dataclasses.replace(r, ramp=(*blind, r.ramp[-1]))
+    coarse = knee(dataclasses.replace(r, ramp=()))
+    assert coarse is not None and (coarse.t, coarse.before_us) == (2.0, 30)
+    assert knee(r) == coarse
+
+
+def test_a_few_slow_early_readings_do_not_outvote_the_many_fast_ones() -> None:
+    # a busy machine's first 400 ms: four readings of 100 connects at p50 3 ms, then three
+    # of 3,000 at 30 us, then 2,000/s at 8 ms as the range fills. By readings the early p50
+    # would be 3 ms (four of seven), and 8 ms is under three times that; by connects it is
+    # 30 us, as the first 1 s interval alone says
+    ports, ramp = 0, []
+    for j, (n, lat) in enumerate([(100, 3000)] * 4 + [(3000, 30)] * 3 + [(20, 8000)] * 3):
+        ports += n
+        ramp.append(part(j / 10, 0.1, [lat] * n, ports))
+    r = users_run(with_ramp=True)
+    later = []
+    for s in range(1, 10):
+        ports += 2_000
+        later.append(part(float(s), 1.0, [8000] * 2_000, ports))
+    total = LatencyHistogram()
+    for i in (fold(ramp), *later):
+        assert i.hdr is not None
+        total.add(LatencyHistogram.decode(i.hdr))
+    r = dataclasses.replace(r, intervals=(fold(ramp), *later), ramp=tuple(ramp), histogram=total)
+    coarse = knee(dataclasses.replace(r, ramp=()))
+    assert coarse is not None and coarse.before_us == 30
+    k = knee(r)
+    assert k is not None and (k.before_us, k.after_us, k.t) == (30, 8003, coarse.t), k
+
+
 def test_readings_in_time_order_are_the_ramp_then_the_intervals_after_it() -> None:
     r = users_run(with_ramp=True)
     ends = [round(i.t + i.dt, 6) for i in samples(r)]
