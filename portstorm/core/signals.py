@@ -107,10 +107,10 @@ def _knee_in(seen: Sequence[Interval], top: int) -> Knee | None:
 
 def _median_connect(readings: Sequence[tuple[float, int]]) -> float:
     """The median of readings' p50s, each counted as many times as it has successes: a
-    reading of 150 connects slowed by a busy machine must not outvote one of 2,600, and
-    with the ramp's 100 ms readings (a lone driver late for its fine ticks makes them
-    uneven) the plain median of the p50s did (a CI run found no knee where its 1 s
-    intervals found one)."""
+    reading of 150 connects slowed by a busy machine must not outvote one of 2,600. The
+    ramp's 100 ms readings are uneven where a lone driver is late for its fine ticks, and
+    the plain median of their p50s let the small ones decide (one way a CI run could find
+    no knee with its ramp where its 1 s intervals found one)."""
     total = sum(n for _, n in readings)
     if total <= 0:
         return statistics.median(p for p, _ in readings)
