@@ -61,15 +61,16 @@ def _run(tmp_path: Path, *args: str) -> dict[str, Any]:
 
 
 def test_held_connections_exhaust_a_100_port_nat_pool_at_exactly_100(tmp_path: Path) -> None:
-    # 106 attempts within 1 s, each held 5 s: the last 6 find no free NAT port; the router
-    # drops their SYNs (and retransmissions) until the 2 s connect timeout
-    doc = _run(tmp_path, "--rate", "106", "--duration", "1", "--hold", "5",
+    # 120 attempts within 1 s, each held 5 s: those past the 100th find no free NAT port;
+    # the router drops their SYNs (and retransmissions) until the 2 s connect timeout
+    doc = _run(tmp_path, "--rate", "120", "--duration", "1", "--hold", "5",
                "--connect-timeout", "2")  # fmt: skip
     t = doc["totals"]
     assert isinstance(t, dict)
-    # 106 scheduled; a busy machine may leave the last start or two undone at the time
-    # bound (not_started), never more than the 6 past the pool
-    assert t["attempts"] + t["not_started"] == 106 and t["not_started"] <= 5, t
+    # 120 scheduled; a busy machine leaves starts undone at the time bound (not_started:
+    # 10 of 106 in a CI run on the slower host, which then never passed the pool), so the
+    # 20 over it leave room for that and still pass it
+    assert t["attempts"] + t["not_started"] == 120 and t["attempts"] > 100, t
     assert t["succeeded"] == 100 and t["failed"] == {"timeout": t["attempts"] - 100}, t
     s = doc["scenario"]
     assert isinstance(s, dict)
@@ -87,13 +88,14 @@ def test_held_connections_exhaust_a_100_port_nat_pool_at_exactly_100(tmp_path: P
     assert sum(row["ports_in_use"] for row in tuples) == 100
     assert all(row["failed"].keys() <= {"timeout"} for row in tuples)
     # the router's side: 100 entries holding the 100 NAT ports, and the SYNs it could not
-    # map dropped at insert (each attempt's SYN and its retransmission before 2 s: 12 seen)
+    # map dropped at insert (each attempt's SYN and its retransmission before 2 s: twice
+    # the timeouts seen)
     routers = [i["router"] for i in _records(doc) if i["router"] is not None]
     assert max(r["conntrack_by_state"].get("established", 0) for r in routers) == 100
     assert max(sum(r["nat_ports_in_use"].values()) for r in routers) == 100
     dropped = sum(i["router"]["conntrack_insert_failed"] for i in _intervals(doc) if i["router"])
     timeouts = t["failed"]["timeout"]
-    assert timeouts <= dropped <= 3 * timeouts, (dropped, timeouts)  # 12 for 6 seen
+    assert timeouts <= dropped <= 3 * timeouts, (dropped, timeouts)
     assert _findings(tmp_path)[0] == "nat-exhausted"
 
 
