@@ -87,8 +87,9 @@ def test_ipv6_server_close_puts_time_wait_on_the_server_and_no_port_runs_out(
     # (ipv6link.py) once held all 100 ports past the first second: port_exhausted here
     doc = _run(tmp_path, "--close", "server", "--duration", "2", "--rate", "100", *EXACT)
     t = doc["totals"]
-    # 200 scheduled; a busy machine may leave a start or two undone at the time bound
-    assert t["attempts"] + t["not_started"] == 200 and t["not_started"] <= 5, t
+    # 200 scheduled; a busy machine leaves starts undone at the time bound (10 of 106 in
+    # a 1 s NAT run of a CI suite on the slower host)
+    assert t["attempts"] + t["not_started"] == 200 and t["not_started"] <= 20, t
     assert t["succeeded"] == t["attempts"] and t["failed"] == {}, t
     assert all(i["time_wait"] == 0 for i in doc["intervals"])
     assert doc["intervals"][-1]["server_time_wait"] > 0  # sockstat in the server's namespace
