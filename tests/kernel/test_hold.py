@@ -72,10 +72,12 @@ def test_an_open_loop_with_a_hold_keeps_rate_times_hold_connections_open(
     assert steady, doc["intervals"]
     if steady[0].established is not None:  # the sampler's count, per interval
         held = [i.established for i in steady]
-        # 200 +- 10 % at steady state (the median). A loaded machine's driver closes late
-        # (a connection then stays open past its hold) and never early: samples of 226 and
-        # 236 were read in full parallel suites, so each sample -15 % to +20 %
-        assert abs(statistics.median(held) - HELD) <= 0.1 * HELD, held
-        assert all(0.85 * HELD <= n <= 1.2 * HELD for n in held), held
+        # 200 at steady state, never fewer: a connection is never closed before its hold
+        # (-15 % for a sample taken at an interval's edge). A loaded machine's driver closes
+        # late and catches up on its starts in a burst, so more: 226 and 236 in full suites,
+        # 282 in a CI run on the slower host (201 the other). A leak would add 100 a second,
+        # past 300 by the end
+        assert all(n >= 0.85 * HELD for n in held), held
+        assert statistics.median(held) <= 1.5 * HELD, held
     sink = doc["scenario"]["sink_stats"]
     assert sink["accepted"] == t["succeeded"] and sink["idle_timeouts"] == 0, sink
