@@ -92,9 +92,9 @@ def test_a_lost_last_ack_is_answered_from_time_wait_and_reset_without_it(tmp_pat
     # taken over after 1 ms through 10 ports: new SYNs meet LAST_ACK, challenge ACK, RST
     # (a resent FIN can also meet a port's new connection still in SYN_SENT: another RST)
     assert reuse["server_rsts_received"] >= reuse["server_kernel"]["TcpExtTCPSYNChallenge"] >= 1
-    # ports came round by takeover (TWRecycled: 15 of 20 in 3 runs beside stress-ng --cpu 3),
-    # or freed when a RST killed their TIME_WAIT (tcp_rfc1337=0): a CI run on the slower
-    # host counted 3 takeovers. At least one is what the case shows
+    # ports came round by takeover (TWRecycled: 15 of 20 in 3 runs beside stress-ng --cpu 3);
+    # a CI run on the slower host counted 3 (its other reasons not recorded: a RST killing a
+    # TIME_WAIT, tcp_rfc1337=0, would free a port too). At least one is what the case shows
     assert reuse["client_kernel"]["TcpExtTWRecycled"] >= 1, reuse
     # RST close: nothing to drop, and the server's every read ends in ECONNRESET
     assert rst["last_acks_seen"] == 0 and rst["server_read_resets"] == 20
