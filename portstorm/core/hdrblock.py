@@ -239,12 +239,11 @@ class HdrBlock:
     @classmethod
     def from_json(cls, d: object) -> HdrBlock:
         m = fields.mapping(d, "")
-        encoding = m.get("encoding")
-        if encoding not in ENCODINGS:
-            allowed = ", ".join(repr(e) for e in ENCODINGS)
-            raise fields.FieldError("encoding", f"{fields.shown(encoding)}; allowed: {allowed}")
-        # one an interval: checked with the run (runform.check_blocks), after its ramp
-        return cls(fields.member(m, "intervals"), fields.member(m, "data"), str(encoding))
+        # the encoding is checked by the constructor; one an interval: checked with the run
+        # (runform.check_blocks), after its ramp
+        return cls(
+            fields.member(m, "intervals"), fields.member(m, "data"), fields.member(m, "encoding")
+        )
 
 
 def _b64z(data: bytes) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -79,7 +80,7 @@ def knee(r: RunResult) -> Knee | None:
         return None
     found = _knee_in(samples(r), top)
     if found is None and r.ramp:
-        return _knee_in(list(r.intervals), top)
+        return _knee_in(r.intervals, top)
     return found
 
 
@@ -111,15 +112,9 @@ def _median_connect(readings: Sequence[tuple[float, int]]) -> float:
     ramp's 100 ms readings are uneven where a lone driver is late for its fine ticks, and
     the plain median of their p50s let the small ones decide (one way a CI run could find
     no knee with its ramp where its 1 s intervals found one)."""
-    total = sum(n for _, n in readings)
-    if total <= 0:
-        return statistics.median(p for p, _ in readings)
-    seen = 0
-    for p50, n in sorted(readings):
-        seen += n
-        if 2 * seen >= total:
-            return p50
-    return sorted(readings)[-1][0]  # not reached: the counts add up to the total
+    ordered = sorted(readings)  # never empty: knee() has returned before
+    upto = list(itertools.accumulate(n for _, n in ordered))
+    return ordered[bisect_left(upto, upto[-1] / 2)][0]
 
 
 def _early_p50s(seen: Sequence[Interval], top: int) -> list[tuple[float, int]]:
