@@ -21,7 +21,11 @@ exec), and call die_with_parent() themselves (sink_server.py).
 
 ``stopped_by_signal()`` turns a SIGINT/SIGTERM into a stop for everything run under Trio:
 a load's (load.drive()) and a sweep's. The built-in sink has no Trio (one epoll loop over
-raw fds): sink_loop.stop_on_signals() wakes its epoll_wait() the same two signals.
+raw fds): sink_loop.stop_on_signals() wakes its epoll_wait() the same two signals. So this module
+imports trio only inside the two functions that await (run_child, stopped_by_signal): the
+sink's child imports it for die_with_parent(), and trio's import was half of that child's
+start-up, paid by every run before its first connection
+(tests/cli/test_startup_imports.py).
 """
 
 from __future__ import annotations
@@ -36,8 +40,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
-
-import trio
 
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -103,6 +105,8 @@ async def run_child(cmd: list[str], out: IO[bytes], cwd_fd: int | None = None) -
     Its end is awaited on a pidfd. Cancelled (Ctrl-C): SIGTERM, so a run saves its partial
     result; SIGKILL if it has not ended CHILD_STOP_S later.
     """
+    import trio  # here, not at the top: see the module header
+
     proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd_fd=cwd_fd)
     pidfd = os.pidfd_open(proc.pid)
     try:
@@ -126,6 +130,8 @@ async def run_child(cmd: list[str], out: IO[bytes], cwd_fd: int | None = None) -
 async def stopped_by_signal(stop: Callable[[], None]) -> AsyncIterator[None]:
     """While the body runs, the first SIGINT or SIGTERM calls ``stop()`` (once): the body
     then ends by itself, with what it has, instead of by an exception."""
+    import trio  # here, not at the top: see the module header
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         if _interrupted.is_set():
             # a signal before the receiver whose KeyboardInterrupt Python swallowed (see

@@ -11,9 +11,12 @@ import math
 import os
 import resource
 import socket
+from typing import TYPE_CHECKING
 
 from portstorm.core.errors import EnvironmentProblem
-from portstorm.core.result import HostInfo
+
+if TYPE_CHECKING:  # the built-in sink's child imports this module: see host_info()
+    from portstorm.core.result import HostInfo
 
 MAX_DEFAULT_WORKERS = 16
 RATE_PER_WORKER = 10_000  # open loop: one process keeps ~25,000/s; this leaves headroom
@@ -35,6 +38,10 @@ def default_sink_workers(driver_workers: int) -> int:
 
 
 def host_info() -> HostInfo:
+    # core.result imported here: the sink's child needs only raise_nofile_to_hard(), and
+    # result.py's import (with what it imports) was a quarter of that child's start-up
+    from portstorm.core.result import HostInfo
+
     u = os.uname()
     return HostInfo(hostname=socket.gethostname(), kernel=u.release, cpus=os.cpu_count() or 1)
 
