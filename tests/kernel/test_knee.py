@@ -44,10 +44,12 @@ def test_the_knee_inside_the_first_second_is_found_with_one_second_intervals(
     assert r.model is not None and r.model.port_space == top
     # the shape that hid the knee: the first 1 s interval already past 40 % of the range
     assert first.ports_in_use is not None and first.ports_in_use >= 0.4 * top, first
-    # the intervals alone find it too (the first one's median connect came before the
-    # search slowed), but only by the end of the first slow interval, after the first second
+    # the intervals alone find it only by the end of the first slow interval, after the
+    # first second, or not at all: on a busy machine a lone driver's first tick can come
+    # at 2 s, the run's one interval (seen under stress-ng: intervals ending at 2.06 s, its
+    # ramp's four readings still placing the knee at 0.72 s)
     coarse = knee(dataclasses.replace(r, ramp=()))
-    assert coarse is not None and coarse.t > 1.0, coarse
+    assert coarse is None or coarse.t > 1.0, coarse
 
     # the ramp: 100 ms parts of the first interval, adding up to it exactly. Their ends are
     # the ticks as they fired: past the knee a connect() holds the loop for milliseconds,
