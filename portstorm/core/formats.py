@@ -10,7 +10,7 @@ from __future__ import annotations
 from portstorm.core import fields
 from portstorm.core.errors import UsageError
 
-RUN = "portstorm.run/2"  # result.json (core/result.py)
+RUN = "portstorm.run/3"  # result.json (core/result.py)
 INTERVALS = "portstorm.intervals/1"  # intervals.jsonl (core/intervallog.py)
 SWEEP = "portstorm.sweep/1"  # sweep.json (core/sweep.py)
 COMPARE = "portstorm.compare/1"  # ``portstorm compare --json`` (core/compare.py)

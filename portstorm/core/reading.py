@@ -11,13 +11,14 @@ formats. portstorm runs as root and reads files other users may have put in its 
   UsageError line naming the file, never a traceback.
 - A path a saved file names (a sweep's runs, a report's links) is followed only when it
   stays inside its folder (``inside``).
-- A deflated block inside a file inflates to at most what its intervals can hold, and a
-  histogram's zlib stream to at most what a histogram can hold (``inflate``): a few KB of
-  crafted deflate expand to gigabytes.
+- A compressed block inside a file (deflate: ``inflate``; bzip2: ``bunzip``) expands to
+  at most what its intervals can hold, and a histogram's zlib stream to at most what a
+  histogram can hold: a few KB of crafted deflate or bzip2 expand to gigabytes.
 """
 
 from __future__ import annotations
 
+import bz2
 import json
 import os
 import stat
@@ -95,6 +96,29 @@ def inflate(data: bytes, cap: int) -> bytes:
         raise zlib.error(f"inflates past {_size(cap)}")
     if not d.eof:
         raise zlib.error("the stream is cut short")
+    return out
+
+
+class StreamError(ValueError):
+    """A compressed stream that cannot be read back whole: damaged, cut short, larger
+    than allowed or followed by other bytes."""
+
+
+def bunzip(data: bytes, cap: int) -> bytes:
+    """A bzip2 stream decompressed, to at most ``cap`` bytes; StreamError when it is
+    damaged, cut short, larger than that or followed by other bytes (a second stream
+    included: only one is ever written)."""
+    d = bz2.BZ2Decompressor()
+    try:
+        out = d.decompress(data, cap + 1)
+    except OSError as e:  # "Invalid data stream"
+        raise StreamError(str(e)) from None
+    if len(out) > cap:
+        raise StreamError(f"decompresses past {_size(cap)}")
+    if not d.eof:
+        raise StreamError("the stream is cut short")
+    if d.unused_data:
+        raise StreamError("bytes after the end of the stream")
     return out
 
 

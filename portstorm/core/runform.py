@@ -1,5 +1,5 @@
-"""The compact form of a run's intervals in ``portstorm.run/2`` (core/result.py): each
-interval an object with DESIGN.md's names, the rest of what it measured in columns.
+"""The compact form of a run's intervals in ``portstorm.run/2`` and ``/3`` (core/result.py):
+each interval an object with DESIGN.md's names, the rest of what it measured in columns.
 
 Containing the writing and reading of the interval objects, their columns and the counter
 names they share; no files. An interval of ``portstorm.run/1`` was ~930 bytes, most of it
@@ -8,7 +8,8 @@ zeros: 13 client and 13 server kernel counters, empty maps, nulls, its own histo
 - ``t``, ``attempts``, ``succeeded``, ``failed``, ``latency_us`` {p50, p99}, ``time_wait``,
   ``server_time_wait``, ``ports_in_use`` (null when not read), ``kernel`` (null when not
   read) with TcpExtTW, TcpExtTWRecycled, TcpExtTCPTimeWaitOverflow, TcpExtListenDrops and
-  TcpOutRsts, zero or not; ``established`` and ``router`` in every interval of a run that
+  TcpOutRsts, zero or not (version 3: those of them that changed in some interval of the
+  run; the others read back 0); ``established`` and ``router`` in every interval of a run that
   read them (null where one did not); ``other_errnos``, ``not_started``,
   ``transaction_us`` and ``http_status`` where they hold something (absent: null, empty
   or 0, as version 1's older files read);

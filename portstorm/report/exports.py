@@ -24,7 +24,7 @@ from portstorm.core import counters as counter_rows
 from portstorm.core import fields
 from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
-from portstorm.core.hdrblock import PAYLOADS, checked_payload, max_us, standard
+from portstorm.core.hdrblock import checked_payload, max_us, standard
 from portstorm.core.outcome import FAILURES
 from portstorm.core.result import RunResult
 from portstorm.report.runcharts import KERNEL_COUNTERS
@@ -155,7 +155,7 @@ def _interval_histograms(r: RunResult) -> tuple[list[bytes], list[bytes | None]]
         return lines, []
     try:
         with fields.within("interval_hdr"):
-            if block.encoding == PAYLOADS:
+            if block.holds_payloads:
                 return [b""] * block.intervals, block.payloads()
             return block.lines(), []
     except FieldError as e:

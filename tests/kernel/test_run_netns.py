@@ -26,7 +26,7 @@ def test_closed_loop_five_seconds_against_the_builtin_sink_completes(tmp_path: P
     doc = load(tmp_path / "result.json")
     t = doc["totals"]
     assert doc["complete"] is True
-    assert doc["format"] == RUN == "portstorm.run/2"
+    assert doc["format"] == RUN == "portstorm.run/3"
     assert t["succeeded"] > 1000, t
     assert t["attempts"] == t["succeeded"] + sum(t["failed"].values())
     assert 5.0 <= doc["duration_s"] < 5.0 + 3.0 + 1.0  # duration, plus at most the drain

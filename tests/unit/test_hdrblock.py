@@ -1,7 +1,7 @@
-"""result.json's per-interval histogram block: written as V2 payloads compressed together,
-read back as the standard encodings it was made of; a block written as lines (the first
-version 2 files) still reads the same; a damaged, unknown or inflating block (and the
-intervals' columns) names itself.
+"""result.json's per-interval histogram block: written as V2 payloads bzip2'd together,
+read back as the standard encodings it was made of; a block of deflated payloads (version 2
+files of 2026-12-02) or of lines (the first version 2 files) still reads the same; a
+damaged, unknown or inflating block (and the intervals' columns) names itself.
 
 Pure: histograms are built here; sizes are measured, times never.
 """
@@ -9,6 +9,7 @@ Pure: histograms are built here; sizes are measured, times never.
 from __future__ import annotations
 
 import base64
+import bz2
 import dataclasses
 import json
 import random
@@ -22,7 +23,7 @@ from hdrh.histogram import HdrHistogram
 
 from portstorm.core.errors import UsageError
 from portstorm.core.fields import FieldError
-from portstorm.core.hdrblock import ENCODINGS, HISTOGRAM_CAP, PAYLOADS, HdrBlock
+from portstorm.core.hdrblock import BZIP2, ENCODINGS, HISTOGRAM_CAP, PAYLOADS, HdrBlock
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.result import RunResult, load_result, result_text
 from portstorm.report.exports import hlog_bytes
@@ -52,10 +53,16 @@ def _as_lines(texts: list[str | None]) -> HdrBlock:
     return HdrBlock(len(texts), base64.b64encode(zlib.compress(joined)).decode(), LINES)
 
 
+def _deflated_payloads(block: HdrBlock) -> HdrBlock:
+    """The block as version 2 files of 2026-12-02 held it: the same payloads, deflated."""
+    flat = bz2.decompress(base64.b64decode(block.data))
+    return HdrBlock(block.intervals, base64.b64encode(zlib.compress(flat)).decode(), PAYLOADS)
+
+
 def test_a_block_gives_back_the_standard_encodings_it_was_made_of() -> None:
     texts = _distinct(60)
     block = HdrBlock.of(texts)
-    assert block is not None and block.encoding == PAYLOADS
+    assert block is not None and block.encoding == BZIP2
     assert block.texts() == texts
     again = HdrBlock.from_json(json.loads(json.dumps(block.to_json())))
     assert again == block and again.texts() == texts
@@ -63,19 +70,33 @@ def test_a_block_gives_back_the_standard_encodings_it_was_made_of() -> None:
 
 
 def test_payloads_compressed_together_take_less_room_than_lines() -> None:
-    texts = _distinct(200)
+    texts = _distinct(500)
     block = HdrBlock.of(texts)
     assert block is not None
-    lines = _as_lines(texts)
-    assert lines.texts() == block.texts()
-    # measured here: 0.65 of the lines' size (0.72 on a real run's 600)
-    assert len(block.data) < 0.8 * len(lines.data)
+    lines, deflated = _as_lines(texts), _deflated_payloads(block)
+    assert lines.texts() == deflated.texts() == block.texts()
+    # measured here: deflated 0.63 of the lines' size (0.72 on a real run's 600); bzip2
+    # 0.88 of deflate's (0.83 on long_runs.py's distinct day of 86,400)
+    assert len(deflated.data) < 0.8 * len(lines.data)
+    assert len(block.data) < 0.93 * len(deflated.data)
+
+
+def test_a_block_of_deflated_payloads_reads_and_exports_as_the_bzip2_one() -> None:
+    r = simulate(ports=100, rate=50, duration=12, sandbox="pair")
+    doc = json.loads(result_text(r))
+    new = RunResult.from_json(json.loads(json.dumps(doc)), lazy=True)
+    assert new.interval_hdrs is not None
+    doc["interval_hdr"] = _deflated_payloads(new.interval_hdrs).to_json()
+    old = RunResult.from_json(doc, lazy=True)
+    assert old.interval_hdrs is not None and old.interval_hdrs.encoding == PAYLOADS
+    assert old.interval_histograms() == new.interval_histograms() == [i.hdr for i in r.intervals]
+    assert hlog_bytes(old) == hlog_bytes(new) == hlog_bytes(r)
 
 
 def test_a_file_whose_block_is_lines_reads_and_exports_as_before() -> None:
     r = simulate(ports=100, rate=50, duration=12, sandbox="pair")
     doc = json.loads(result_text(r))
-    assert doc["interval_hdr"]["encoding"] == PAYLOADS
+    assert doc["interval_hdr"]["encoding"] == BZIP2
     new = RunResult.from_json(json.loads(json.dumps(doc)), lazy=True)
     doc["interval_hdr"] = _as_lines(new.interval_histograms()).to_json()
     old = RunResult.from_json(doc, lazy=True)
@@ -86,7 +107,7 @@ def test_a_file_whose_block_is_lines_reads_and_exports_as_before() -> None:
 
 def _entries(block: HdrBlock) -> list[bytes]:
     """The block's stream split into its entries: a 4-byte length, then that many bytes."""
-    flat, at, out = zlib.decompress(base64.b64decode(block.data)), 0, []
+    flat, at, out = bz2.decompress(base64.b64decode(block.data)), 0, []
     while at < len(flat):
         n = 4 + int.from_bytes(flat[at : at + 4], "big")
         out.append(flat[at : at + n])
@@ -109,7 +130,7 @@ def test_a_truncated_block_names_where_it_ends(
     assert block is not None
     entries = _entries(block)
     assert len(entries) == 6 and len(entries[4]) > 30
-    short = base64.b64encode(zlib.compress(b"".join(keep(entries)))).decode()
+    short = base64.b64encode(bz2.compress(b"".join(keep(entries)))).decode()
     with pytest.raises(FieldError, match=message):
         dataclasses.replace(block, data=short).texts()
 
@@ -144,12 +165,25 @@ def test_a_block_that_inflates_past_what_its_intervals_can_hold_is_refused() -> 
     bomb = _deflated(b"\0" * (3 << 20))  # 3 KB that inflate to 3 MiB, for two intervals
     assert len(bomb) < 8_000
     with pytest.raises(FieldError, match=r"data: .*inflates past 1 MiB"):
+        HdrBlock(2, bomb, PAYLOADS).texts()
+    bomb = base64.b64encode(bz2.compress(b"\0" * (3 << 20))).decode()  # 100 bytes of bzip2
+    assert len(bomb) < 200
+    with pytest.raises(FieldError, match=r"data: not a bzip2 stream .*decompresses past 1 MiB"):
         HdrBlock(2, bomb).texts()
     block = HdrBlock.of(_distinct(40))
     assert block is not None
-    cut = base64.b64encode(base64.b64decode(block.data)[:-6]).decode()
+    for damaged, message in [
+        (base64.b64decode(block.data)[:-6], "cut short"),
+        (base64.b64decode(block.data) + b"BZh9", "bytes after the end of the stream"),
+        (b"BZh9" + b"\x17" * 40, "Invalid data stream"),
+    ]:
+        with pytest.raises(FieldError, match=message) as e:
+            dataclasses.replace(block, data=base64.b64encode(damaged).decode()).texts()
+        assert "\n" not in str(e.value)
+    deflated = _deflated_payloads(block)
+    cut = base64.b64encode(base64.b64decode(deflated.data)[:-6]).decode()
     with pytest.raises(FieldError, match="cut short"):
-        dataclasses.replace(block, data=cut).texts()
+        dataclasses.replace(deflated, data=cut).texts()
 
 
 def test_a_file_whose_columns_inflate_past_what_its_intervals_hold_is_refused_in_one_line(

@@ -1,6 +1,6 @@
 """Long runs: charts draw bins whose totals are exact and whose envelopes keep a spike,
-result.json's version 2 reads back what it wrote and stays small per interval, and a
-version 1 file still loads, exports and is worded.
+result.json's version 3 reads back what it wrote and stays small per interval, and version
+1 and 2 files still load, export and are worded.
 
 Pure and in-process: intervals are built here, not measured (a day of them would take a
 day); sizes are measured, times never (benchmarks/long_runs.py times them).
@@ -20,7 +20,7 @@ from hdrh.histogram import HdrHistogram
 from portstorm.core.bins import bins, failing_spans, widened
 from portstorm.core.fields import FieldError
 from portstorm.core.findings import _made_within, run_findings
-from portstorm.core.hdrblock import HdrBlock, max_us, payload
+from portstorm.core.hdrblock import PAYLOADS, HdrBlock, max_us, payload
 from portstorm.core.histogram import LatencyHistogram
 from portstorm.core.records import Interval
 from portstorm.core.result import RunResult, load_result, result_text
@@ -29,6 +29,12 @@ from portstorm.report.exports import hlog, intervals_csv
 from tests.support.reportdata import simulate
 
 EXAMPLE = Path(__file__).parents[2] / "reports/examples/run-port-exhaustion/result.json"
+# written by portstorm.run/2's writer (commit f147f78) from _run_2_made()
+RUN_2 = Path(__file__).parent / "data/run2-simulated.json"
+
+
+def _run_2_made() -> RunResult:
+    return simulate(ports=100, rate=50, duration=12, sandbox="pair", syn_tail=3)
 
 
 def _long(n: int, spike_at: int) -> list[Interval]:
@@ -90,7 +96,7 @@ def test_a_run_2_file_reads_back_what_it_wrote() -> None:
     r = simulate(ports=100, rate=50, duration=90, sandbox="pair")
     text = result_text(r)
     doc = json.loads(text)
-    assert doc["format"] == "portstorm.run/2"
+    assert doc["format"] == "portstorm.run/3"
     back = RunResult.from_json(doc)
     again = RunResult.from_json(json.loads(result_text(back)))
     assert again.to_json() == back.to_json()  # a fixed point after the first write
@@ -109,14 +115,38 @@ def test_a_run_2_file_reads_back_what_it_wrote() -> None:
 
 
 def test_each_interval_object_keeps_design_md_s_names() -> None:
-    doc = json.loads(result_text(simulate(ports=100, rate=50, duration=5)))
+    r = simulate(ports=100, rate=50, duration=5, syn_tail=2)
+    doc = json.loads(result_text(r))
+    # the counters that changed in the run, each in every interval, zero or not; those
+    # that never did in none, listed as read: they read back 0
+    changed, never = {"TcpExtTW"}, {"TcpExtTWRecycled", "TcpExtTCPTimeWaitOverflow",
+                                     "TcpExtListenDrops", "TcpOutRsts"}  # fmt: skip
+    kernels = [i.kernel or {} for i in r.intervals]
+    assert kernels[-1]["TcpExtTW"] == 0  # the 100 ports held: nothing closed
+    assert not any(k[n] for k in kernels for n in never)
+    assert never <= set(doc["interval_counters"]["kernel"])
     for item in doc["intervals"]:
         for name in ("t", "attempts", "succeeded", "failed", "time_wait", "server_time_wait",
                      "ports_in_use", "latency_us", "kernel"):  # fmt: skip
             assert name in item, (name, item)
         assert set(item["latency_us"]) == {"p50", "p99"}
-        assert {"TcpExtTW", "TcpExtTWRecycled", "TcpExtTCPTimeWaitOverflow",
-                "TcpExtListenDrops", "TcpOutRsts"} <= set(item["kernel"])  # fmt: skip
+        assert set(item["kernel"]) == changed, item["kernel"]
+    back = RunResult.from_json(doc)
+    assert [i.kernel for i in back.intervals] == [i.kernel for i in r.intervals]
+
+
+def test_a_run_2_file_still_loads_and_reads_as_the_same_run_written_now() -> None:
+    assert json.loads(RUN_2.read_text())["format"] == "portstorm.run/2"
+    old = load_result(RUN_2, lazy=True)
+    assert old.interval_hdrs is not None and old.interval_hdrs.encoding == PAYLOADS
+    item = json.loads(RUN_2.read_text())["intervals"][0]
+    assert "TcpExtListenDrops" in item["kernel"]  # version 2: the five zero or not
+    new = RunResult.from_json(json.loads(result_text(_run_2_made())), lazy=True)
+    assert old.interval_hdrs != new.interval_hdrs  # deflated there, bzip2'd here
+    assert old.with_interval_histograms().intervals == new.with_interval_histograms().intervals
+    assert (old.attempts, old.histogram.encode()) == (new.attempts, new.histogram.encode())
+    assert intervals_csv(old) == intervals_csv(new) and hlog(old) == hlog(new)
+    assert [f.text for f in run_findings(old)] == [f.text for f in run_findings(new)]
 
 
 def test_a_long_result_stays_small_per_interval() -> None:
