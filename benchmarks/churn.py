@@ -12,10 +12,13 @@ close and for FIN close (the client closes first):
   b  portstorm's driver (default --workers) against the same C sink (the round's better
      sink count)
   c  portstorm's driver against portstorm's own sink (defaults for both)
+  p  the C client's loop in Python (benchmarks/py_loop.py: the hot loop's syscalls and
+     nothing else, one process per core) against the round's C sink: as far as a Python
+     driver can go on this host
 
-in --repeat rounds of a, b, c (so that the three of a round see the same machine), and
+in --repeat rounds of a, p, b, c (so that the four of a round see the same machine), and
 prints connections/s (median of the rounds) and the ratios b/a and c/a, of the medians and
-the medians of each round's own. Then, unless
+the medians of each round's own, and p/a, b/p and c/p. Then, unless
 --rss-connections 0, memory: portstorm (c's setup, RST close) runs until it has made that
 many connections (10 million by default), and the resident memory of each of its processes
 (the run, its driver workers, the sink) is read from /proc at 1 million connections and at
@@ -42,6 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 C_DIR = Path(__file__).resolve().parent / "c"
+PY_LOOP = Path(__file__).resolve().parent / "py_loop.py"
 SINK_PORT = 9000  # outside the range below: the sink's port is never a client port
 SYSCTLS = {
     "net/ipv4/ip_local_port_range": "10000 65535",
@@ -94,10 +98,11 @@ class CSink:
 def c_client(
     exe: Path, seconds: float, close: str, processes: int, args: Sequence[str] = ()
 ) -> float:
-    """Connections/s of a C client; ``args`` go between its close mode and its process
-    count (crr_client's sizes)."""
+    """Connections/s of a C client (or py_loop.py, run with this Python); ``args`` go
+    between its close mode and its process count (crr_client's sizes)."""
+    run = [sys.executable, str(exe)] if exe.suffix == ".py" else [str(exe)]
     out = subprocess.run(
-        [str(exe), "127.0.0.1", str(SINK_PORT), str(seconds), close, *args, str(processes)],
+        [*run, "127.0.0.1", str(SINK_PORT), str(seconds), close, *args, str(processes)],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     # "connections N failures M seconds S"
@@ -124,23 +129,29 @@ def rounds(
     b: Callable[[int], float],
     c: Callable[[], float],
     labels: tuple[str, str, str],
+    p: tuple[str, Callable[[int], float]] | None = None,
 ) -> tuple[float, float, float, float]:
     """a, b and c in rounds (a with one C sink process and with one per core, b against
     the round's better C sink, then c), so that the three of a round see the same
     machine: shared with other work, its rate moved by a third from one minute to the
     next, and three a's, then three b's, then three c's compared different minutes. Prints
     each line's median and runs; returns b/a and c/a of the medians (a: the better sink
-    count's), then the medians of the rounds' own b/a and c/a."""
+    count's), then the medians of the rounds' own b/a and c/a. ``p`` (its label, and its
+    run against a sink count): a line measured after a, against the round's better sink,
+    printed with p/a and b/p (the Python loop, py_loop.py)."""
     cores = len(os.sched_getaffinity(0))
     sinks = sorted({1, cores})
     a_runs: dict[int, list[float]] = {n: [] for n in sinks}
     b_runs: list[tuple[float, int]] = []
     c_runs: list[float] = []
     round_b, round_c = [], []
+    p_runs: list[float] = []
     for _ in range(repeat):
         for n in sinks:
             a_runs[n].append(a(n))
         best = max(sinks, key=lambda n: a_runs[n][-1])
+        if p is not None:
+            p_runs.append(p[1](best))
         b_runs.append((b(best), best))
         c_runs.append(c())
         round_b.append(b_runs[-1][0] / a_runs[best][-1])
@@ -153,9 +164,13 @@ def rounds(
         return m
 
     best_a = max(line(labels[0].format(n=n), a_runs[n]) for n in sinks)
+    pm = line(p[0], p_runs) if p is not None else None
     b = line(labels[1], [v for v, _ in b_runs], [f" x{n}" for _, n in b_runs])
     c = line(labels[2], c_runs)
     rb, rc = statistics.median(round_b), statistics.median(round_c)
+    if pm is not None:
+        print(f"  p/a = {pm / best_a:.2f}   b/p = {b / pm:.2f}   c/p = {c / pm:.2f}   (p: as far "
+              "as a Python loop of these syscalls goes here)")  # fmt: skip
     print(f"  b/a = {b / best_a:.2f}   c/a = {c / best_a:.2f}   (medians of the rounds' own "
           f"ratios: b/a {rb:.2f}, c/a {rc:.2f})")  # fmt: skip
     return b / best_a, c / best_a, rb, rc
@@ -183,11 +198,19 @@ def throughput(exes: dict[str, Path], seconds: float, repeat: int, work: Path) -
             finally:
                 sink.stop()
 
+        def p(sink_procs: int, close: str = close) -> float:
+            sink = CSink(exes["churn_sink"], sink_procs)
+            try:
+                return c_client(PY_LOOP, seconds, close, cores)
+            finally:
+                sink.stop()
+
         c = partial(portstorm_rate, ["--close", ps_close, "--duration", secs], work / "c")
         labels = (f"a  C client x{cores} -> C sink x{{n}}",
                   "b  portstorm driver (default workers) -> the round's C sink",
                   "c  portstorm driver -> portstorm sink (defaults)")  # fmt: skip
-        ratios.append((close, *rounds(repeat, a, b, c, labels)))
+        p_label = f"p  Python loop x{cores} (py_loop.py) -> the round's C sink"
+        ratios.append((close, *rounds(repeat, a, b, c, labels, (p_label, p))))
     print("\nsummary:", "; ".join(f"{c}: b/a {b:.2f}, c/a {r:.2f} (rounds: {rb:.2f}, {rc:.2f})"
                                   for c, b, r, rb, rc in ratios))  # fmt: skip
 

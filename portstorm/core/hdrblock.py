@@ -1,17 +1,19 @@
 """Per-interval latency histograms stored together: result.json's ``interval_hdr`` block
-(``portstorm.run/2``), kept encoded until something asks for them.
+(``portstorm.run/2`` and ``/3``), kept encoded until something asks for them.
 
 Containing the block's encoding and decoding, the cheap check of one histogram's encoding,
 and an interval's maximum read without building the histogram; no files.
 
 Three encodings, named in the block's ``encoding``:
-- ``hdrh-v2-payloads-bzip2-base64`` (written since 2026-12-03, ``portstorm.run/3``): the
-  payloads below, bzip2'd instead of deflated. On benchmarks/long_runs.py's day of 86,400
+- ``hdrh-v2-payloads-bzip2-base64`` (written since 2026-12-03, ``portstorm.run/3``, where
+  the histograms differ from interval to interval: ``_REPEATING``): the payloads below,
+  bzip2'd instead of deflated. On benchmarks/long_runs.py's day of 86,400
   distinct histograms (~400 connects each): 6.6 MB against deflate's 7.9 MB (0.83; the
   Burrows-Wheeler sort finds the counts' repeats across intervals that deflate's 32 KB
   window misses), 2.0 s to write against 1.2 s and 1.0 s to read against 0.13 s. lzma
   made the same size in 22 s.
-- ``hdrh-v2-payloads-deflate-base64`` (written 2026-12-02, still read): each interval's
+- ``hdrh-v2-payloads-deflate-base64`` (written since 2026-12-02; from 2026-12-03 for
+  histograms that repeat, where it is as small and bzip2 is slow): each interval's
   V2 payload (HdrHistogram's counts as ZigZag LEB128, uncompressed) after a 4-byte
   big-endian length (0: no histogram), the whole deflated and base64'd once. Compressed
   together, the histograms of a run share what they have in common (the same buckets,
@@ -51,6 +53,12 @@ PAYLOADS = "hdrh-v2-payloads-deflate-base64"
 BZIP2 = "hdrh-v2-payloads-bzip2-base64"  # written
 ENCODINGS = (BZIP2, PAYLOADS, _LINES)
 _OF_PAYLOADS = (BZIP2, PAYLOADS)
+# bzip2 (BZIP2) for histograms that differ, deflate (PAYLOADS) for those that repeat: on a
+# day of distinct ones bzip2 took 1.3 s for 0.83 of deflate's size, on long_runs.py's day
+# that repeats every 20 intervals 4.6 s (its block sort's slow case) against deflate's
+# 0.1 s, for 82 KB against 98 KB. The first MiB deflated (a few ms) tells them apart: to
+# 0.46 of its size there, 0.03 here.
+_SAMPLE, _REPEATING = 1 << 20, 0.15
 _LENGTH = struct.Struct(">I")
 # a V2 payload of portstorm's layout (45,000 counters, 9 bytes each at most) is under 0.5 MB
 HISTOGRAM_CAP = 1 << 20
@@ -182,7 +190,10 @@ class HdrBlock:
                 return cls(len(texts), _b64z(joined), _LINES)
             parts.append(_LENGTH.pack(len(raw)))
             parts.append(raw)
-        return cls(len(texts), base64.b64encode(bz2.compress(b"".join(parts))).decode("ascii"))
+        flat = b"".join(parts)
+        if len(zlib.compress(flat[:_SAMPLE], 1)) < _REPEATING * len(flat[:_SAMPLE]):
+            return cls(len(texts), _b64z(flat), PAYLOADS)  # histograms that repeat
+        return cls(len(texts), base64.b64encode(bz2.compress(flat)).decode("ascii"))
 
     @property
     def holds_payloads(self) -> bool:

@@ -81,6 +81,16 @@ def test_payloads_compressed_together_take_less_room_than_lines() -> None:
     assert len(block.data) < 0.93 * len(deflated.data)
 
 
+def test_histograms_that_repeat_are_deflated_where_bzip2_gains_little_and_is_slow() -> None:
+    # long_runs.py's days: bzip2 took 4.6 s for one that repeats every 20 intervals,
+    # deflate 0.1 s, for 82 against 98 KB; histograms that differ are bzip2'd (above)
+    texts = _distinct(20) * 400
+    block = HdrBlock.of(texts)
+    assert block is not None and block.encoding == PAYLOADS
+    assert block.texts() == texts
+    assert len(block.data) < 0.02 * sum(len(t or "") for t in texts)
+
+
 def test_a_block_of_deflated_payloads_reads_and_exports_as_the_bzip2_one() -> None:
     r = simulate(ports=100, rate=50, duration=12, sandbox="pair")
     doc = json.loads(result_text(r))
