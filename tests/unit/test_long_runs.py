@@ -92,7 +92,7 @@ def test_bins_add_up_to_the_intervals_exactly() -> None:
     assert len(bins(ivs[:1000], max_bins=1000)) == 1000  # short runs: one interval a bin
 
 
-def test_a_run_2_file_reads_back_what_it_wrote() -> None:
+def test_a_run_3_file_reads_back_what_it_wrote() -> None:
     r = simulate(ports=100, rate=50, duration=90, sandbox="pair")
     text = result_text(r)
     doc = json.loads(text)
