@@ -26,6 +26,7 @@ from portstorm.report.style import (
     SKY,
     VERMILLION,
     YELLOW,
+    count_log_axis,
     legend_columns,
     line,
     new_figure,
@@ -117,7 +118,7 @@ def nat_ports(r: RunResult) -> Figure:
     high = max((c[0] for c in ceilings), default=0)
     log = bool(top and high > 20 * top)
     if log:
-        ax.set_yscale("symlog", linthresh=max(10.0, top / 10))
+        count_log_axis(ax, max(10.0, top / 10))
     _shade_failures(ax, r)
     if not pts:
         ax.text(0.5, 0.5, "the router was not read in this run", transform=ax.transAxes,

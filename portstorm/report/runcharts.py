@@ -35,6 +35,7 @@ from portstorm.report.style import (
     OUTCOME_COLOURS,
     SKY,
     VERMILLION,
+    count_log_axis,
     legend_columns,
     line,
     new_figure,
@@ -123,7 +124,7 @@ def port_space(r: RunResult) -> Figure:
             what += f"{f' x {tuples} tuples' if tuples > 1 else ''} = {ceil:,}"
         ax.axhline(ceil, color=GREY, lw=5, alpha=0.5, zorder=1, label=f"ceiling: {what}")
         if top and ceil > 20 * top:
-            ax.set_yscale("symlog", linthresh=max(10.0, top / 10))
+            count_log_axis(ax, max(10.0, top / 10))
     _mark_failures(ax, r)
     if not top and ceil is None and not unread:
         _no_data(ax, "not sampled in this run")

@@ -287,3 +287,22 @@ def test_the_ceiling_is_named_by_its_ports_and_by_its_sum_only_over_several_tupl
         }
     assert "ceiling: 100 usable ports" in labels["one"], labels["one"]  # not "= 100" again
     assert "ceiling: 100 usable ports x 3 tuples = 300" in labels["three"], labels["three"]
+
+
+def test_a_log_axis_of_counts_is_labelled_in_numbers_not_powers_of_ten() -> None:
+    # 20,000 ports against 50 held: the ceiling is more than 20 times the data, so the
+    # port-space axis is symlog; its labels read 0, 10, 100, 1,000, 10,000 (matplotlib's
+    # own are TeX powers of ten, typeset through mathtext)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from portstorm.report.runcharts import port_space
+
+    with charting():
+        fig = port_space(simulate(ports=20_000, rate=10, duration=5))
+        canvas: Any = FigureCanvasAgg(fig)  # matplotlib's draw() is untyped
+        canvas.draw()
+        (ax,) = fig.get_axes()
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert ax.get_yscale() == "symlog"
+    assert {"0", "100", "1,000", "10,000"} <= set(labels), labels
+    assert not [t for t in labels if "$" in t or "^" in t], labels
