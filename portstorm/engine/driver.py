@@ -119,7 +119,7 @@ class Driver(Attempts):
             cap = self.share.part(cap)
         async with trio.open_nursery() as outer:
             step_ns = int(sc.interval_s * 1e9)
-            outer.start_soon(tick, self._t0, step_ns, self._tick, self._records.whole)
+            outer.start_soon(tick, self._t0, step_ns, self._tick, self._records.whole, self._calm)
             with self._load_scope:
                 async with trio.open_nursery() as load:
                     if sc.rate is not None:

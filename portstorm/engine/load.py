@@ -90,6 +90,7 @@ async def tick(
     step_ns: int,
     on_tick: Callable[[int], Awaitable[None]],
     skip_late: bool = False,
+    calm: Callable[[int], None] | None = None,
 ) -> None:
     """Call ``on_tick(k)`` for k = 1, 2, ... until cancelled: every 100 ms through the first
     second (the ramp, core/ramp.py: the knee needs readings from before the port space
@@ -101,6 +102,10 @@ async def tick(
     for milliseconds, and 32 tasks of them made a scheduler pass of 0.1 to 0.4 s; each
     tick (a wake-up, then the sample's thread) took two or three passes, and ten fine ticks
     ran on to 3 s, the first interval with them. The closing tick is never skipped.
+
+    ``calm``, if given, is told the perf_counter_ns() time of each tick before it is
+    waited for, and 0 while ``on_tick`` runs: the closed loop's tasks yield less often
+    until a tick is due and often while one is taken (attempts.py, CALM_SLICE_NS).
     """
     ends = ramp_ends_ns(step_ns)
 
@@ -117,7 +122,10 @@ async def tick(
     k = 1
     while True:
         k = skipped(k)
-        wait = t0_ns + tick_offset_ns(k, step_ns, ends) - perf_counter_ns()
+        due_ns = t0_ns + tick_offset_ns(k, step_ns, ends)
+        if calm is not None:
+            calm(due_ns)
+        wait = due_ns - perf_counter_ns()
         if wait > 0:
             await trio.sleep(wait / 1e9)
         else:
@@ -128,6 +136,8 @@ async def tick(
             # receiver (trio delivers SIGTERM to a task), so only SIGKILL ended it.
             await trio.lowlevel.checkpoint()
         k = skipped(k)
+        if calm is not None:
+            calm(0)
         await on_tick(k)
         k += 1
 
