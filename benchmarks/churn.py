@@ -24,7 +24,15 @@ many connections (10 million by default), and the resident memory of each of its
 (the run, its driver workers, the sink) is read from /proc at 1 million connections and at
 the end. Memory must not grow with run length.
 
+With --cpu SECONDS, where the difference between b and p goes: each close mode's p and b
+(against one C sink process) run that long in --repeat rounds, and the CPU time of their
+client processes (py_loop.py's copies; portstorm's driver workers) is read from /proc over
+the steady part of the load, against the namespace's TcpActiveOpens over the same span:
+user and system microseconds a connection, and b/p of each. Time per connection does not
+move with the host as much as connections/s do.
+
     python benchmarks/churn.py [--seconds 5] [--repeat 3] [--rss-connections 10000000]
+                               [--memory-only] [--cpu SECONDS] [--profile SECONDS]
 """
 
 from __future__ import annotations
@@ -215,8 +223,8 @@ def throughput(exes: dict[str, Path], seconds: float, repeat: int, work: Path) -
                                   for c, b, r, rb, rc in ratios))  # fmt: skip
 
 
-def tree_rss(root_pid: int) -> dict[str, tuple[int, int]]:
-    """{process label: (VmRSS kB, VmHWM kB)} for root_pid and its descendants."""
+def descendants(root_pid: int) -> set[int]:
+    """root_pid and every process under it (parents from /proc/PID/stat)."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -232,8 +240,13 @@ def tree_rss(root_pid: int) -> dict[str, tuple[int, int]]:
             if parent == p and child not in wanted:
                 wanted.add(child)
                 frontier.append(child)
+    return wanted
+
+
+def tree_rss(root_pid: int) -> dict[str, tuple[int, int]]:
+    """{process label: (VmRSS kB, VmHWM kB)} for root_pid and its descendants."""
     out = {}
-    for pid in sorted(wanted):
+    for pid in sorted(descendants(root_pid)):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             status = Path(f"/proc/{pid}/status").read_text()
@@ -346,7 +359,102 @@ def profile(seconds: float, close: str, work: Path, extra: Sequence[str] = ()) -
             print(f"    {100 * count / total:5.1f} %  {name}")
 
 
-def inner(seconds: float, repeat: int, rss_connections: int, profile_s: float) -> None:
+def _active_opens() -> int:
+    """TcpActiveOpens of this namespace (/proc/net/snmp): every connect() begun in it."""
+    lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()
+             if ln.startswith("Tcp:")]  # fmt: skip
+    return int(lines[1][lines[0].index("ActiveOpens")])
+
+
+def _cpu_ticks(pids: Sequence[int]) -> tuple[int, int]:
+    """User and system clock ticks of ``pids`` so far (/proc/PID/stat fields 14 and 15)."""
+    user = system = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        user, system = user + int(fields[11]), system + int(fields[12])
+    return user, system
+
+
+def _pids_running(root_pid: int, word: str) -> list[int]:
+    """The processes under root_pid (not itself) whose command line has ``word`` in it."""
+    found = []
+    for pid in descendants(root_pid) - {root_pid}:
+        try:
+            if word.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:  # ended meanwhile
+            pass
+    return found
+
+
+def cpu_of(cmd: list[str], word: str, seconds: float) -> tuple[float, float, float]:
+    """CPU time per connection of the processes of ``cmd`` named by ``word`` (their
+    command line's), read from /proc over the steady part of the load: from 1 s after
+    connections began to 1 s before the planned end. (user us, system us, connections/s)
+    there; the connections are the namespace's TcpActiveOpens, counted by the kernel the
+    same way for any client."""
+    start = _active_opens()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        give_up = time.monotonic() + 60
+        while _active_opens() - start < 1000:  # the load is running
+            if proc.poll() is not None or time.monotonic() > give_up:
+                raise SystemExit(f"benchmarks: {cmd[:4]} made no connections")
+            time.sleep(0.01)
+        began = time.monotonic()
+        time.sleep(1.0)  # past the start: imports, a first tick, the port range warming
+        pids = _pids_running(proc.pid, word)
+        if not pids:
+            raise SystemExit(f"benchmarks: no {word} process under {cmd[:4]}")
+        t1, (u1, s1), o1 = time.monotonic(), _cpu_ticks(pids), _active_opens()
+        time.sleep(max(0.5, began + seconds - 1.0 - time.monotonic()))
+        t2, (u2, s2), o2 = time.monotonic(), _cpu_ticks(pids), _active_opens()
+    finally:
+        proc.wait(timeout=120)
+    per = 1e6 / os.sysconf("SC_CLK_TCK") / max(1, o2 - o1)
+    return (u2 - u1) * per, (s2 - s1) * per, (o2 - o1) / (t2 - t1)
+
+
+def cpu(exes: dict[str, Path], seconds: float, repeat: int, work: Path) -> None:
+    """Where the difference between portstorm's driver and a bare Python loop goes: CPU
+    time per connection, user (Python) and system (the kernel), of py_loop.py's processes
+    (p) and of portstorm's driver workers (b), both against one C sink, in rounds."""
+    cores = len(os.sched_getaffinity(0))
+    print("\nCPU per connection of the client processes (/proc; the steady part of each "
+          f"{seconds:g} s run; median of {repeat} rounds), against one C sink:")  # fmt: skip
+    for close, ps_close in CLOSES.items():
+        got: dict[str, list[tuple[float, float, float]]] = {"p": [], "b": []}
+        for _ in range(repeat):
+            sink = CSink(exes["churn_sink"], 1)
+            try:
+                got["p"].append(cpu_of([sys.executable, str(PY_LOOP), "127.0.0.1",
+                                        str(SINK_PORT), str(seconds), close, str(cores)],
+                                       "py_loop.py", seconds))  # fmt: skip
+                got["b"].append(cpu_of([sys.executable, "-m", "portstorm", "run", "--sandbox",
+                                        "host", "--no-report", "--quiet", "--force", "--out",
+                                        str(work / "cpu"), f"127.0.0.1:{SINK_PORT}", "--close",
+                                        ps_close, "--duration", str(seconds)],
+                                       "worker_main", seconds))  # fmt: skip
+            finally:
+                sink.stop()
+        med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in got.items()}
+        for key, label in (("p", f"p  Python loop x{cores}"), ("b", "b  portstorm's workers")):
+            user, system, rate = med[key]
+            print(f"  {close.upper()}  {label:24s} user {user:5.2f} us  system {system:5.2f} us"
+                  f"  = {user + system:5.2f} us a connection   ({rate:,.0f}/s)")  # fmt: skip
+        (pu, ps, _), (bu, bs, _) = med["p"], med["b"]
+        print(f"  {close.upper()}  b/p: user {bu / pu:.2f}, system {bs / ps:.2f}, "
+              f"together {(bu + bs) / (pu + ps):.2f}")  # fmt: skip
+
+
+def inner(
+    seconds: float,
+    repeat: int,
+    rss_connections: int,
+    profile_s: float,
+    cpu_s: float,
+    cpu_rounds: int,
+) -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     for name, value in SYSCTLS.items():
         Path(f"/proc/sys/{name}").write_text(value)
@@ -359,6 +467,8 @@ def inner(seconds: float, repeat: int, rss_connections: int, profile_s: float) -
               f"one namespace, loopback, {settings}")  # fmt: skip
         if repeat:
             throughput(exes, seconds, repeat, work)
+        if cpu_s:
+            cpu(exes, cpu_s, cpu_rounds, work)
         if rss_connections:
             memory(rss_connections, work)
         if profile_s:
@@ -375,18 +485,21 @@ def main() -> int:
     ap.add_argument("--memory-only", action="store_true", help="skip the throughput runs")
     ap.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                     help="also profile c with py-spy for this long (extra: bench)")  # fmt: skip
+    ap.add_argument("--cpu", type=float, default=0.0, metavar="SECONDS",
+                    help="also p's and b's CPU a connection, runs this long (>= 3)")  # fmt: skip
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if (not 0 < args.seconds <= 600 or not 1 <= args.repeat <= 20 or args.rss_connections < 0
-            or not 0 <= args.profile <= 600):  # fmt: skip
+            or not 0 <= args.profile <= 600
+            or not (args.cpu == 0 or 3 <= args.cpu <= 600)):  # fmt: skip
         ap.error("--seconds in (0, 600], --repeat in 1..20, --rss-connections >= 0, "
-                 "--profile in [0, 600]")  # fmt: skip
+                 "--profile in [0, 600], --cpu 0 or in [3, 600]")  # fmt: skip
     if args.rss_connections and args.rss_connections < 1_000_000:
         ap.error("--rss-connections: 0 (skip) or at least 1,000,000 (memory is read at 1M)")
     if not args.inner:
         return reexec_in_netns()
     inner(args.seconds, args.repeat if not args.memory_only else 0, args.rss_connections,
-          args.profile)  # fmt: skip
+          args.profile, args.cpu, args.repeat)  # fmt: skip
     return 0
 
 

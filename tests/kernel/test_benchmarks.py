@@ -80,14 +80,23 @@ def test_churn_benchmark_runs_end_to_end() -> None:
     require_netns()
     proc = subprocess.run(
         [*NICE, sys.executable, str(ROOT / "benchmarks" / "churn.py"), "--seconds", "0.5",
-         "--repeat", "1", "--rss-connections", "0"],
+         "--repeat", "1", "--rss-connections", "0", "--cpu", "3"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     for line in ("a  C client", "b  portstorm driver", "c  portstorm driver", "summary: rst: b/a",
-                 "p  Python loop", "p/a = "):  # fmt: skip
+                 "p  Python loop", "p/a = ", "RST  b/p: user", "FIN  b/p: user"):  # fmt: skip
         assert line in out, out
+    # --cpu read the processes' time: a connection costs some of it, user and system
+    split = [ln.split() for ln in out.splitlines() if "us a connection" in ln]
+    assert len(split) == 4, out
+    for words in split:
+        user, system = (
+            float(words[words.index("user") + 1]),
+            float(words[words.index("system") + 1]),
+        )
+        assert user > 0 and system > 0, out
 
 
 @BACKGROUND
