@@ -38,3 +38,28 @@ def test_a_record_whose_parts_all_ended_before_the_last_ones_end_still_starts_af
     got = [(round(i.t, 3), round(i.t + i.dt, 3)) for i in fold.ramp]
     assert got == [(0.0, 0.12), (0.12, 0.12), (0.12, 0.3)], got
     assert all(a[1] == b[0] for a, b in itertools.pairwise(got))  # no gap, no overlap
+
+
+def test_the_record_before_a_short_last_one_takes_the_final_reading_when_its_tick_never_ran() -> (
+    None
+):
+    # the workers' tick at the planned end (3.006 s) then their final flush (3.018 s): two
+    # records after the last one this process sampled, whose own tick at the end lost the
+    # race with the workers' end; a tick that sampled and failed (None) keeps its null
+    from portstorm.engine.sampler import Sample
+
+    flow = Flow(socket.AF_INET, None, ("127.0.0.1", 9), "127.0.0.1", "sink")
+    pool = DriverPool(Scenario(duration_s=3, workers=2), [flow], workers=2)
+    pool._parts = {
+        0: [_part(0.0, 1.0), _part(0.0, 1.0)],
+        1: [_part(1.0, 2.03), _part(1.0, 2.03)],
+        2: [_part(2.03, 3.006), _part(2.03, 3.006)],
+        3: [_part(3.006, 3.018), _part(3.006, 3.016)],
+    }
+    pool._samples = {0: None}  # tick 1 sampled and failed; ticks 2 and 3 never sampled
+    final = Sample(time_wait=5, server_time_wait=None, ports_in_use=5,
+                   ports_by_destination={}, kernel={}, server_kernel=None, fds=3)  # fmt: skip
+    emitted: list[tuple[int, Sample | None]] = []
+    pool._emit = lambda k, sample: emitted.append((k, sample))  # type: ignore[method-assign]
+    pool._emit_rest(final)
+    assert emitted == [(0, None), (1, None), (2, final), (3, final)], emitted
