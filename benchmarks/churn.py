@@ -387,12 +387,13 @@ def _pids_running(root_pid: int, word: str) -> list[int]:
     return found
 
 
-def cpu_of(cmd: list[str], word: str, seconds: float) -> tuple[float, float, float]:
+def cpu_of(cmd: list[str], word: str, seconds: float) -> tuple[float, float, float] | None:
     """CPU time per connection of the processes of ``cmd`` named by ``word`` (their
     command line's), read from /proc over the steady part of the load: from 1 s after
     connections began to 1 s before the planned end. (user us, system us, connections/s)
     there; the connections are the namespace's TcpActiveOpens, counted by the kernel the
-    same way for any client."""
+    same way for any client. None: fewer than 1,000 connections there (a host too busy,
+    or a niced run: too few to divide by)."""
     start = _active_opens()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     try:
@@ -411,7 +412,9 @@ def cpu_of(cmd: list[str], word: str, seconds: float) -> tuple[float, float, flo
         t2, (u2, s2), o2 = time.monotonic(), _cpu_ticks(pids), _active_opens()
     finally:
         proc.wait(timeout=120)
-    per = 1e6 / os.sysconf("SC_CLK_TCK") / max(1, o2 - o1)
+    if o2 - o1 < 1000:
+        return None
+    per = 1e6 / os.sysconf("SC_CLK_TCK") / (o2 - o1)
     return (u2 - u1) * per, (s2 - s1) * per, (o2 - o1) / (t2 - t1)
 
 
@@ -423,7 +426,7 @@ def cpu(exes: dict[str, Path], seconds: float, repeat: int, work: Path) -> None:
     print("\nCPU per connection of the client processes (/proc; the steady part of each "
           f"{seconds:g} s run; median of {repeat} rounds), against one C sink:")  # fmt: skip
     for close, ps_close in CLOSES.items():
-        got: dict[str, list[tuple[float, float, float]]] = {"p": [], "b": []}
+        got: dict[str, list[tuple[float, float, float] | None]] = {"p": [], "b": []}
         for _ in range(repeat):
             sink = CSink(exes["churn_sink"], 1)
             try:
@@ -437,14 +440,23 @@ def cpu(exes: dict[str, Path], seconds: float, repeat: int, work: Path) -> None:
                                        "worker_main", seconds))  # fmt: skip
             finally:
                 sink.stop()
-        med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in got.items()}
+        kept = {k: [x for x in v if x is not None] for k, v in got.items()}
+        if not kept["p"] or not kept["b"]:
+            print(f"  {close.upper()}  too few connections in the steady part of the runs "
+                  "(under 1,000): nothing to divide by")  # fmt: skip
+            continue
+        med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in kept.items()}
         for key, label in (("p", f"p  Python loop x{cores}"), ("b", "b  portstorm's workers")):
             user, system, rate = med[key]
             print(f"  {close.upper()}  {label:24s} user {user:5.2f} us  system {system:5.2f} us"
                   f"  = {user + system:5.2f} us a connection   ({rate:,.0f}/s)")  # fmt: skip
+
+        def ratio(b: float, p: float) -> str:
+            return f"{b / p:.2f}" if p else "n/a (p: 0)"
+
         (pu, ps, _), (bu, bs, _) = med["p"], med["b"]
-        print(f"  {close.upper()}  b/p: user {bu / pu:.2f}, system {bs / ps:.2f}, "
-              f"together {(bu + bs) / (pu + ps):.2f}")  # fmt: skip
+        print(f"  {close.upper()}  b/p: user {ratio(bu, pu)}, system {ratio(bs, ps)}, "
+              f"together {ratio(bu + bs, pu + ps)}")  # fmt: skip
 
 
 def inner(
