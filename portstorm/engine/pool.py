@@ -336,8 +336,8 @@ class DriverPool:
         does the record before it when this process's own tick at the planned end never
         sampled it: the workers' connects still in flight at the end made a short record
         after their tick (6 attempts in 12 ms), they were done before this process's tick
-        ran (it wakes as late as the run process is busy: 20-30 ms on a loaded host), and
-        that record was left unread (time_wait null: test_workers, once in a full suite).
+        ran (that run's ticks were 6-30 ms late: a loaded host), and that record was left
+        unread (time_wait null: test_workers, once in a full suite).
         ``final``, milliseconds after its end, is the reading nearest to it. A tick that
         sampled and failed keeps its null."""
         ks = sorted(self._parts)
