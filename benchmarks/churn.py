@@ -370,7 +370,11 @@ def _cpu_ticks(pids: Sequence[int]) -> tuple[int, int]:
     """User and system clock ticks of ``pids`` so far (/proc/PID/stat fields 14 and 15)."""
     user = system = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            raise SystemExit(f"benchmarks: process {pid} ended inside its steady part") from None
+        fields = stat.rpartition(")")[2].split()
         user, system = user + int(fields[11]), system + int(fields[12])
     return user, system
 
