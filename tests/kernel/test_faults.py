@@ -57,9 +57,13 @@ def test_a_target_that_resets_is_counted_as_reset_and_the_report_says_so(tmp_pat
            f'--out "{tmp_path}"')  # fmt: skip
     check(run_in_netns(_with_server(RESETTING, 7001, run)))
     t = load(tmp_path / "result.json")["totals"]
-    assert (t["attempts"], t["succeeded"], t["failed"]) == (50, 0, {"reset": 50}), t
+    # 50 scheduled: made, or dropped at the time bound by a driver behind (not_started: 1
+    # of 50 in a fresh clone's CI run), never lost; every one made was reset
+    n = t["attempts"]
+    assert n + t["not_started"] == 50 and t["not_started"] <= 5, t
+    assert (t["succeeded"], t["failed"]) == (0, {"reset": n}), t
     text = _findings(tmp_path)
-    assert "50 of 50 attempts (100.0 %) were reset by 127.0.0.1:7001" in text, text
+    assert f"{n} of {n} attempts (100.0 %) were reset by 127.0.0.1:7001" in text, text
     html = (tmp_path / "report.html").read_text()
     assert "were reset by 127.0.0.1:7001" in html
 
