@@ -55,8 +55,10 @@ def test_an_open_loop_with_a_hold_keeps_rate_times_hold_connections_open(
     assert proc.returncode == 0, log
     # one reading, held to the bounds of one sampler reading below: a driver that a loaded
     # machine held back catches up with a burst of starts, all held 2 s (beside stress-ng
-    # --cpu 2: 0 started by 1.3 s, 117 conn/s at 4.1 s, ss then counted 223)
-    assert 0.85 * HELD <= seen <= 1.2 * HELD, f"ss counted {seen} established\n{log}"
+    # --cpu 2: 0 started by 1.3 s, 117 conn/s at 4.1 s, ss then counted 223; a fresh
+    # clone's CI run, 260). Below 300 as the sampler's median below: a leak would add 100
+    # a second, past 300 by the end
+    assert 0.85 * HELD <= seen < 1.5 * HELD, f"ss counted {seen} established\n{log}"
     doc = json.loads((out / "result.json").read_text())
     t = doc["totals"]
     assert t["succeeded"] + t["not_started"] == RATE * DURATION_S and t["failed"] == {}, t
