@@ -31,6 +31,15 @@ one of them compiled each of portstorm's modules from source again: 0.2 CPU-s of
 run cost. The session compiles them once at its start (``compileall``, which writes the
 bytecode whatever that variable says; the interpreter still reads it), and the children
 load it; a module edited later is recompiled as usual.
+
+The test modules themselves are read through pytest's assertion rewriting, which caches
+the rewritten code beside them unless that variable is set. With it set, each of the -n
+workers parsed and rewrote all ~100 test files again while collecting (2.0 of a worker's
+4.1 s of collection here, on a fresh clone or not). So the session's controller writes
+that cache once before it starts the workers (``_rewrite_tests_once``; 2 s), and they
+read it (pytest reads a cached rewrite whatever the variable says). That uses pytest's own
+rewrite functions, which are not a public API: where they differ (another pytest), the
+workers rewrite as before.
 """
 
 from __future__ import annotations
@@ -45,11 +54,54 @@ import pytest
 
 ALONE = "alone"
 PACKAGE = Path(__file__).resolve().parent.parent / "portstorm"
+TESTS = Path(__file__).resolve().parent
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER") is None:  # once, in the controller
         compileall.compile_dir(PACKAGE, quiet=2)
+        if getattr(session.config.option, "numprocesses", None):
+            _rewrite_tests_once(session.config)
+
+
+def _test_files(config: pytest.Config) -> list[Path]:
+    """The conftest files, and the test files of the session's paths (``tests/unit``,
+    ``tests/cli/test_cli.py::test_x``; none given: the testpaths)."""
+    files = set(TESTS.rglob("conftest.py"))
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if path.is_dir():
+            files.update(path.rglob("test_*.py"))
+        elif path.name.startswith("test_") and path.suffix == ".py":
+            files.add(path)
+    return sorted(f for f in files if f.is_relative_to(TESTS))
+
+
+def _rewrite_tests_once(config: pytest.Config) -> None:
+    """Write pytest's cache of the rewritten test modules (conftest files and test files,
+    the ones its hook rewrites here), where it is missing or stale, before the workers
+    start; nothing is imported or run."""
+    try:
+        from _pytest.assertion import rewrite
+    except ImportError:
+        return
+    needed = ("assertstate_key", "get_cache_dir", "PYC_TAIL", "_read_pyc", "_rewrite_test",
+              "_write_pyc", "try_makedirs")  # fmt: skip
+    if config.getoption("assertmode") != "rewrite" or not all(
+        hasattr(rewrite, name) for name in needed
+    ):
+        return
+    state = config.stash[rewrite.assertstate_key]
+    for fn in _test_files(config):
+        cache = rewrite.get_cache_dir(fn)
+        pyc = cache / (fn.name[:-3] + rewrite.PYC_TAIL)
+        try:
+            if rewrite._read_pyc(fn, pyc) is not None or not rewrite.try_makedirs(cache):
+                continue
+            source_hash, code = rewrite._rewrite_test(fn, config)
+            rewrite._write_pyc(state, code, source_hash, pyc)
+        except (TypeError, ValueError, OSError, SyntaxError):
+            return  # another pytest's internals, or a file it cannot cache: workers rewrite
 
 
 def _is_alone(item: pytest.Item) -> bool:
