@@ -6,6 +6,7 @@ a NAT run's rate chart draws the rate of the ceiling that binds first.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -159,16 +160,25 @@ def _covered(fig: Figure, canvas: Any) -> list[str]:
     return found
 
 
-def _run_results() -> Iterator[tuple[str, RunResult]]:
-    yield "exhausted", _exhausted()
-    yield "no failure", simulate(ports=10_000, rate=50, duration=10)
-    yield "knee", simulate(ports=100, rate=50, duration=10, knee_us=5_000)
-    yield "SYN tail", simulate(ports=10_000, rate=50, duration=10, syn_tail=20)
-    yield "loopback", simulate(ports=100, rate=50, duration=10, sandbox="loopback")
-    yield "held", held_run()  # established and TIME_WAIT stacked: two more legend entries
-    yield "a day, binned", _day_with_a_spike()  # long labels: 12:00:00 (43,200 s)
+# each case's data is built by the one worker that draws it, once (functools.cache), not
+# at collection by all of them: building all of them took 0.6 s of each worker's collection
+_RUNS: dict[str, Callable[[], RunResult]] = {
+    "exhausted": _exhausted,
+    "no failure": lambda: simulate(ports=10_000, rate=50, duration=10),
+    "knee": lambda: simulate(ports=100, rate=50, duration=10, knee_us=5_000),
+    "SYN tail": lambda: simulate(ports=10_000, rate=50, duration=10, syn_tail=20),
+    "loopback": lambda: simulate(ports=100, rate=50, duration=10, sandbox="loopback"),
+    "held": held_run,  # established and TIME_WAIT stacked: two more legend entries
+    "a day, binned": _day_with_a_spike,  # long labels: 12:00:00 (43,200 s)
+}
 
 
+@functools.cache
+def _run(what: str) -> RunResult:
+    return _RUNS[what]()
+
+
+@functools.cache
 def _subjects(long_labels: bool = False) -> list[Subject]:
     """Three sweep cells; ``long_labels``: compared runs named by all their settings, as
     ``compare`` names them (``ip_local_port_range=40000 40099 tcp_tw_reuse=1``)."""
@@ -184,21 +194,24 @@ def _subjects(long_labels: bool = False) -> list[Subject]:
 
 
 def _cases() -> Iterator[Any]:
-    for what, r in _run_results():
+    for what in _RUNS:
         for stem, _alt, draw in RUN_CHARTS:
-            yield pytest.param(draw, r, id=f"run-{stem}-{what}")
+            yield pytest.param(draw, functools.partial(_run, what), id=f"run-{stem}-{what}")
     for stem, _alt, draw_many in MANY_CHARTS:
-        yield pytest.param(draw_many, _subjects(), id=f"many-{stem}")
-        yield pytest.param(draw_many, _subjects(long_labels=True), id=f"many-{stem}-long-labels")
+        yield pytest.param(draw_many, _subjects, id=f"many-{stem}")
+        yield pytest.param(
+            draw_many, functools.partial(_subjects, True), id=f"many-{stem}-long-labels"
+        )
 
 
-@pytest.mark.parametrize(("draw", "data"), list(_cases()))
-def test_no_legend_covers_a_plot(draw: Callable[[Any], Figure], data: Any) -> None:
+@pytest.mark.parametrize(("draw", "make"), list(_cases()))
+def test_no_legend_covers_a_plot(draw: Callable[[Any], Figure], make: Callable[[], Any]) -> None:
     """Every legend of every chart lies outside every axes' data area (the axes patch)
     and inside the figure, once laid out (constrained layout places "outside" legends
     when the figure is drawn)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    data = make()
     with charting():
         fig = draw(data)
         canvas = FigureCanvasAgg(fig)  # what savefig draws on
