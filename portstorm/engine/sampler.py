@@ -23,11 +23,14 @@ namespace, so the thread that samples may be any thread.
   that interval, and the next reading's counter deltas cover the interval missed. Its
   dump costs the kernel about 3 us per entry (benchmarks/conntrack.py: 176-219 ms at
   60,000 entries, on the cores the load runs on), so the router is read at most
-  ROUTER_DUTY of the time: after a reading that took d seconds, none for the next d /
+  ROUTER_DUTY of a core: after a reading that cost d seconds, none for the next d /
   ROUTER_DUTY seconds (at 60,000 entries and 1 s intervals, every second interval); the
   intervals between have ``router`` None, and the counters' deltas lose nothing. A dump
   under ROUTER_CHEAP_S (a small table: the walk of the kernel's hash alone is ~14 ms
-  here) is always taken, so the first second's 100 ms records each have theirs.
+  here) is always taken, so the first second's 100 ms records each have theirs. d is the
+  sampling thread's CPU time (the kernel walks the table inside this thread's recvmsg()),
+  not wall time: on a busy host a 100-entry dump that waited 40 ms for a core skipped the
+  next 0.4 s of readings, the very ones where a held NAT pool was full.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from portstorm.engine.conntrack import ConntrackReader
 from portstorm.engine.sockdiag import Held, SockDiag
 
 PER_FLOW_DUMPS = 8
-ROUTER_DUTY = 0.1  # the share of wall time the router's conntrack dump may take
+ROUTER_DUTY = 0.1  # the share of a core the router's conntrack dump may take
 ROUTER_CHEAP_S = 0.03  # a dump this quick is never skipped
 _NONE = Held(0, 0)
 
@@ -147,12 +150,13 @@ class Sampler:
         start = time.monotonic()
         if self._router is None or start < self._router_next:
             return None
+        cpu = time.thread_time()
         try:
             return self._router.read()
         except OSError:
             return None
         finally:
-            took = time.monotonic() - start
+            took = time.thread_time() - cpu  # what the dump cost, not how long it waited
             self._router_next = start + (took / ROUTER_DUTY if took >= ROUTER_CHEAP_S else 0)
 
     def sample(self) -> Sample:

@@ -229,12 +229,14 @@ def test_a_slow_router_dump_is_read_at_most_a_tenth_of_the_time(
     from portstorm.core.routerrecord import RouterReading
     from portstorm.engine.sampler import ROUTER_DUTY, Sampler
 
-    now = [100.0]
+    now, cpu = [100.0], [5.0]
     monkeypatch.setattr("portstorm.engine.sampler.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("portstorm.engine.sampler.time.thread_time", lambda: cpu[0])
 
     class Slow:
         def read(self) -> RouterReading:
-            now[0] += 0.15  # the dump's own time
+            now[0] += 0.15  # the dump's own time, all of it on a core
+            cpu[0] += 0.15
             return RouterReading(60_000, {"time_wait": 60_000})
 
         def close(self) -> None:
@@ -260,12 +262,14 @@ def test_a_quick_router_dump_is_taken_at_every_sample(monkeypatch: pytest.Monkey
     from portstorm.core.routerrecord import RouterReading
     from portstorm.engine.sampler import Sampler
 
-    now = [100.0]
+    now, cpu = [100.0], [5.0]
     monkeypatch.setattr("portstorm.engine.sampler.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("portstorm.engine.sampler.time.thread_time", lambda: cpu[0])
 
     class Quick:
         def read(self) -> RouterReading:
             now[0] += 0.02
+            cpu[0] += 0.02
             return RouterReading(100, {"established": 100})
 
         def close(self) -> None:
@@ -278,6 +282,41 @@ def test_a_quick_router_dump_is_taken_at_every_sample(monkeypatch: pytest.Monkey
         for _ in range(10):
             got.append(sampler.sample().router is not None)
             now[0] += 0.08
+    finally:
+        sampler.close()
+    assert all(got), got
+
+
+def test_a_router_dump_that_waited_for_a_core_does_not_skip_the_next_readings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a dump cost is its thread's CPU time: 100 entries that took 60 ms of wall time
+    on a busy host (2 ms of it on a core) skipped the next 0.6 s of 100 ms records when
+    wall time was the measure, and with them the only readings of a full NAT pool."""
+    from portstorm.core.addressing import TupleSpec
+    from portstorm.core.routerrecord import RouterReading
+    from portstorm.engine.sampler import Sampler
+
+    now, cpu = [100.0], [5.0]
+    monkeypatch.setattr("portstorm.engine.sampler.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("portstorm.engine.sampler.time.thread_time", lambda: cpu[0])
+
+    class Waited:
+        def read(self) -> RouterReading:
+            now[0] += 0.06  # preempted: the wall clock ran on
+            cpu[0] += 0.002
+            return RouterReading(100, {"established": 100})
+
+        def close(self) -> None:
+            pass
+
+    sampler = Sampler([TupleSpec(None, "127.0.0.1", 9)], (40000, 40009))
+    monkeypatch.setattr(sampler, "_router", Waited())
+    try:
+        got = []
+        for _ in range(10):
+            got.append(sampler.sample().router is not None)
+            now[0] += 0.04
     finally:
         sampler.close()
     assert all(got), got
