@@ -114,8 +114,9 @@ def test_client_closed_churn_through_a_100_port_nat_pool_keeps_going(tmp_path: P
     # one per connection made: new SYNs took over the entries in TIME_WAIT (a dump may
     # catch a few extra while one is taken over: 102 seen)
     routers = [i["router"] for i in _records(doc) if i["router"] is not None]
-    # read at most a tenth of the time (engine/sampler.py): on a busy machine a dump of
-    # over 30 ms thins the readings (4 of 15 records seen), never to none
+    # read at most a tenth of a core (engine/sampler.py): a dump that cost over 30 ms of
+    # CPU thins the readings (4 of 15 records seen when wall time was the measure), never
+    # to none
     assert len(routers) >= 2
     # only the conntrack race: two SYNs mapped to one free port at once on two CPUs, the
     # second dropped at __nf_conntrack_confirm() and sent again, every connection still made
