@@ -14,8 +14,11 @@ outlive the run; nothing is ever loaded into the host's own nftables.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -38,6 +41,8 @@ from portstorm.engine.kernel import apply_sysctls, read_sysctls, write_sysctl
 
 CLIENT_IF = "ps-client"
 SERVER_IF = "ps-server"
+NEIGHBOUR_READY_S = 5.0  # ARP's retransmissions are 1 s apart (retrans_time): room for four
+_RESOLVED = frozenset({"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"})
 
 
 def ip(*args: str, pass_fds: tuple[int, ...] = ()) -> None:
@@ -67,6 +72,62 @@ def add_addresses(addresses: list[str], dev: str) -> None:
     ip_batch([f"addr add {a}/{128 if ':' in a else 32} dev {dev}{' nodad' if ':' in a else ''}"
               for a in addresses],
              f"adding {len(addresses)} address(es) to {dev}")  # fmt: skip
+
+
+def resolve_neighbours(addresses: list[str], dev: str, what: str) -> None:
+    """Resolve each address's link-layer address on ``dev`` (this namespace's) and wait
+    until every one is, before any load starts.
+
+    Why: the veth that comes up last carries the first SYNs. Seen in a CI run (--sandbox
+    nat, the test of the conntrack limit): the router held 10 entries in SYN_SENT for
+    0.9 s, then every connect completed at once at ~1.0 s (latencies 0.67-1.0 s) and the
+    first timed out; SYNs released together after 1 s is the neighbour queue emptied by
+    ARP's second request (retrans_time), the first unanswered (not caught in the act). A
+    run's first second measured that wait, not the ports. How: a managed entry (NTF_MANAGED,
+    Linux 5.16): the kernel sends the request itself, again each second until answered, and
+    keeps the entry resolved while the sandbox lives (a probe each few seconds). No IP
+    packet is sent, so no conntrack entry and no TCP counter a run reads moves. A kernel
+    or ip without ``managed`` refuses it, and then nothing is waited for.
+    """
+    if not addresses:
+        return
+    try:
+        ip_batch([f"neigh replace {a} dev {dev} managed" for a in addresses], what)
+    except EnvironmentProblem:
+        return  # before Linux 5.16 (or iproute2 5.16): the first packets resolve them
+    want = {ipaddress.ip_address(a) for a in addresses}
+    deadline = time.monotonic() + NEIGHBOUR_READY_S
+    while want:
+        want -= _resolved_on(dev)
+        if want and time.monotonic() > deadline:
+            raise EnvironmentProblem(
+                f"{what}: {min(want, key=str)} did not answer ARP (neighbour discovery) on "
+                f"{dev} within {NEIGHBOUR_READY_S:g} s; try again"
+            )
+        if want:
+            time.sleep(0.005)  # polling a kernel state, with the deadline above
+
+
+def _resolved_on(dev: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses whose neighbour entry on ``dev`` has a link-layer address."""
+    proc = subprocess.run(["ip", "-j", "neigh", "show", "dev", dev],
+                          capture_output=True, text=True)  # fmt: skip
+    try:
+        entries = json.loads(proc.stdout) if proc.returncode == 0 else []
+    except ValueError:
+        return set()
+    out: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+    for e in entries if isinstance(entries, list) else []:
+        if not isinstance(e, dict) or "lladdr" not in e:
+            continue
+        states = e.get("state")
+        if not isinstance(states, list) or not _RESOLVED.intersection(map(str, states)):
+            continue
+        try:
+            out.add(ipaddress.ip_address(str(e.get("dst"))))
+        except ValueError:
+            continue
+    return out
 
 
 @contextmanager

@@ -49,6 +49,8 @@ from portstorm.core.errors import EnvironmentProblem, UsageError
 from portstorm.core.nat import (
     DEFAULT_POOL,
     NAT_ADDRESS,
+    OUTSIDE_IF,
+    ROUTER_INSIDE,
     ROUTER_NAMES,
     SERVER_PREFIX_LEN,
     NatSpec,
@@ -67,6 +69,7 @@ from portstorm.engine.router import (
     inside,
     ip,
     ip_batch,
+    resolve_neighbours,
 )
 from portstorm.engine.sink_answer import SinkAnswer
 from portstorm.engine.sink_handle import SinkProcess
@@ -322,6 +325,8 @@ class Sandbox:
                      f"routing {len(extra)} source address(es) on the sink's side")  # fmt: skip
         if self.ipv6:
             await_ipv6_ready([(os.getpid(), CLIENT_IF), (sink.pid, SERVER_IF)])
+        # the sink's answer to each request also teaches it the client's address
+        resolve_neighbours(servers, CLIENT_IF, "--sandbox pair")
         sink.go()
         self.endpoints = [_endpoint(h, p) for h, p in sink.listening]
 
@@ -334,6 +339,12 @@ class Sandbox:
         router.build(self._stack, client_fd, sink.pid)
         with inside(server_fd, client_fd):
             self._server_side(servers, SERVER_PREFIX_LEN, ())
+        # every hop resolved before the first SYN; each answer also teaches the asker's
+        # address to the side that answered (the router the client's, the sink the NAT's)
+        resolve_neighbours([ROUTER_INSIDE], CLIENT_IF, "--sandbox nat: the client")
+        assert router.fd is not None
+        with inside(router.fd, client_fd):
+            resolve_neighbours(servers, OUTSIDE_IF, "--sandbox nat: the router")
         self.router_netns = router.fd
         self.router_tunings = router.tunings
         self.notes += router.notes
