@@ -85,7 +85,7 @@ def resolve_neighbours(addresses: list[str], dev: str, what: str) -> None:
     ARP's second request (retrans_time), the first unanswered (not caught in the act). A
     run's first second measured that wait, not the ports. How: a managed entry (NTF_MANAGED,
     Linux 5.16): the kernel sends the request itself, again each second until answered, and
-    keeps the entry resolved while the sandbox lives (a probe each few seconds). No IP
+    keeps the entry resolved while the sandbox lives (probing it again itself). No IP
     packet is sent, so no conntrack entry and no TCP counter a run reads moves. A kernel
     or ip without ``managed`` refuses it, and then nothing is waited for.
     """

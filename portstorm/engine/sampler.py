@@ -29,8 +29,9 @@ namespace, so the thread that samples may be any thread.
   under ROUTER_CHEAP_S (a small table: the walk of the kernel's hash alone is ~14 ms
   here) is always taken, so the first second's 100 ms records each have theirs. d is the
   sampling thread's CPU time (the kernel walks the table inside this thread's recvmsg()),
-  not wall time: on a busy host a 100-entry dump that waited 40 ms for a core skipped the
-  next 0.4 s of readings, the very ones where a held NAT pool was full.
+  not wall time: on a busy host a 100-entry dump (10-13 ms of CPU) took up to 58 ms of
+  wall time, and each one over 30 ms skipped the next 0.3-0.6 s of readings, the very
+  ones where a held NAT pool was full.
 """
 
 from __future__ import annotations
