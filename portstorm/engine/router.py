@@ -41,7 +41,7 @@ from portstorm.engine.kernel import apply_sysctls, read_sysctls, write_sysctl
 
 CLIENT_IF = "ps-client"
 SERVER_IF = "ps-server"
-NEIGHBOUR_READY_S = 5.0  # ARP's retransmissions are 1 s apart (retrans_time): room for four
+NEIGHBOUR_READY_S = 5.0  # ARP tries 1 s apart (retrans_time): room for a lost request or more
 _RESOLVED = frozenset({"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"})
 
 
@@ -84,9 +84,10 @@ def resolve_neighbours(addresses: list[str], dev: str, what: str) -> None:
     first timed out; SYNs released together after 1 s is the neighbour queue emptied by
     ARP's second request (retrans_time), the first unanswered (not caught in the act). A
     run's first second measured that wait, not the ports. How: a managed entry (NTF_MANAGED,
-    Linux 5.16): the kernel sends the request itself, again each second until answered, and
+    Linux 5.16): the kernel sends the request itself, again 1 s later if unanswered, and
     keeps the entry resolved while the sandbox lives (probing it again itself). No IP
-    packet is sent, so no conntrack entry and no TCP counter a run reads moves. A kernel
+    packet is sent, so no conntrack entry and no TCP counter a run reads moves (the NAT
+    router read right after: nf_conntrack_count 0, Ip InReceives 0). A kernel
     or ip without ``managed`` refuses it, and then nothing is waited for.
     """
     if not addresses:
